@@ -1,0 +1,31 @@
+"""lmdm_jax: Live Music Diffusion Models in JAX/Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name="lmdm_jax",
+    version="0.1.0",
+    description=(
+        "JAX/Flax reimplementation of Live Music Diffusion Models: a "
+        "block-causal streaming diffusion transformer for live music."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lmdm_jax", "lmdm_jax.*"]),
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "ml-collections>=1.0",
+        "numpy>=1.26",
+        "einops>=0.8",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "data": ["tensorflow-datasets>=4.9.7", "array-record>=0.5",
+                 "grain>=0.2", "librosa>=0.10", "soundfile>=0.12"],
+    },
+    entry_points={"console_scripts": ["lmdm=lmdm_jax.cli:main"]},
+)

@@ -1,0 +1,23 @@
+"""Test setup: 8 simulated CPU devices (before JAX is imported anywhere)."""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in flags:
+  os.environ["XLA_FLAGS"] = (
+      flags + " --xla_force_host_platform_device_count=8").strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+  from lmdm_jax.configs import load_config
+  return load_config(os.path.join(ROOT, "configs", "tiny.py"))
+
+
+def pytest_report_header(config):
+  return f"jax {jax.__version__}, devices: {jax.device_count()}"

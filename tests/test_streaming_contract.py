@@ -1,0 +1,163 @@
+"""Cached streams equal full forwards (ED: the window; BC: the whole history).
+
+Every parameter is random (zero-initialised output layers would hide bugs).
+The stream is driven through the host API (`cache_update`, `denoise_step`,
+`append_block`), the noisy inputs of every step are recorded, and each step's
+velocity is recomputed with one forward over the full sequence.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import (bc_reference_inputs, make_reference, random_controls,
+                     tiny_setup)
+from lmdm_jax.diffusion import samplers
+from lmdm_jax.model import masks
+from lmdm_jax.model.rope import rope_table
+from lmdm_jax.streaming.sampler import Stream
+
+TOL = 1e-4
+
+
+def run_host_stream(spec, params, n_blocks, key, cfg_scale=1.0):
+  """Drives a stream step by step; returns context0, records, blocks."""
+  g, m = spec.geometry, spec.model
+  stream = Stream(spec)
+  k_ctx, k_ctl, key = jax.random.split(key, 3)
+  context0 = jax.random.normal(k_ctx, (spec.batch, g.context, m.io_channels))
+  controls = random_controls(spec, k_ctl, cfg_scale=cfg_scale)
+  state = stream.prime(params, context0, controls)
+  levels = spec.levels
+  records, blocks = [], []
+  for b in range(n_blocks):
+    state = stream.cache_update(params, state, controls)
+    key, kx = jax.random.split(key)
+    x = jax.random.normal(kx, (spec.batch, g.block, m.io_channels))
+    for i in range(spec.steps):
+      state, v_c, v_u = stream.denoise_step(params, state, x, levels[i])
+      records.append((b, np.asarray(x), float(levels[i]), np.asarray(v_c),
+                      None if v_u is None else np.asarray(v_u)))
+      key, ke = jax.random.split(key)
+      x, _ = samplers.step(spec.sampler, x, v_c, v_u, levels[i],
+                           levels[i + 1], jax.random.normal(ke, x.shape),
+                           controls.cfg_scale)
+    # Keep the history unit-scale whatever the random model does.
+    x = x / jnp.maximum(1.0, jnp.std(x))
+    state = stream.append_block(state, x)
+    blocks.append(np.asarray(x))
+  return context0, controls, records, blocks, stream, state
+
+
+def test_bc_stream_equals_full_history_forward_300_blocks(tiny_cfg):
+  spec, params = tiny_setup(tiny_cfg, "bc", steps=2)
+  g = spec.geometry
+  n_blocks = 300
+  context0, controls, records, blocks, _, _ = run_host_stream(
+      spec, params, n_blocks, jax.random.PRNGKey(3))
+  ref = make_reference(spec, params)
+  n_total = g.context + n_blocks * g.block
+  history = np.concatenate([np.asarray(context0)] + blocks, axis=1)
+  worst = 0.0
+  cache_inputs = {}
+  for b, x_t, t, v_c, _ in records:
+    n_cur = g.context + (b + 1) * g.block
+    if b not in cache_inputs:
+      cache_inputs[b] = bc_reference_inputs(spec, n_cur, n_total)
+    mask, table = cache_inputs[b]
+    seq = history.copy()
+    seq[:, n_cur - g.block:n_cur] = x_t
+    known = np.ones(n_total, np.float32)
+    known[n_cur - g.block:n_cur] = 0.0
+    out = ref(jnp.asarray(seq), jnp.full((spec.batch,), t), controls,
+              jnp.asarray(known), mask, table)
+    expect = np.asarray(out[:, n_cur - g.block:n_cur])
+    err = np.abs(expect - v_c).max() / max(1.0, np.abs(expect).max())
+    worst = max(worst, err)
+    assert err <= TOL, (b, err)
+  assert len(records) == n_blocks * spec.steps
+  print(f"bc worst relative error over {len(records)} steps: {worst:.2e}")
+
+
+@pytest.mark.parametrize("cfg_branch", [False, True])
+def test_ed_stream_equals_window_forward(tiny_cfg, cfg_branch):
+  spec, params = tiny_setup(tiny_cfg, "ed", steps=3, cfg_branch=cfg_branch)
+  g = spec.geometry
+  context0, controls, records, blocks, _, _ = run_host_stream(
+      spec, params, 12, jax.random.PRNGKey(5), cfg_scale=2.5)
+  ref = make_reference(spec, params)
+  history = np.concatenate([np.asarray(context0)] + blocks, axis=1)
+  mask = jnp.asarray(masks.ed_mask(g.window, g.context))
+  table = rope_table(np.concatenate([np.arange(1, g.window + 1), [0]]),
+                     spec.model.rotary_dim, spec.model.rope_base)
+  known = jnp.asarray(np.r_[np.ones(g.context), np.zeros(g.block)],
+                      jnp.float32)
+  null = controls.replace(cross_tokens=jnp.zeros_like(controls.cross_tokens))
+  for b, x_t, t, v_c, v_u in records:
+    start = b * g.block
+    window = np.concatenate([history[:, start:start + g.context], x_t], 1)
+    tt = jnp.full((spec.batch,), t)
+    out = ref(jnp.asarray(window), tt, controls, known, mask, table)
+    np.testing.assert_allclose(v_c, out[:, g.context:], atol=TOL, rtol=0)
+    if cfg_branch:
+      out_u = ref(jnp.asarray(window), tt, null, known, mask, table)
+      np.testing.assert_allclose(v_u, out_u[:, g.context:], atol=TOL,
+                                 rtol=0)
+
+
+def test_outpaint_step_is_the_full_window_forward(tiny_cfg):
+  """The baseline re-processes [re-noised context | target] every step."""
+  spec, params = tiny_setup(tiny_cfg, "outpaint", steps=2)
+  g = spec.geometry
+  stream = Stream(spec)
+  key = jax.random.PRNGKey(0)
+  ctx = jax.random.normal(key, (spec.batch, g.context,
+                                spec.model.io_channels))
+  controls = random_controls(spec, key)
+  state = stream.prime(params, ctx, controls)
+  state = stream.cache_update(params, state, controls)
+  x = jax.random.normal(jax.random.PRNGKey(1), (spec.batch, g.block,
+                                                spec.model.io_channels))
+  _, v_c, _ = stream.denoise_step(params, state, x, 0.0)
+  # At t = 0 the re-noised context is the clean context itself.
+  ref = make_reference(spec, params)
+  table = rope_table(np.concatenate([np.arange(1, g.window + 1), [0]]),
+                     spec.model.rotary_dim, spec.model.rope_base)
+  window = jnp.concatenate([ctx, x], axis=1)
+  # Outpainting has no router: the noisy input is seen on context frames.
+  from lmdm_jax.model.dit import DiT
+  from lmdm_jax.streaming.state import known_features
+  model = DiT(spec.model)
+  cond = model.apply({"params": params}, controls.cross_tokens,
+                     controls.global_cond, method=DiT.condition)
+  known = np.r_[np.ones(g.context), np.zeros(g.block)].astype(np.float32)
+  feats = known_features(spec, window) * known[None, :, None]
+  out, _ = model.apply({"params": params}, window,
+                       jnp.zeros((spec.batch,)), cond, table, table, feats,
+                       None, None, None, method=DiT.tokens)
+  np.testing.assert_allclose(v_c, out[:, g.context:], atol=TOL, rtol=0)
+  del ref
+
+
+@pytest.mark.parametrize("mode", ["ed", "bc"])
+def test_scan_generation_equals_host_loop(tiny_cfg, mode):
+  """`generate` (lax.scan over blocks) == `block` called from the host."""
+  spec, params = tiny_setup(tiny_cfg, mode, steps=3, cfg_branch=True,
+                            sampler="pingpong")
+  g = spec.geometry
+  key = jax.random.PRNGKey(7)
+  ctx = jax.random.normal(key, (spec.batch, g.context,
+                                spec.model.io_channels))
+  ctls = [random_controls(spec, jax.random.PRNGKey(10 + i), cfg_scale=1.5,
+                          seed=i) for i in range(4)]
+  stream = Stream(spec)
+  state = stream.prime(params, ctx, ctls[0])
+  host = []
+  for c in ctls:
+    state, x = stream.block(params, state, c)
+    host.append(np.asarray(x))
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *ctls)
+  state2 = stream.prime(params, ctx, ctls[0])
+  _, latents = stream.generate(params, state2, stacked)
+  np.testing.assert_allclose(np.concatenate(host, 1), latents, atol=1e-5,
+                             rtol=0)
