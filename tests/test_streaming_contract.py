@@ -10,12 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import (bc_reference_inputs, make_reference, random_controls,
-                     tiny_setup)
+from helpers import random_controls, tiny_setup
 from lmdm_jax.diffusion import samplers
-from lmdm_jax.model import masks
+from lmdm_jax.model.dit import DiT
 from lmdm_jax.model.rope import rope_table
+from lmdm_jax.streaming.reference import (bc_history_inputs,
+                                          make_sequence_forward,
+                                          window_inputs)
 from lmdm_jax.streaming.sampler import Stream
+from lmdm_jax.streaming.state import known_features
 
 TOL = 1e-4
 
@@ -55,7 +58,7 @@ def test_bc_stream_equals_full_history_forward_300_blocks(tiny_cfg):
   n_blocks = 300
   context0, controls, records, blocks, _, _ = run_host_stream(
       spec, params, n_blocks, jax.random.PRNGKey(3))
-  ref = make_reference(spec, params)
+  ref = make_sequence_forward(spec, params)
   n_total = g.context + n_blocks * g.block
   history = np.concatenate([np.asarray(context0)] + blocks, axis=1)
   worst = 0.0
@@ -63,7 +66,7 @@ def test_bc_stream_equals_full_history_forward_300_blocks(tiny_cfg):
   for b, x_t, t, v_c, _ in records:
     n_cur = g.context + (b + 1) * g.block
     if b not in cache_inputs:
-      cache_inputs[b] = bc_reference_inputs(spec, n_cur, n_total)
+      cache_inputs[b] = bc_history_inputs(spec, n_cur, n_total)
     mask, table = cache_inputs[b]
     seq = history.copy()
     seq[:, n_cur - g.block:n_cur] = x_t
@@ -85,13 +88,9 @@ def test_ed_stream_equals_window_forward(tiny_cfg, cfg_branch):
   g = spec.geometry
   context0, controls, records, blocks, _, _ = run_host_stream(
       spec, params, 12, jax.random.PRNGKey(5), cfg_scale=2.5)
-  ref = make_reference(spec, params)
+  ref = make_sequence_forward(spec, params)
   history = np.concatenate([np.asarray(context0)] + blocks, axis=1)
-  mask = jnp.asarray(masks.ed_mask(g.window, g.context))
-  table = rope_table(np.concatenate([np.arange(1, g.window + 1), [0]]),
-                     spec.model.rotary_dim, spec.model.rope_base)
-  known = jnp.asarray(np.r_[np.ones(g.context), np.zeros(g.block)],
-                      jnp.float32)
+  mask, table, known = window_inputs(spec)
   null = controls.replace(cross_tokens=jnp.zeros_like(controls.cross_tokens))
   for b, x_t, t, v_c, v_u in records:
     start = b * g.block
@@ -120,13 +119,10 @@ def test_outpaint_step_is_the_full_window_forward(tiny_cfg):
                                                 spec.model.io_channels))
   _, v_c, _ = stream.denoise_step(params, state, x, 0.0)
   # At t = 0 the re-noised context is the clean context itself.
-  ref = make_reference(spec, params)
   table = rope_table(np.concatenate([np.arange(1, g.window + 1), [0]]),
                      spec.model.rotary_dim, spec.model.rope_base)
   window = jnp.concatenate([ctx, x], axis=1)
   # Outpainting has no router: the noisy input is seen on context frames.
-  from lmdm_jax.model.dit import DiT
-  from lmdm_jax.streaming.state import known_features
   model = DiT(spec.model)
   cond = model.apply({"params": params}, controls.cross_tokens,
                      controls.global_cond, method=DiT.condition)
@@ -136,7 +132,6 @@ def test_outpaint_step_is_the_full_window_forward(tiny_cfg):
                        jnp.zeros((spec.batch,)), cond, table, table, feats,
                        None, None, None, method=DiT.tokens)
   np.testing.assert_allclose(v_c, out[:, g.context:], atol=TOL, rtol=0)
-  del ref
 
 
 @pytest.mark.parametrize("mode", ["ed", "bc"])
@@ -161,3 +156,14 @@ def test_scan_generation_equals_host_loop(tiny_cfg, mode):
   _, latents = stream.generate(params, state2, stacked)
   np.testing.assert_allclose(np.concatenate(host, 1), latents, atol=1e-5,
                              rtol=0)
+
+
+def test_bc_history_measurement(tiny_cfg):
+  """Block 0 of a BC stream is its training window exactly; once the window
+  has slid, cached history makes the stream differ from a fresh window."""
+  from lmdm_jax.bench import history
+  spec, params = tiny_setup(tiny_cfg, "bc", steps=2, batch=1)
+  r = history.measure(params, spec, blocks=8)
+  assert r["block0_rel_l2"] < 1e-5
+  assert r["after_window_slid_mean"] > 1e-3
+  assert len(r["per_block_rel_l2"]) == 8
