@@ -46,7 +46,7 @@ def measure(params, spec: StreamSpec, blocks: int, seed: int = 0) -> dict:
   per_block = []
   for b in range(blocks):
     state = stream.cache_update(params, state, controls)
-    ctx = state.context
+    ctx = jnp.copy(state.context)  # state buffers are donated below
     key, kx = jax.random.split(key)
     x = jax.random.normal(kx, (spec.batch, g.block, m.io_channels))
     errs = []

@@ -34,11 +34,24 @@ def _flops(compiled) -> float:
   return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
+def _cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def device_info() -> dict:
+  """Accelerator kind and count plus the host CPU and its core count."""
+  import os
   d = jax.devices()[0]
   return {"platform": d.platform, "kind": d.device_kind,
-          "count": jax.device_count(), "host": platform.processor() or
-          platform.machine()}
+          "count": jax.device_count(), "host_cpu": _cpu_name(),
+          "host_cores": os.cpu_count()}
 
 
 def call_flops(params, spec: StreamSpec, state, controls) -> dict:
