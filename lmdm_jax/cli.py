@@ -76,12 +76,8 @@ def _info(args) -> int:
   return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="lmdm", description=__doc__,
-                              formatter_class=argparse.RawTextHelpFormatter)
-  sub = p.add_subparsers(dest="command", required=True)
-  bench = sub.add_parser("bench", help="benchmarks that write JSON")
-  bsub = bench.add_subparsers(dest="bench_command", required=True)
+def _register_core(sub, bsub) -> None:
+  """`lmdm bench stream`, `lmdm bench bc-history`, `lmdm info`."""
   s = bsub.add_parser("stream", help="cost per block of each streaming mode")
   s.add_argument("--config", required=True)
   s.add_argument("--modes", default="outpaint,ed,bc")
@@ -106,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
   i = sub.add_parser("info", help="parameter count and geometry of a config")
   i.add_argument("--config", required=True)
   i.set_defaults(fn=_info)
+
+
+# Each entry registers its subcommands: fn(subparsers, bench_subparsers).
+# Feature modules add one line here and keep their commands to themselves.
+REGISTRARS = [
+    _register_core,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="lmdm", description=__doc__,
+                              formatter_class=argparse.RawTextHelpFormatter)
+  sub = p.add_subparsers(dest="command", required=True)
+  bench = sub.add_parser("bench", help="benchmarks that write JSON")
+  bsub = bench.add_subparsers(dest="bench_command", required=True)
+  for register in REGISTRARS:
+    register(sub, bsub)
   return p
 
 

@@ -1,0 +1,5 @@
+"""Audio codecs: waveform <-> latent frames, chosen by name from a registry."""
+from lmdm_jax.codecs.base import Codec, get_codec, register_codec, registered
+from lmdm_jax.codecs import pool as _pool  # noqa: F401  (registers "pool")
+
+__all__ = ["Codec", "get_codec", "register_codec", "registered"]

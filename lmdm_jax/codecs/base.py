@@ -1,0 +1,78 @@
+"""The codec interface and registry.
+
+A codec turns audio [channels, samples] at `sample_rate` into latents
+[frames, latent_channels] at `frame_rate` and back. Configs, the dataset
+builder and the generator choose codecs by name:
+
+  codec = get_codec("pool")            # or get_codec("pool", **kwargs)
+  z = codec.encode(audio)              # [frames, latent_channels]
+  y = codec.decode(z)                  # [channels, frames * hop]
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable, Dict
+
+import numpy as np
+
+
+class Codec(abc.ABC):
+  """Waveform <-> latent frames. Audio is float32 [channels, samples]."""
+
+  name: str = "codec"
+  sample_rate: int
+  channels: int           # audio channels the codec expects
+  hop: int                # samples per latent frame
+  latent_channels: int
+
+  @property
+  def frame_rate(self) -> float:
+    return self.sample_rate / self.hop
+
+  @abc.abstractmethod
+  def encode(self, audio: np.ndarray) -> np.ndarray:
+    """[channels, samples] -> [samples // hop, latent_channels]."""
+
+  @abc.abstractmethod
+  def decode(self, latents: np.ndarray) -> np.ndarray:
+    """[frames, latent_channels] -> [channels, frames * hop]."""
+
+  def check_audio(self, audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim != 2 or audio.shape[0] != self.channels:
+      raise ValueError(
+          f"{self.name} codec expects audio [channels={self.channels}, "
+          f"samples] at {self.sample_rate} Hz, got shape {audio.shape}")
+    return audio
+
+  def check_latents(self, latents: np.ndarray) -> np.ndarray:
+    latents = np.asarray(latents, np.float32)
+    if latents.ndim != 2 or latents.shape[1] != self.latent_channels:
+      raise ValueError(
+          f"{self.name} codec expects latents [frames, "
+          f"{self.latent_channels}], got shape {latents.shape}")
+    return latents
+
+
+_REGISTRY: Dict[str, Callable[..., Codec]] = {}
+
+
+def register_codec(name: str):
+  """Class decorator: makes a codec constructible by name."""
+  def wrap(factory):
+    if name in _REGISTRY:
+      raise ValueError(f"codec {name!r} is already registered")
+    _REGISTRY[name] = factory
+    return factory
+  return wrap
+
+
+def get_codec(name: str, **kwargs) -> Codec:
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown codec {name!r}; registered: "
+                     f"{sorted(_REGISTRY)}")
+  return _REGISTRY[name](**kwargs)
+
+
+def registered():
+  return sorted(_REGISTRY)
