@@ -128,3 +128,24 @@ def test_cfg_plus_plus_formulas():
   v = samplers.cfg_velocity(v_c, 0.2 * v_c[:, ::-1], 5.0, 1.0)
   np.testing.assert_allclose(jnp.std(v, -1, ddof=1), jnp.std(v_c, -1, ddof=1),
                              rtol=1e-5)
+
+
+def test_bfloat16_compute_tracks_float32(tiny_cfg):
+  """bf16 compute (f32 params, f32 attention logits and norms) stays close
+  to the f32 stream: same compiled structure, lower precision only."""
+  import dataclasses
+  spec, params = tiny_setup(tiny_cfg, "bc", steps=2, batch=1)
+  spec16 = spec.replace(model=dataclasses.replace(spec.model,
+                                                  dtype="bfloat16"))
+  ctl = random_controls(spec, jax.random.PRNGKey(0))
+  ctx = jax.random.normal(jax.random.PRNGKey(1),
+                          (1, spec.geometry.context, spec.model.io_channels))
+  outs = []
+  for s in (spec, spec16):
+    stream = Stream(s)
+    state = stream.prime(params, ctx, ctl)
+    state, x = stream.block(params, state, ctl)
+    outs.append(np.asarray(x, np.float32))
+  assert np.isfinite(outs[1]).all()
+  rel = np.linalg.norm(outs[1] - outs[0]) / np.linalg.norm(outs[0])
+  assert rel < 0.05, rel

@@ -72,11 +72,9 @@ def generate(params, spec: StreamSpec, state: StreamState,
   blocks axis. Returns (state, latents [B, blocks * o, C])."""
   def body(s, c):
     return generate_block(params, spec, s, c)
-  state, blocks = jax.lax.scan(body, state, controls)
-  b, o = spec.batch, spec.geometry.block
-  latents = jnp.transpose(blocks, (1, 0, 2, 3)).reshape(b, -1, blocks.shape[-1])
-  del o
-  return state, latents
+  state, blocks = jax.lax.scan(body, state, controls)   # [n, B, o, C]
+  latents = jnp.transpose(blocks, (1, 0, 2, 3))
+  return state, latents.reshape(spec.batch, -1, blocks.shape[-1])
 
 
 class Stream:
