@@ -130,21 +130,33 @@ def _split(spec: StreamSpec, out):
 
 
 def _target_call(params, spec, state, x_t, t, prefix_positions, prefix):
-  """Target frames + global token against a prefix, no mask."""
+  """Target frames + global token against a prefix.
+
+  Target frames see the whole prefix and each other, so no mask is needed,
+  except to hide the zero padding frames of `StreamSpec.query_padding`
+  (their keys are masked out; their outputs are dropped).
+  """
   g = spec.geometry
-  n = g.block
+  o = g.block
+  pad = spec.query_padding(o + 1)
   x = tile_branches(spec, x_t)
-  q_table = _table(spec, np.concatenate([np.arange(g.context + 1,
-                                                   g.window + 1), [0]]))
-  k_table = _table(spec, np.concatenate([prefix_positions,
-                                         np.arange(g.context + 1,
-                                                   g.window + 1), [0]]))
-  tt = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x.shape[0],))
+  bstar = x.shape[0]
+  q_pos = np.concatenate([np.arange(g.context + 1, g.window + 1),
+                          np.zeros(pad, int), [0]])
+  mask = None
+  if pad:
+    x = jnp.concatenate([x, jnp.zeros((bstar, pad, x.shape[-1]), x.dtype)],
+                        axis=1)
+    keys = np.ones(len(prefix_positions) + len(q_pos), bool)
+    keys[len(prefix_positions) + o:-1] = False
+    mask = np.broadcast_to(keys, (len(q_pos), len(keys)))
+  tt = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (bstar,))
   out, _ = _model(spec).apply(
-      {"params": params}, x, tt, state.cond, q_table, k_table,
-      unknown_features(spec, n, x.shape[0]), None, prefix, None,
+      {"params": params}, x, tt, state.cond, _table(spec, q_pos),
+      _table(spec, np.concatenate([prefix_positions, q_pos])),
+      unknown_features(spec, o + pad, bstar), None, prefix, mask,
       method=DiT.tokens)
-  return out
+  return out[:, :o]
 
 
 def ed_step(params, spec, state, x_t, t):
