@@ -104,10 +104,35 @@ def _register_core(sub, bsub) -> None:
   i.set_defaults(fn=_info)
 
 
+def _bench_study(args) -> int:
+  from lmdm_jax.bench import study
+  from lmdm_jax.configs import load_config
+  cfg = load_config(args.config)
+  log = (lambda *a: print(*a, file=sys.stderr, flush=True))
+  result = study.run(cfg, progress=log)
+  study.write(result, args.json, args.report)
+  print(study.markdown(result))
+  return 0
+
+
+def _register_study(sub, bsub) -> None:
+  """`lmdm bench study`: LMDM modes vs a discrete-AR live model."""
+  del sub
+  s = bsub.add_parser("study", help="efficiency study sweep (JSON, "
+                      "Markdown, PNG)")
+  s.add_argument("--config", required=True,
+                 help="a configs/bench/*.py sweep description")
+  s.add_argument("--json", default=None)
+  s.add_argument("--report", default=None,
+                 help="directory for study.md and the PNG plots")
+  s.set_defaults(fn=_bench_study)
+
+
 # Each entry registers its subcommands: fn(subparsers, bench_subparsers).
 # Feature modules add one line here and keep their commands to themselves.
 REGISTRARS = [
     _register_core,
+    _register_study,
 ]
 
 

@@ -55,7 +55,13 @@ def device_info() -> dict:
 
 
 def call_flops(params, spec: StreamSpec, state, controls) -> dict:
-  """FLOPs of each network call of a block, from compiled executables."""
+  """Model FLOPs of each network call of a block, from compiled executables.
+
+  Counted with query padding off (`min_query_rows=0`): padding rows are
+  executed for speed on some backends but are not model work, so MFU and the
+  mode comparisons use the algorithm's FLOPs.
+  """
+  spec = spec.replace(min_query_rows=0)
   x = jnp.zeros((spec.batch, spec.geometry.block, spec.model.io_channels))
   t = jnp.float32(0.5)
 
