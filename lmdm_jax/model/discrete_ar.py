@@ -188,6 +188,22 @@ class DiscreteAR(nn.Module):
       x = layer(x, rope)
     return self.enc_norm(x)
 
+  def _decode_one(self, layers, x, index, length, width, cache,
+                  memory=None):
+    """One token x [B,1,D] at position `index` through causal layers whose
+    caches (k, v) [layers, B, length, H, E] hold the earlier positions."""
+    table = self._rope(np.arange(length), width)
+    rope = jax.tree.map(
+        lambda a: jax.lax.dynamic_slice_in_dim(a, index, 1), table)
+    mask = (jnp.arange(length) <= index)[None, :]
+    ks, vs = [], []
+    for i, layer in enumerate(layers):
+      x, (k, v) = layer(x, rope, rope, (cache[0][i], cache[1][i], index),
+                        mask, memory)
+      ks.append(k)
+      vs.append(v)
+    return x, (jnp.stack(ks), jnp.stack(vs))
+
   def temporal_step(self, prev_frame, index, cache, memory):
     """One frame: prev_frame [B,V] ints (previous frame's tokens).
 
@@ -197,35 +213,19 @@ class DiscreteAR(nn.Module):
     c = self.config
     x = self.frame_embed(prev_frame + jnp.arange(c.levels) * c.vocab)
     x = x.sum(axis=1, keepdims=True)
-    table = self._rope(np.arange(c.chunk_frames), c.width)
-    rope_q = jax.tree.map(
-        lambda a: jax.lax.dynamic_slice_in_dim(a, index, 1), table)
-    mask = (jnp.arange(c.chunk_frames) <= index)[None, :]
-    ks, vs = [], []
-    for i, layer in enumerate(self.temporal):
-      x, (k, v) = layer(x, rope_q, rope_q,
-                        (cache[0][i], cache[1][i], index), mask, memory)
-      ks.append(k)
-      vs.append(v)
-    return self.tmp_norm(x)[:, 0], (jnp.stack(ks), jnp.stack(vs))
+    x, cache = self._decode_one(self.temporal, x, index, c.chunk_frames,
+                                c.width, cache, memory)
+    return self.tmp_norm(x)[:, 0], cache
 
   def depth_step(self, h, token, level, cache):
     """One RVQ level: h [B,D] frame context (used at level 0), token [B]
     previous level's token. Returns (logits [B,vocab], cache)."""
     c = self.config
-    x = jnp.where(level == 0, self.to_depth(h),
-                  self.depth_embed(token + jnp.maximum(level - 1, 0) * c.vocab))[:, None]
-    table = self._rope(np.arange(c.levels), c.depth_width)
-    rope_q = jax.tree.map(
-        lambda a: jax.lax.dynamic_slice_in_dim(a, level, 1), table)
-    mask = (jnp.arange(c.levels) <= level)[None, :]
-    ks, vs = [], []
-    for i, layer in enumerate(self.depth):
-      x, (k, v) = layer(x, rope_q, rope_q,
-                        (cache[0][i], cache[1][i], level), mask)
-      ks.append(k)
-      vs.append(v)
-    return self.logits(x[:, 0]), (jnp.stack(ks), jnp.stack(vs))
+    prev = self.depth_embed(token + jnp.maximum(level - 1, 0) * c.vocab)
+    x = jnp.where(level == 0, self.to_depth(h), prev)[:, None]
+    x, cache = self._decode_one(self.depth, x, level, c.levels,
+                                c.depth_width, cache)
+    return self.logits(x[:, 0]), cache
 
   def __call__(self, ctx_tokens, style_tokens):
     """Init helper: touches every parameter once."""
