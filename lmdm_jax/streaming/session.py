@@ -1,0 +1,251 @@
+"""A live session: a block stream whose controls change between any blocks.
+
+    session = LiveSession(params, spec, encode_prompt, steps_options=(2, 4, 8))
+    session.set_prompts({"slow Bach chorale": 1.0})
+    latents = session.next_block()               # [B, o, C]
+    session.crossfade_to({"ragtime piano": 1.0}, blocks=4)
+    session.set_cfg(5.0); session.set_steps(2)
+    ...
+    session.save("perf.npz"); later = LiveSession.restore(...)
+
+Everything that can change while playing is an array of fixed shape (mixed
+prompt tokens, CFG, seed), and every step count offered is compiled when the
+session starts, so nothing compiles while playing. Prompts enter through
+`encode_prompt(text) -> tokens [L, cond_token_dim]`; a mix of prompts is the
+weighted mean of their encodings (the paper code's prompt interpolation).
+
+When the dominant (largest-weight) prompt changes, the session can drop the
+oldest `drop_frames` context frames (zeroed in place, as the outpainting
+dropout the models are trained with) and re-prime the cache on the current
+context: the paper's recipe (d = 180 of 192 frames) for making a stream
+follow a new prompt instead of its own past.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmdm_jax.streaming.sampler import Stream
+from lmdm_jax.streaming.state import Controls, StreamSpec, StreamState
+
+Prompts = Dict[str, float]
+
+
+@functools.lru_cache(maxsize=32)
+def stream_for(spec: StreamSpec) -> Stream:
+  """One `Stream` (and so one set of compiled programs) per spec."""
+  return Stream(spec)
+
+
+class LiveSession:
+  """Host-side controller of one stream (batch of `spec.batch` voices)."""
+
+  def __init__(self, params, spec: StreamSpec,
+               encode_prompt: Callable[[str], np.ndarray],
+               global_cond: Optional[np.ndarray] = None,
+               steps_options: Sequence[int] = (),
+               context: Optional[np.ndarray] = None,
+               drop_frames: int = 0, seed: int = 0,
+               progress: Callable[[str], None] = lambda s: None):
+    self.params = params
+    self.spec = spec
+    self.encode_prompt = encode_prompt
+    self._cache: Dict[str, np.ndarray] = {}
+    m, g = spec.model, spec.geometry
+    options = sorted(set(steps_options) | {spec.steps})
+    self.streams = {k: stream_for(spec.replace(steps=k)) for k in options}
+    self.steps = spec.steps
+    if not 0 <= drop_frames <= g.context:
+      raise ValueError(f"drop_frames must be in [0, {g.context}], got "
+                       f"{drop_frames}")
+    self.drop_frames = drop_frames
+    if global_cond is None:
+      global_cond = np.zeros((max(m.global_cond_dim, 1),), np.float32)
+    self.global_cond = np.asarray(global_cond, np.float32)
+    self.cfg_scale, self.rescale, self.seed = 1.0, 0.0, seed
+    self.prompts: Prompts = {"": 1.0}
+    self._fade: List[Prompts] = []
+    self.log: List[dict] = []
+    self.recorded: List[np.ndarray] = []
+    if context is None:
+      context = np.zeros((spec.batch, g.context, m.io_channels), np.float32)
+    self._check_context(context)
+    t0 = time.perf_counter()
+    progress(f"compiling {len(self.streams)} step options "
+             f"{sorted(self.streams)} ...")
+    self.state = self._prime(context)
+    self._warm_up()
+    progress(f"compiled in {time.perf_counter() - t0:.1f} s")
+
+  # -- controls -------------------------------------------------------------
+  def _encode(self, text: str) -> np.ndarray:
+    if text not in self._cache:
+      m = self.spec.model
+      if text == "":
+        tokens = np.zeros((self.spec.cond_tokens, m.cond_token_dim),
+                          np.float32)
+      else:
+        tokens = np.asarray(self.encode_prompt(text), np.float32)
+      want = (self.spec.cond_tokens, m.cond_token_dim)
+      if tokens.shape != want:
+        raise ValueError(f"encode_prompt({text!r}) returned shape "
+                         f"{tokens.shape}; expected {want}")
+      self._cache[text] = tokens
+    return self._cache[text]
+
+  def mixed_tokens(self, prompts: Prompts) -> np.ndarray:
+    """Weighted mean of the prompts' encodings: [L, cond_token_dim]."""
+    if not prompts:
+      raise ValueError("prompts must name at least one prompt")
+    weights = np.asarray(list(prompts.values()), np.float64)
+    if (weights < 0).any() or weights.sum() <= 0:
+      raise ValueError(f"prompt weights must be >= 0 with a positive sum, "
+                       f"got {prompts}")
+    enc = np.stack([self._encode(p) for p in prompts])
+    return np.tensordot(weights / weights.sum(), enc, axes=1).astype(
+        np.float32)
+
+  def set_prompts(self, prompts: Prompts) -> None:
+    self.mixed_tokens(prompts)          # validate and encode now
+    self._fade = []
+    self._apply_prompts(dict(prompts))
+
+  def crossfade_to(self, prompts: Prompts, blocks: int) -> None:
+    """Linear weight crossfade from the current mix over `blocks` blocks."""
+    if blocks < 1:
+      raise ValueError(f"blocks must be >= 1, got {blocks}")
+    self.mixed_tokens(prompts)
+    old, new = dict(self.prompts), dict(prompts)
+    names = list(dict.fromkeys(list(old) + list(new)))
+    self._fade = []
+    for i in range(1, blocks + 1):
+      a = i / blocks
+      self._fade.append({n: (1 - a) * old.get(n, 0.0) + a * new.get(n, 0.0)
+                         for n in names})
+
+  def set_cfg(self, scale: float, rescale: float = 0.0) -> None:
+    if not 0.0 <= rescale <= 1.0:
+      raise ValueError(f"rescale must be in [0, 1], got {rescale}")
+    self.cfg_scale, self.rescale = float(scale), float(rescale)
+
+  def set_steps(self, steps: int) -> None:
+    if steps not in self.streams:
+      raise ValueError(f"steps {steps} was not compiled at session start; "
+                       f"choose from {sorted(self.streams)}")
+    self.steps = steps
+
+  def set_seed(self, seed: int) -> None:
+    self.seed = int(seed)
+
+  def drop_context(self, frames: Optional[int] = None) -> None:
+    """Zeroes the oldest `frames` context frames and re-primes the cache."""
+    frames = self.drop_frames if frames is None else frames
+    context = np.array(self.state.context)
+    context[:, :frames] = 0.0
+    self.state = self._prime(context)
+
+  def _dominant(self, prompts: Prompts) -> str:
+    return max(prompts.items(), key=lambda kv: kv[1])[0]
+
+  def _apply_prompts(self, prompts: Prompts) -> None:
+    changed = self._dominant(prompts) != self._dominant(self.prompts)
+    self.prompts = prompts
+    if changed and self.drop_frames:
+      self.drop_context()
+
+  # -- streaming ------------------------------------------------------------
+  def controls(self) -> Controls:
+    b = self.spec.batch
+    tokens = np.broadcast_to(self.mixed_tokens(self.prompts),
+                             (b,) + (self.spec.cond_tokens,
+                                     self.spec.model.cond_token_dim))
+    glob = np.broadcast_to(self.global_cond, (b,) + self.global_cond.shape)
+    return Controls(cross_tokens=jnp.asarray(tokens),
+                    global_cond=jnp.asarray(glob),
+                    cfg_scale=jnp.float32(self.cfg_scale),
+                    rescale=jnp.float32(self.rescale),
+                    seed=jnp.int32(self.seed))
+
+  def _prime(self, context) -> StreamState:
+    self._check_context(context)
+    return self.streams[self.steps].prime(self.params, jnp.asarray(context),
+                                          self.controls())
+
+  def _warm_up(self) -> None:
+    """Runs every compiled block function once on a throwaway state."""
+    for k, stream in self.streams.items():
+      scratch = self._prime(np.asarray(self.state.context))
+      jax.block_until_ready(stream.block(self.params, scratch,
+                                         self.controls()))
+
+  def _check_context(self, context) -> None:
+    g, m = self.spec.geometry, self.spec.model
+    want = (self.spec.batch, g.context, m.io_channels)
+    if tuple(np.shape(context)) != want:
+      raise ValueError(f"context has shape {tuple(np.shape(context))}; "
+                       f"expected {want}")
+
+  def next_block(self) -> np.ndarray:
+    """Generates the next block under the current controls: [B, o, C]."""
+    if self._fade:
+      self._apply_prompts(self._fade.pop(0))
+    t0 = time.perf_counter()
+    self.state, x = self.streams[self.steps].block(self.params, self.state,
+                                                   self.controls())
+    x = np.asarray(x)
+    self.log.append({"block": len(self.recorded), "prompts": self.prompts,
+                     "cfg_scale": self.cfg_scale, "rescale": self.rescale,
+                     "steps": self.steps, "seed": self.seed,
+                     "compute_s": time.perf_counter() - t0})
+    self.recorded.append(x)
+    return x
+
+  def performance(self) -> np.ndarray:
+    """All blocks so far: [B, blocks * o, C]."""
+    return np.concatenate(self.recorded, axis=1)
+
+  def write_log(self, path: str) -> None:
+    with open(path, "w") as f:
+      json.dump(self.log, f, indent=1)
+
+  # -- save / restore -------------------------------------------------------
+  def save(self, path: str) -> None:
+    """State arrays and controls; `restore` continues exactly from here."""
+    meta = {"prompts": self.prompts, "fade": self._fade,
+            "cfg_scale": self.cfg_scale, "rescale": self.rescale,
+            "seed": self.seed, "steps": self.steps,
+            "drop_frames": self.drop_frames, "blocks": len(self.recorded)}
+    blob = flax.serialization.to_bytes(self.state)
+    np.savez(path, state=np.frombuffer(blob, np.uint8),
+             meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+             tokens=np.stack([self._encode(p) for p in self._all_prompts()]),
+             names=np.frombuffer(json.dumps(self._all_prompts()).encode(),
+                                 np.uint8))
+
+  def _all_prompts(self) -> List[str]:
+    names = list(self.prompts)
+    for f in self._fade:
+      names += [n for n in f if n not in names]
+    return names
+
+  def load(self, path: str) -> None:
+    """Restores a `save`d session into this one (same spec and params)."""
+    with np.load(path) as z:
+      meta = json.loads(bytes(z["meta"]).decode())
+      names = json.loads(bytes(z["names"]).decode())
+      for n, t in zip(names, z["tokens"]):
+        self._cache[n] = t
+      self.state = flax.serialization.from_bytes(self.state,
+                                                 bytes(z["state"]))
+    self.prompts = meta["prompts"]
+    self._fade = meta["fade"]
+    self.cfg_scale, self.rescale = meta["cfg_scale"], meta["rescale"]
+    self.seed, self.steps = meta["seed"], meta["steps"]
+    self.drop_frames = meta["drop_frames"]
