@@ -1,0 +1,1 @@
+"""ARC-Forcing: adversarial relativistic-contrastive post-training on rollouts."""
