@@ -169,19 +169,15 @@ def target_mse(v_pred, v_target, context: int):
   return err.mean(axis=(1, 2))
 
 
-def loss_fn(params, spec: FinetuneSpec, batch: dict, keys):
-  """Mean target-frame flow-matching loss of a batch.
+def window_loss(params, spec: FinetuneSpec, batch: dict, d: dict):
+  """Per-example target-frame losses [B] of a batch given its draws.
 
   Args:
     params: DiT parameters.
     batch: latents [B, T, C], cross_tokens [B, L, Dc], global_cond [B, G].
-    keys: [B] PRNG keys, one per example.
-
-  Returns:
-    (loss [], per-example losses [B]).
+    d: draws stacked on B (see `draw`).
   """
   g, m = spec.geometry, spec.model
-  d = jax.vmap(lambda k: draw(spec, k))(keys)
   x, feats, router, v_target = model_inputs(spec, batch["latents"], d)
   cross = glob = None
   if m.cond_token_dim:
@@ -192,7 +188,16 @@ def loss_fn(params, spec: FinetuneSpec, batch: dict, keys):
                            g.window_chunks)
   v = DiT(m).apply({"params": params}, x, d["t"], cross, glob, feats,
                    router, mask)
-  per_example = target_mse(v, v_target, g.context)
+  return target_mse(v, v_target, g.context)
+
+
+def loss_fn(params, spec: FinetuneSpec, batch: dict, keys):
+  """Mean target-frame flow-matching loss of a batch.
+
+  keys: [B] PRNG keys, one per example. Returns (loss [], losses [B]).
+  """
+  d = jax.vmap(lambda k: draw(spec, k))(keys)
+  per_example = window_loss(params, spec, batch, d)
   return per_example.mean(), per_example
 
 

@@ -123,7 +123,7 @@ def make_train_step(spec: finetune.FinetuneSpec,
     if ema_decay > 0:
       ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
                          ema, new_params)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     if schedule is not None:
       metrics["lr"] = jnp.asarray(schedule(state.step), jnp.float32)
     new_state = state.replace(step=state.step + 1, params=new_params,
