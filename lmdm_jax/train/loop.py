@@ -87,11 +87,15 @@ def check_config(cfg, n_devices: int) -> None:
 
 def train(cfg, workdir: str, log: Callable = print,
           progress: bool = True,
-          stop_after: Optional[int] = None) -> train_state.TrainState:
+          stop_after: Optional[int] = None,
+          after_step: Optional[Callable[[int], None]] = None
+          ) -> train_state.TrainState:
   """Trains (or resumes) to cfg.train.steps; returns the final state.
 
   stop_after: leave after this many steps of *this* invocation (tests and
-  benchmarks), saving a checkpoint only if it falls on a periodic one.
+    benchmarks), saving a checkpoint only if it falls on a periodic one.
+  after_step: called with the step count after each step, once its
+    checkpoint (if any) is written (tests use it to kill or signal a run).
   """
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
@@ -164,6 +168,9 @@ def train(cfg, workdir: str, log: Callable = print,
       if bar is not None:
         bar.update(1)
       ckpt.maybe_save(done, state, pipeline.get_state())
+      if after_step is not None:
+        ckpt.wait()
+        after_step(done)
       if stop["sigterm"]:
         log(f"[train] SIGTERM: saving step {done} and leaving")
         ckpt.save(done, state, pipeline.get_state())
