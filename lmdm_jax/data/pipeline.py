@@ -12,7 +12,7 @@ Hence:
     batch (per-process sharding, no coordination);
   - a background thread prefetches the next batches.
 
-Records come from `tfds.data_source` (random access to the array_record
+Records come from a TFDS data source (random access to the array_record
 files written by `lmdm data build`; no TensorFlow) or from a synthetic
 source of random latents for tests and benchmarks.
 
@@ -50,9 +50,8 @@ class SyntheticSource:
 def tfds_source(data_dir: str, name: str = "lmdm_latents",
                 split: str = "train"):
   """Random-access source over a dataset written by `lmdm data build`."""
-  import tensorflow_datasets as tfds
-  from lmdm_jax.data import builders  # noqa: F401  (registers the builder)
-  return tfds.data_source(name, data_dir=data_dir, split=split)
+  from lmdm_jax.data import builders
+  return builders.open_dataset(data_dir, name, split)
 
 
 class WindowPipeline:

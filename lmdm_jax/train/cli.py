@@ -102,7 +102,7 @@ def _data_build(args) -> int:
   kwargs = json.loads(args.codec_kwargs) if args.codec_kwargs else {}
   report = builders.build(args.audio_dir, args.out, codec=args.codec,
                           codec_kwargs=kwargs, captions=args.captions,
-                          min_frames=args.min_frames, name=args.name)
+                          min_frames=args.min_frames)
   print(json.dumps({k: v for k, v in report.items() if k != "skipped"},
                    indent=2))
   if report["skipped"]:
@@ -156,7 +156,6 @@ def register(sub, bsub) -> None:
   b.add_argument("--codec-kwargs", default="",
                  help='JSON, e.g. \'{"latent_channels": 8}\'')
   b.add_argument("--out", required=True, help="TFDS data_dir to write")
-  b.add_argument("--name", default="lmdm_latents")
   b.add_argument("--min-frames", type=int, default=256,
                  help="skip files shorter than this many latent frames")
   b.set_defaults(fn=_data_build)
