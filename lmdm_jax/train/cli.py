@@ -65,6 +65,18 @@ def apply_overrides(cfg, overrides):
   return cfg
 
 
+def params_digest(params) -> str:
+  """sha1 of this process's copy of (replicated) params: equal digests
+  across processes mean bit-identical replicas."""
+  import hashlib
+  import jax
+  import numpy as np
+  h = hashlib.sha1()
+  for x in jax.tree.leaves(params):
+    h.update(np.ascontiguousarray(x.addressable_data(0)).tobytes())
+  return h.hexdigest()
+
+
 def _init_distributed(args):
   import jax
   if args.coordinator:
@@ -93,7 +105,8 @@ def _train(args) -> int:
   state = loop.train(cfg, args.workdir, log=log,
                      progress=not args.no_progress,
                      stop_after=args.stop_after, after_step=hang)
-  log(f"[train] finished at step {int(state.step)}")
+  log(f"[train] finished at step {int(state.step)}; params sha1 "
+      f"{params_digest(state.params)}")
   return 0
 
 
