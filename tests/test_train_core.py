@@ -170,3 +170,28 @@ def test_argument_validation():
   cfg.optim.decay = "linear"
   with pytest.raises(ValueError, match="optim.decay"):
     train_state.make_optimizer(cfg.optim)
+
+
+def test_bf16_compute_keeps_f32_master_weights_and_ema():
+  """bfloat16 compute: params, Adam moments and EMA stay float32; the EMA
+  follows decay * ema + (1 - decay) * params."""
+  cfg = tiny_finetune("bc")
+  cfg.model.dtype = "bfloat16"
+  cfg.train.ema_decay = 0.9
+  spec = finetune.FinetuneSpec.from_config(cfg)
+  tx = train_state.make_optimizer(cfg.optim)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = parallel.put_replicated(train_state.init_state(cfg, tx), mesh)
+  before = jax.device_get(state.params)
+  step = parallel.make_train_step(spec, tx, mesh, ema_decay=0.9)
+  state, metrics = step(state, parallel.put_batch(random_batch(cfg, 4), mesh))
+  assert np.isfinite(float(metrics["loss"]))
+  dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state,
+                                              state.ema_params))
+            if jnp.issubdtype(x.dtype, jnp.floating)}
+  assert dtypes == {jnp.dtype(jnp.float32)}
+  after = jax.device_get(state.params)
+  want = jax.tree.map(lambda b, a: 0.9 * b + 0.1 * a, before, after)
+  for w, e in zip(jax.tree.leaves(want),
+                  jax.tree.leaves(jax.device_get(state.ema_params))):
+    np.testing.assert_allclose(e, w, rtol=1e-6, atol=1e-7)

@@ -12,7 +12,9 @@
   mesh    devices (-1: all devices of all processes)
   init    params (orbax params checkpoint to start from; "" = scratch)
 
-arg "tiny" gives a seconds-on-CPU variant for tests and smoke runs.
+arg "tiny" gives a seconds-on-CPU variant for tests and smoke runs; "mid"
+a 40M-parameter DiT (width 512, depth 8) with the paper's window geometry
+and latent width, for CPU benchmarks.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ _TINY = dict(
     input_add_dim=9, postpend=True, qk_norm="ln", rope_base=10000.0,
     ff_mult=4, timestep_features_dim=32, dtype="float32")
 
-VARIANTS = ("", "tiny")
+VARIANTS = ("", "tiny", "mid")
 
 
 def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
@@ -73,4 +75,9 @@ def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
     c.train.update(steps=6, batch_size=8, log_every=1)
     c.data.source = "synthetic"
     c.ckpt.every_steps = 2
+  elif arg == "mid":
+    c.model.update(embed_dim=512, depth=8, num_heads=8,
+                   timestep_features_dim=256)
+    c.train.update(batch_size=8, log_every=1)
+    c.data.source = "synthetic"
   return c

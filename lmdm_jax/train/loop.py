@@ -59,6 +59,26 @@ class MetricWriter:
       self.tb.close()
 
 
+_STEP_CACHE = {}
+
+
+def cached_train_step(spec, cfg, mesh):
+  """make_train_step, memoised on everything it depends on.
+
+  A resumed run in the same process (tests, notebooks) reuses the compiled
+  step instead of compiling it again.
+  """
+  key = (spec, cfg.optim.to_json(sort_keys=True),
+         tuple(d.id for d in mesh.devices.flat), int(cfg.train.accum_steps),
+         float(cfg.train.ema_decay))
+  if key not in _STEP_CACHE:
+    _STEP_CACHE[key] = parallel.make_train_step(
+        spec, train_state.make_optimizer(cfg.optim), mesh,
+        int(cfg.train.accum_steps), float(cfg.train.ema_decay),
+        train_state.lr_schedule(cfg.optim))
+  return _STEP_CACHE[key]
+
+
 def select_devices(n: int):
   """n = -1: every device of every process; else the first n."""
   devices = jax.devices()
@@ -103,7 +123,6 @@ def train(cfg, workdir: str, log: Callable = print,
   check_config(cfg, mesh.size)
   spec = finetune.FinetuneSpec.from_config(cfg)
   tx = train_state.make_optimizer(cfg.optim)
-  schedule = train_state.lr_schedule(cfg.optim)
   if lead:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(cfg.to_json_best_effort(indent=2))
@@ -129,9 +148,7 @@ def train(cfg, workdir: str, log: Callable = print,
     start = int(latest)
     log(f"[train] resumed from step {start} ({workdir})")
 
-  step_fn = parallel.make_train_step(
-      spec, tx, mesh, int(cfg.train.accum_steps),
-      float(cfg.train.ema_decay), schedule)
+  step_fn = cached_train_step(spec, cfg, mesh)
   writer = MetricWriter(workdir, enabled=lead)
   stop = {"sigterm": False}
   previous = signal.getsignal(signal.SIGTERM)
