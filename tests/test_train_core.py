@@ -135,26 +135,37 @@ def test_time_shift():
     timesteps.sample(jax.random.PRNGKey(0), 2, "cosine")
 
 
-def test_merge_params_keeps_fresh_input_add_layer():
+def test_init_from_params_checkpoint_keeps_fresh_input_add_layer(tmp_path):
+  """Starting from an SAO-like params checkpoint (no input-add layer): every
+  saved leaf is loaded, the new layer keeps torch's default Linear init."""
+  import orbax.checkpoint as ocp
   cfg = tiny_finetune("bc")
   spec = finetune.FinetuneSpec.from_config(cfg)
   fresh = init_params(spec.model, jax.random.PRNGKey(0), cfg.cond_tokens)
   loaded = jax.tree.map(lambda x: x + 1.0, dict(fresh))
   del loaded["to_input_add_embed"]                 # an SAO checkpoint
-  merged = train_state.merge_params(fresh, loaded, log=lambda *a: None)
-  np.testing.assert_array_equal(merged["to_input_add_embed"]["kernel"],
-                                fresh["to_input_add_embed"]["kernel"])
-  np.testing.assert_array_equal(merged["project_in"]["kernel"]
-                                if "project_in" in merged else
-                                merged["transformer"]["project_in"]["kernel"],
+  path = str(tmp_path / "sao_params")
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(path, loaded)
+  ckptr.wait_until_finished()
+  cfg.init.params = path
+  logs = []
+  state = train_state.init_state(cfg, train_state.make_optimizer(cfg.optim),
+                                 log=logs.append)
+  params = jax.device_get(state.params)
+  assert any("to_input_add_embed" in m for m in logs)
+  np.testing.assert_array_equal(params["transformer"]["project_in"]["kernel"],
                                 fresh["transformer"]["project_in"]["kernel"]
                                 + 1.0)
   # torch Linear default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-  k = np.asarray(fresh["to_input_add_embed"]["kernel"])
-  assert np.abs(k).max() <= 1 / np.sqrt(k.shape[0])
+  k = np.asarray(params["to_input_add_embed"]["kernel"])
+  assert 0 < np.abs(k).max() <= 1 / np.sqrt(k.shape[0])
+  assert np.abs(k).max() > 0.9 / np.sqrt(k.shape[0])
   bad = dict(loaded, preprocess_conv={"kernel": np.zeros((3, 3))})
   with pytest.raises(ValueError, match="preprocess_conv"):
     train_state.merge_params(fresh, bad)
+  with pytest.raises(ValueError, match="lacks"):
+    train_state.merge_params(fresh, dict(loaded, extra={"w": np.zeros(2)}))
 
 
 def test_argument_validation():

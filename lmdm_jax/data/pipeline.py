@@ -81,6 +81,7 @@ class WindowPipeline:
     self.cond_shape, self.global_dim = tuple(cond_shape), global_dim
     self.prefetch = prefetch
     self.next_batch = 0
+    self._perm = (-1, None)         # (epoch, permutation) of the last read
     self._pool = (concurrent.futures.ThreadPoolExecutor(1)
                   if prefetch > 0 else None)
     self._pending = {}
@@ -100,8 +101,10 @@ class WindowPipeline:
   def _record(self, i: int):
     n = len(self.source)
     epoch, pos = divmod(i, n)
-    perm = np.random.default_rng([self.seed, epoch]).permutation(n)
-    rec = int(perm[pos])
+    if self._perm[0] != epoch:
+      self._perm = (epoch,
+                    np.random.default_rng([self.seed, epoch]).permutation(n))
+    rec = int(self._perm[1][pos])
     z = np.asarray(self.source[rec]["latents"], np.float32)
     if z.shape[0] < self.window:
       raise ValueError(f"record {rec} has {z.shape[0]} frames, fewer than "
