@@ -7,7 +7,8 @@
   workdir/ckpt/<step>/    orbax checkpoints (state + data pipeline state)
 
 A run resumes from the latest checkpoint in workdir automatically. SIGTERM
-(preemption) makes the loop save at the end of the current step and exit;
+(preemption) to any process makes every process save at the end of the
+current step and exit (the flag is all-gathered each step);
 SIGKILL loses at most the steps since the last periodic checkpoint, and the
 resumed run is bit-identical to an uninterrupted one (see checkpoint.py).
 Periodic audio samples are not produced yet.
@@ -90,6 +91,16 @@ def select_devices(n: int):
   if jax.process_count() > 1 and n != len(devices):
     raise ValueError("multi-process runs must use every device (-1)")
   return devices[:n]
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process if `flag` is True on any (a SIGTERM may reach
+  only some hosts; checkpoint saves are collective, so all must agree)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  flags = multihost_utils.process_allgather(np.array([flag], np.int32))
+  return bool(np.any(flags))
 
 
 def check_config(cfg, n_devices: int) -> None:
@@ -188,7 +199,7 @@ def train(cfg, workdir: str, log: Callable = print,
       if after_step is not None:
         ckpt.wait()
         after_step(done)
-      if stop["sigterm"]:
+      if any_process(stop["sigterm"]):
         log(f"[train] SIGTERM: saving step {done} and leaving")
         ckpt.save(done, state, pipeline.get_state())
         break
