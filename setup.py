@@ -25,7 +25,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
         "data": ["tensorflow-datasets>=4.9.7", "array-record>=0.5",
-                 "grain>=0.2", "librosa>=0.10", "soundfile>=0.12"],
+                 "importlib_resources>=6", "grain>=0.2", "librosa>=0.10",
+                 "soundfile>=0.12", "tensorboardX>=2.6"],
     },
     entry_points={"console_scripts": ["lmdm=lmdm_jax.cli:main"]},
 )

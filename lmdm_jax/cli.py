@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from lmdm_jax.train.cli import register as _register_train
+
 
 def _bench_stream(args) -> int:
   from lmdm_jax.bench import stream as bench
@@ -133,6 +135,7 @@ def _register_study(sub, bsub) -> None:
 REGISTRARS = [
     _register_core,
     _register_study,
+    _register_train,
 ]
 
 

@@ -1,0 +1,1 @@
+"""Datasets of codec latents: building (TFDS) and reading (windows)."""

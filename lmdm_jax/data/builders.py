@@ -1,0 +1,216 @@
+"""`lmdm data build`: a folder of audio -> a TFDS dataset of codec latents.
+
+The dataset ("lmdm_latents", split "train") is written with array_record
+and plain features only, so it is read back without TensorFlow
+(`tfds.builder_from_directory(...).as_data_source("train")`, or grain):
+
+  latents       Tensor [frames, latent_channels] float32
+  caption       Text   (from --captions or a sidecar <stem>.txt; "" if none)
+  source        Text   file path relative to the audio folder
+  duration      float32 seconds of the original file
+  sample_rate   int32  sample rate of the original file
+  frames        int32  latent frames
+
+Files that are unreadable/corrupt, silent, contain NaN/inf, or are shorter
+than `min_frames` latent frames are skipped and listed with their reason in
+<out>/<name>_build_report.json. Encodings are cached per file under
+<out>/<name>_encoded/ (keyed by path, size, mtime and codec), so a re-run
+after an interruption, or with files added, only encodes what is new.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from lmdm_jax.data import audio as audio_lib
+
+VERSION = "1.0.0"
+
+
+def find_audio(audio_dir: str):
+  """Sorted relative paths of the audio files under audio_dir."""
+  out = []
+  for root, _, files in os.walk(audio_dir):
+    for f in files:
+      if f.lower().endswith(audio_lib.AUDIO_EXTENSIONS):
+        out.append(os.path.relpath(os.path.join(root, f), audio_dir))
+  return sorted(out)
+
+
+def read_captions(path: Optional[str]) -> Dict[str, str]:
+  """file -> caption from CSV (columns file/path + caption/text), JSON
+  ({file: caption} or [{file, caption}]) or JSONL ({file, caption} lines)."""
+  if not path:
+    return {}
+  ext = os.path.splitext(path)[1].lower()
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    if ext == ".csv":
+      rows = list(csv.DictReader(f))
+    elif ext == ".jsonl":
+      rows = [json.loads(line) for line in f if line.strip()]
+    elif ext == ".json":
+      data = json.load(f)
+      if isinstance(data, dict):
+        return {str(k): str(v) for k, v in data.items()}
+      rows = data
+    else:
+      raise ValueError(f"captions file must be .csv, .json or .jsonl: {path}")
+  out = {}
+  for r in rows:
+    key = r.get("file") or r.get("path") or r.get("filename")
+    text = r.get("caption", r.get("text"))
+    if key is None or text is None:
+      raise ValueError(f"caption row needs file/path and caption/text "
+                       f"fields: {r}")
+    out[str(key)] = str(text)
+  return out
+
+
+def caption_for(rel: str, audio_dir: str, captions: Dict[str, str]) -> str:
+  base, stem = os.path.basename(rel), os.path.splitext(rel)[0]
+  for k in (rel, base, stem, os.path.basename(stem)):
+    if k in captions:
+      return captions[k]
+  sidecar = os.path.join(audio_dir, stem + ".txt")
+  if os.path.exists(sidecar):
+    with open(sidecar, encoding="utf-8") as f:
+      return f.read().strip()
+  return ""
+
+
+class LmdmLatents(tfds.core.GeneratorBasedBuilder):
+  """Codec latents of a local audio folder (see the module docstring)."""
+
+  VERSION = tfds.core.Version(VERSION)
+
+  def __init__(self, *, items=None, latent_channels: int = 64, **kwargs):
+    self._items = items or []
+    self._latent_channels = latent_channels
+    super().__init__(**kwargs)
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Codec latents of a local audio folder (lmdm_jax).",
+        features=tfds.features.FeaturesDict({
+            "latents": tfds.features.Tensor(
+                shape=(None, self._latent_channels), dtype=np.float32),
+            "caption": tfds.features.Text(),
+            "source": tfds.features.Text(),
+            "duration": np.float32,
+            "sample_rate": np.int32,
+            "frames": np.int32,
+        }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for item in self._items:
+      z = np.load(item["latents_path"])
+      yield item["source"], {
+          "latents": z, "caption": item["caption"],
+          "source": item["source"],
+          "duration": np.float32(item["duration"]),
+          "sample_rate": np.int32(item["sample_rate"]),
+          "frames": np.int32(z.shape[0])}
+
+
+def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
+  st = os.stat(path)
+  h = hashlib.sha1(json.dumps(
+      [os.path.abspath(path), st.st_size, st.st_mtime_ns, codec_name,
+       sorted(codec_kwargs.items())]).encode())
+  return h.hexdigest()
+
+
+def build(audio_dir: str, out: str, codec: str = "pool",
+          codec_kwargs: Optional[dict] = None, captions: Optional[str] = None,
+          min_frames: int = 256, name: str = "lmdm_latents",
+          log=print) -> dict:
+  """Encodes audio_dir with the codec and writes the TFDS dataset to out.
+
+  Returns the report (also written to <out>/<name>_build_report.json):
+  counts, dataset path and `skipped` [{file, reason}].
+  """
+  from lmdm_jax.codecs import get_codec
+  if not os.path.isdir(audio_dir):
+    raise ValueError(f"--audio-dir is not a directory: {audio_dir}")
+  if name != LmdmLatents.name:
+    raise ValueError(f"the dataset name is {LmdmLatents.name!r}, got "
+                     f"{name!r}")
+  if min_frames < 1:
+    raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+  codec_kwargs = dict(codec_kwargs or {})
+  cod = get_codec(codec, **codec_kwargs)
+  caps = read_captions(captions)
+  os.makedirs(out, exist_ok=True)
+  cache = os.path.join(out, f"{name}_encoded")
+  os.makedirs(cache, exist_ok=True)
+  items, skipped, reused = [], [], 0
+  files = find_audio(audio_dir)
+  for rel in files:
+    path = os.path.join(audio_dir, rel)
+    key = _cache_key(path, codec, codec_kwargs)
+    meta_path = os.path.join(cache, key + ".json")
+    if os.path.exists(meta_path):
+      with open(meta_path) as f:
+        meta = json.load(f)
+      reused += 1
+    else:
+      meta = {"source": rel}
+      try:
+        x, sr, duration = audio_lib.load_for_codec(path, cod)
+        z = cod.encode(x)
+        if z.shape[0] < min_frames:
+          raise audio_lib.BadAudio(
+              f"too short: {z.shape[0]} latent frames < {min_frames}")
+        if not np.isfinite(z).all():
+          raise audio_lib.BadAudio("codec produced non-finite latents")
+        np.save(os.path.join(cache, key + ".npy"), z.astype(np.float32))
+        meta.update(sample_rate=sr, duration=duration,
+                    latents_path=os.path.join(cache, key + ".npy"))
+      except audio_lib.BadAudio as e:
+        meta["skipped"] = str(e)
+      with open(meta_path + ".tmp", "w") as f:
+        json.dump(meta, f)
+      os.replace(meta_path + ".tmp", meta_path)   # atomic: safe to resume
+    if "skipped" in meta:
+      skipped.append({"file": rel, "reason": meta["skipped"]})
+      continue
+    meta["caption"] = caption_for(rel, audio_dir, caps)
+    items.append(meta)
+  if not items:
+    raise ValueError(f"no usable audio in {audio_dir} ({len(skipped)} "
+                     f"skipped)")
+  builder = LmdmLatents(items=items, latent_channels=cod.latent_channels,
+                        data_dir=out, file_format="array_record")
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS))
+  report = {
+      "dataset_dir": builder.data_dir, "name": name, "codec": codec,
+      "codec_kwargs": codec_kwargs, "frame_rate": cod.frame_rate,
+      "latent_channels": cod.latent_channels, "files": len(files),
+      "examples": len(items), "reused_encodings": reused,
+      "frames": int(sum(np.load(i["latents_path"], mmap_mode="r").shape[0]
+                        for i in items)),
+      "skipped": skipped,
+      "report_path": os.path.join(out, f"{name}_build_report.json")}
+  with open(report["report_path"], "w") as f:
+    json.dump(report, f, indent=2)
+  return report
+
+
+def open_dataset(data_dir: str, name: str = "lmdm_latents",
+                 split: str = "train"):
+  """Random-access source (no TensorFlow) over a built dataset."""
+  return tfds.builder_from_directory(
+      os.path.join(data_dir, name, VERSION)).as_data_source(split)

@@ -1,0 +1,171 @@
+"""Deterministic, checkpointable windows of latents for training.
+
+Every batch is a pure function of (seed, batch index): example j of global
+batch b is element i = b * B + j of an endless stream that visits the
+dataset once per epoch in the order of a permutation seeded by (seed,
+epoch), and crops one window of T frames at an offset seeded by (seed, i).
+Hence:
+
+  - the pipeline state is just the next batch index (saved next to the
+    train state, so a resumed run reads exactly the batches it would have);
+  - process p of P reads only rows [p * B/P, (p+1) * B/P) of each global
+    batch (per-process sharding, no coordination);
+  - a background thread prefetches the next batches.
+
+Records come from a TFDS data source (random access to the array_record
+files written by `lmdm data build`; no TensorFlow) or from a synthetic
+source of random latents for tests and benchmarks.
+
+Conditioning: until a text encoder lands (its own issue) the text tokens
+[L, Dc] and global conditioning [G] are zeros — the "unconditional" inputs —
+and captions are carried along for that encoder.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+class SyntheticSource:
+  """n records of deterministic random latents [frames, channels]."""
+
+  def __init__(self, n: int, frames: int, channels: int, seed: int = 0):
+    if n < 1 or frames < 1 or channels < 1:
+      raise ValueError("synthetic source needs n, frames, channels >= 1")
+    self.n, self.frames, self.channels, self.seed = n, frames, channels, seed
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    rng = np.random.default_rng([self.seed, int(i)])
+    # Smooth-ish random latents: a random walk, so windows have structure.
+    z = rng.normal(size=(self.frames, self.channels)).astype(np.float32)
+    z = np.cumsum(z, axis=0) / np.sqrt(np.arange(1, self.frames + 1))[:, None]
+    return {"latents": z.astype(np.float32), "caption": f"synthetic {i}"}
+
+
+def tfds_source(data_dir: str, name: str = "lmdm_latents",
+                split: str = "train"):
+  """Random-access source over a dataset written by `lmdm data build`."""
+  from lmdm_jax.data import builders
+  return builders.open_dataset(data_dir, name, split)
+
+
+class WindowPipeline:
+  """Iterator of this process's batch rows (numpy dicts).
+
+  Each batch: latents [B_local, T, C] float32, cross_tokens [B_local, L, Dc]
+  and global_cond [B_local, G] zeros, index [B_local] int64 (dataset record
+  of each row).
+  """
+
+  def __init__(self, source, window: int, global_batch: int, *,
+               seed: int = 0, process_index: int = 0,
+               process_count: int = 1, cond_shape: Sequence[int] = (1, 1),
+               global_dim: int = 1, prefetch: int = 2):
+    if len(source) < 1:
+      raise ValueError("the dataset is empty")
+    if global_batch % process_count:
+      raise ValueError(f"global batch {global_batch} does not divide over "
+                       f"{process_count} processes")
+    if not 0 <= process_index < process_count:
+      raise ValueError(f"process_index {process_index} not in "
+                       f"[0, {process_count})")
+    self.source, self.window = source, window
+    self.global_batch, self.seed = global_batch, seed
+    self.local = global_batch // process_count
+    self.first = process_index * self.local
+    self.cond_shape, self.global_dim = tuple(cond_shape), global_dim
+    self.prefetch = prefetch
+    self.next_batch = 0
+    self._perm = (-1, None)         # (epoch, permutation) of the last read
+    self._pool = (concurrent.futures.ThreadPoolExecutor(1)
+                  if prefetch > 0 else None)
+    self._pending = {}
+
+  # -- state ----------------------------------------------------------------
+  def get_state(self) -> dict:
+    return {"next_batch": int(self.next_batch), "seed": int(self.seed)}
+
+  def set_state(self, state: dict) -> None:
+    if int(state.get("seed", self.seed)) != self.seed:
+      raise ValueError(f"data state was saved with seed {state['seed']}, "
+                       f"this pipeline has seed {self.seed}")
+    self.next_batch = int(state["next_batch"])
+    self._pending.clear()
+
+  # -- pure batch function -------------------------------------------------
+  def _record(self, i: int):
+    n = len(self.source)
+    epoch, pos = divmod(i, n)
+    if self._perm[0] != epoch:
+      self._perm = (epoch,
+                    np.random.default_rng([self.seed, epoch]).permutation(n))
+    rec = int(self._perm[1][pos])
+    z = np.asarray(self.source[rec]["latents"], np.float32)
+    if z.shape[0] < self.window:
+      raise ValueError(f"record {rec} has {z.shape[0]} frames, fewer than "
+                       f"the window {self.window}")
+    off = np.random.default_rng([self.seed, i, 1]).integers(
+        0, z.shape[0] - self.window + 1)
+    return rec, z[off:off + self.window]
+
+  def batch(self, b: int) -> dict:
+    """Rows of global batch b that belong to this process."""
+    start = b * self.global_batch + self.first
+    recs, wins = zip(*(self._record(start + j) for j in range(self.local)))
+    n = self.local
+    return {"latents": np.stack(wins),
+            "cross_tokens": np.zeros((n,) + self.cond_shape, np.float32),
+            "global_cond": np.zeros((n, self.global_dim), np.float32),
+            "index": np.asarray(recs, np.int64)}
+
+  # -- iteration -----------------------------------------------------------
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    b = self.next_batch
+    if self._pool is None:
+      out = self.batch(b)
+    else:
+      for k in range(b, b + self.prefetch + 1):
+        if k not in self._pending:
+          self._pending[k] = self._pool.submit(self.batch, k)
+      out = self._pending.pop(b).result()
+      for k in [k for k in self._pending if k < b]:
+        del self._pending[k]
+    self.next_batch = b + 1
+    return out
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
+                  source=None) -> WindowPipeline:
+  """The pipeline a finetune config asks for."""
+  d = cfg.data
+  window = cfg.geometry.context + cfg.geometry.block
+  if source is None:
+    if d.source == "synthetic":
+      source = SyntheticSource(64, window * 2, cfg.model.io_channels,
+                               seed=int(d.shuffle_seed))
+    elif d.source == "tfds":
+      if not d.dir:
+        raise ValueError("data.source 'tfds' needs --config.data.dir "
+                         "(the --out of `lmdm data build`)")
+      source = tfds_source(d.dir, d.name)
+    else:
+      raise ValueError(f"data.source must be 'tfds' or 'synthetic', got "
+                       f"{d.source!r}")
+  return WindowPipeline(
+      source, window, int(cfg.train.batch_size), seed=int(d.shuffle_seed),
+      process_index=process_index, process_count=process_count,
+      cond_shape=(int(cfg.cond_tokens), max(int(cfg.model.cond_token_dim), 1)),
+      global_dim=max(int(cfg.model.global_cond_dim), 1),
+      prefetch=int(d.prefetch))

@@ -1,0 +1,1 @@
+"""Stage-1 fine-tuning: train state, loss, data-parallel step, loop."""

@@ -1,0 +1,218 @@
+"""The stage-1 fine-tuning objective of LMDM on one training window.
+
+A window is [context s | target o] = T clean latent frames x0 [T, C]. The
+target frames are noised (rectified flow, x_t = (1 - t) x0 + t eps) and the
+model predicts v = eps - x0 for them; the context frames enter only as
+conditioning, through the input-add features [1, x0, zero pad] with their
+noisy input zeroed by the router, exactly as in a stream
+(`streaming.state.known_features`). The loss is the MSE on target frames
+only, so nothing is learnt about context frames' velocities.
+
+Per example (independent draws, keyed by the example's global index so one
+device and N devices see the same randomness):
+
+  outpainting dropout   with p_uncond the whole context's latents are zeroed,
+                        else with p_partial the 1..max_partial_chunks oldest
+                        chunks (of `block` frames) are zeroed, in place (no
+                        shift). The mask channel stays 1, so a zeroed context
+                        looks like a stream primed with silence-latents.
+  CFG dropout           with cfg_dropout the text tokens become zeros (the
+                        unconditional branch of `streaming.steps`), and,
+                        independently, with input_add_dropout the whole
+                        input-add condition (mask included) becomes zeros.
+  noise level           t from `timesteps.sample`, optionally length-shifted.
+
+Shapes: B examples, T = s + o frames, C latent channels, L text tokens,
+Dc text width, G global-conditioning width.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmdm_jax.diffusion import flow
+from lmdm_jax.model import masks
+from lmdm_jax.model.config import DiTConfig, Geometry
+from lmdm_jax.model.dit import DiT
+from lmdm_jax.train import timesteps
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneSpec:
+  """Static description of the objective (hashable: closed over by jit).
+
+  Attributes:
+    model: the DiT.
+    geometry: window geometry; mode picks the attention mask ("bc", "ed" or
+      "outpaint").
+    p_uncond: probability that the whole context is zeroed.
+    p_partial: probability that only the oldest 1..max_partial_chunks chunks
+      are zeroed (exclusive with p_uncond).
+    max_partial_chunks: most chunks zeroed by partial dropout.
+    cfg_dropout: probability that the text tokens are dropped.
+    input_add_dropout: probability that the input-add condition is dropped.
+    sampler, logit_mean, logit_std, logsnr_min, logsnr_max: see timesteps.
+    shift: apply SAO's length-dependent time shift.
+    shift_min_length, shift_max_length: its length range in frames.
+  """
+  model: DiTConfig
+  geometry: Geometry
+  p_uncond: float = 0.2
+  p_partial: float = 0.3
+  max_partial_chunks: int = 4
+  cfg_dropout: float = 0.1
+  input_add_dropout: float = 0.1
+  sampler: str = "uniform"
+  logit_mean: float = 0.0
+  logit_std: float = 1.0
+  logsnr_min: float = -6.0
+  logsnr_max: float = 2.0
+  shift: bool = True
+  shift_min_length: int = 256
+  shift_max_length: int = 4096
+
+  def __post_init__(self):
+    for name in ("p_uncond", "p_partial", "cfg_dropout", "input_add_dropout"):
+      p = getattr(self, name)
+      if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+    if self.p_uncond + self.p_partial > 1.0:
+      raise ValueError(f"p_uncond + p_partial must be <= 1, got "
+                       f"{self.p_uncond} + {self.p_partial}")
+    chunks = self.geometry.context // self.geometry.block
+    if self.p_partial and not 1 <= self.max_partial_chunks <= chunks:
+      raise ValueError(
+          f"max_partial_chunks must be in [1, {chunks}] (the context has "
+          f"{chunks} chunks of {self.geometry.block} frames), got "
+          f"{self.max_partial_chunks}")
+    if self.sampler not in timesteps.SAMPLERS:
+      raise ValueError(f"unknown timestep sampler {self.sampler!r}; known: "
+                       f"{timesteps.SAMPLERS}")
+    if self.model.input_add_dim < 1 + self.model.io_channels:
+      raise ValueError(
+          f"input_add_dim {self.model.input_add_dim} cannot hold the "
+          f"[mask, latents] features (1 + {self.model.io_channels})")
+
+  @classmethod
+  def from_config(cls, cfg) -> "FinetuneSpec":
+    """From a finetune config (`cfg.model`, `cfg.geometry`, `cfg.loss`)."""
+    from lmdm_jax.configs import dit_config, geometry
+    loss = dict(cfg.loss.to_dict())
+    names = {f.name for f in dataclasses.fields(cls)} - {"model", "geometry"}
+    unknown = sorted(set(loss) - names)
+    if unknown:
+      raise ValueError(f"unknown loss config keys {unknown}; known: "
+                       f"{sorted(names)}")
+    return cls(dit_config(cfg), geometry(cfg), **loss)
+
+
+
+def draw(spec: FinetuneSpec, key) -> dict:
+  """Random choices of one example (call under vmap for a batch).
+
+  Returns t [], eps [T, C], keep [s] (1 = context frame kept), text []
+  and input_add [] (1 = condition kept).
+  """
+  g = spec.geometry
+  k_t, k_eps, k_mode, k_n, k_txt, k_add = jax.random.split(key, 6)
+  t = timesteps.sample(k_t, 1, spec.sampler, mean=spec.logit_mean,
+                       std=spec.logit_std, logsnr_min=spec.logsnr_min,
+                       logsnr_max=spec.logsnr_max)
+  if spec.shift:
+    t = timesteps.shift(t, g.window, min_length=spec.shift_min_length,
+                        max_length=spec.shift_max_length)
+  eps = jax.random.normal(k_eps, (g.window, spec.model.io_channels))
+  u = jax.random.uniform(k_mode)
+  n = jax.random.randint(k_n, (), 1, max(spec.max_partial_chunks, 1) + 1)
+  chunk = jnp.arange(g.context) // g.block
+  keep = jnp.where(u < spec.p_uncond, 0.0,
+                   jnp.where(u < spec.p_uncond + spec.p_partial,
+                             (chunk >= n).astype(jnp.float32), 1.0))
+  text = (jax.random.uniform(k_txt) >= spec.cfg_dropout).astype(jnp.float32)
+  add = (jax.random.uniform(k_add) >= spec.input_add_dropout).astype(
+      jnp.float32)
+  return dict(t=t[0], eps=eps, keep=keep, text=text, input_add=add)
+
+
+def model_inputs(spec: FinetuneSpec, latents, d: dict):
+  """Network inputs of a batch of windows given the draws.
+
+  Args:
+    latents: [B, T, C] clean windows.
+    d: draws stacked on B (see `draw`).
+
+  Returns:
+    x [B, T, C] (zeros on context, x_t on target), input_add [B, T, A],
+    router [T], target velocity v [B, T, C].
+  """
+  g, m = spec.geometry, spec.model
+  s = g.context
+  x_t = flow.noise(latents, d["eps"], d["t"])
+  known = np.r_[np.ones(s), np.zeros(g.block)].astype(np.float32)
+  x = x_t * (1.0 - known)[None, :, None]
+  ctx = latents[:, :s] * d["keep"][:, :, None]
+  feats = jnp.concatenate([jnp.ones(ctx.shape[:-1] + (1,), ctx.dtype), ctx],
+                          axis=-1)
+  pad = m.input_add_dim - feats.shape[-1]
+  feats = jnp.pad(feats, [(0, 0), (0, g.block), (0, pad)])
+  feats = feats * d["input_add"][:, None, None]
+  return x, feats, 1.0 - known, d["eps"] - latents
+
+
+def target_mse(v_pred, v_target, context: int):
+  """Per-example MSE over target frames only: [B, T, C] x2 -> [B]."""
+  err = jnp.square(v_pred[:, context:].astype(jnp.float32) -
+                   v_target[:, context:].astype(jnp.float32))
+  return err.mean(axis=(1, 2))
+
+
+def window_loss(params, spec: FinetuneSpec, batch: dict, d: dict):
+  """Per-example target-frame losses [B] of a batch given its draws.
+
+  Args:
+    params: DiT parameters.
+    batch: latents [B, T, C], cross_tokens [B, L, Dc], global_cond [B, G].
+    d: draws stacked on B (see `draw`).
+  """
+  g, m = spec.geometry, spec.model
+  x, feats, router, v_target = model_inputs(spec, batch["latents"], d)
+  cross = glob = None
+  if m.cond_token_dim:
+    cross = batch["cross_tokens"] * d["text"][:, None, None]
+  if m.global_cond_dim:
+    glob = batch["global_cond"]
+  mask = masks.window_mask(g.mode, g.window, g.context, g.block,
+                           g.window_chunks)
+  v = DiT(m).apply({"params": params}, x, d["t"], cross, glob, feats,
+                   router, mask)
+  return target_mse(v, v_target, g.context)
+
+
+def loss_fn(params, spec: FinetuneSpec, batch: dict, keys):
+  """Mean target-frame flow-matching loss of a batch.
+
+  keys: [B] PRNG keys, one per example. Returns (loss [], losses [B]).
+  """
+  d = jax.vmap(lambda k: draw(spec, k))(keys)
+  per_example = window_loss(params, spec, batch, d)
+  return per_example.mean(), per_example
+
+
+def check_batch(spec: FinetuneSpec, batch: dict, cond_tokens: int) -> None:
+  """Raises ValueError naming the expected shape of any wrong batch entry."""
+  m, g = spec.model, spec.geometry
+  b = np.shape(batch["latents"])[0]
+  want = {"latents": (b, g.window, m.io_channels)}
+  if m.cond_token_dim:
+    want["cross_tokens"] = (b, cond_tokens, m.cond_token_dim)
+  if m.global_cond_dim:
+    want["global_cond"] = (b, m.global_cond_dim)
+  for name, shape in want.items():
+    if name not in batch:
+      raise ValueError(f"batch has no {name!r}; expected shape {shape}")
+    if tuple(np.shape(batch[name])) != shape:
+      raise ValueError(f"batch[{name!r}] has shape "
+                       f"{tuple(np.shape(batch[name]))}; expected {shape}")

@@ -1,0 +1,217 @@
+"""The training loop: `train(cfg, workdir)`.
+
+  workdir/config.json     the resolved config of the run
+  workdir/metrics.jsonl   one line per log step: step, loss, grad_norm, lr,
+                          step_s, examples_per_s, frames_per_s
+  workdir/tb/             TensorBoard events (if tensorboardX is installed)
+  workdir/ckpt/<step>/    orbax checkpoints (state + data pipeline state)
+
+A run resumes from the latest checkpoint in workdir automatically. SIGTERM
+(preemption) to any process makes every process save at the end of the
+current step and exit (the flag is all-gathered each step);
+SIGKILL loses at most the steps since the last periodic checkpoint, and the
+resumed run is bit-identical to an uninterrupted one (see checkpoint.py).
+Periodic audio samples are not produced yet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+from lmdm_jax.data.pipeline import make_pipeline
+from lmdm_jax.train import checkpoint, finetune, parallel
+from lmdm_jax.train import state as train_state
+
+
+class MetricWriter:
+  """JSONL (always) and TensorBoard (when tensorboardX imports) scalars."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    self.f = self.tb = None
+    if not enabled:
+      return
+    self.f = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    try:
+      from tensorboardX import SummaryWriter
+      self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+    except ImportError:
+      self.tb = None
+
+  def write(self, step: int, scalars: dict):
+    if not self.enabled:
+      return
+    self.f.write(json.dumps({"step": step, **scalars}) + "\n")
+    self.f.flush()
+    if self.tb is not None:
+      for k, v in scalars.items():
+        self.tb.add_scalar(k, v, step)
+
+  def close(self):
+    if self.f is not None:
+      self.f.close()
+    if self.tb is not None:
+      self.tb.close()
+
+
+_STEP_CACHE = {}
+
+
+def cached_train_step(spec, cfg, mesh):
+  """make_train_step, memoised on everything it depends on.
+
+  A resumed run in the same process (tests, notebooks) reuses the compiled
+  step instead of compiling it again.
+  """
+  key = (spec, cfg.optim.to_json(sort_keys=True),
+         tuple(d.id for d in mesh.devices.flat), int(cfg.train.accum_steps),
+         float(cfg.train.ema_decay))
+  if key not in _STEP_CACHE:
+    _STEP_CACHE[key] = parallel.make_train_step(
+        spec, train_state.make_optimizer(cfg.optim), mesh,
+        int(cfg.train.accum_steps), float(cfg.train.ema_decay),
+        train_state.lr_schedule(cfg.optim))
+  return _STEP_CACHE[key]
+
+
+def select_devices(n: int):
+  """n = -1: every device of every process; else the first n."""
+  devices = jax.devices()
+  if n == -1:
+    return devices
+  if not 1 <= n <= len(devices):
+    raise ValueError(f"mesh.devices must be -1 or in [1, {len(devices)}], "
+                     f"got {n}")
+  if jax.process_count() > 1 and n != len(devices):
+    raise ValueError("multi-process runs must use every device (-1)")
+  return devices[:n]
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process if `flag` is True on any (a SIGTERM may reach
+  only some hosts; checkpoint saves are collective, so all must agree)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  flags = multihost_utils.process_allgather(np.array([flag], np.int32))
+  return bool(np.any(flags))
+
+
+def check_config(cfg, n_devices: int) -> None:
+  b, a = int(cfg.train.batch_size), int(cfg.train.accum_steps)
+  if b < 1 or a < 1:
+    raise ValueError(f"train.batch_size and train.accum_steps must be >= 1, "
+                     f"got {b} and {a}")
+  if b % (n_devices * a):
+    raise ValueError(
+        f"train.batch_size {b} must be a multiple of devices x accum_steps "
+        f"= {n_devices} x {a}")
+  if int(cfg.train.steps) < 0:
+    raise ValueError(f"train.steps must be >= 0, got {cfg.train.steps}")
+
+
+def train(cfg, workdir: str, log: Callable = print,
+          progress: bool = True,
+          stop_after: Optional[int] = None,
+          after_step: Optional[Callable[[int], None]] = None
+          ) -> train_state.TrainState:
+  """Trains (or resumes) to cfg.train.steps; returns the final state.
+
+  stop_after: leave after this many steps of *this* invocation (tests and
+    benchmarks), saving a checkpoint only if it falls on a periodic one.
+  after_step: called with the step count after each step, once its
+    checkpoint (if any) is written (tests use it to kill or signal a run).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  lead = jax.process_index() == 0
+  mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))
+  check_config(cfg, mesh.size)
+  spec = finetune.FinetuneSpec.from_config(cfg)
+  tx = train_state.make_optimizer(cfg.optim)
+  if lead:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
+
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"),
+                                 int(cfg.ckpt.every_steps),
+                                 int(cfg.ckpt.keep))
+  pipeline = make_pipeline(cfg, jax.process_index(), jax.process_count())
+  latest = ckpt.latest_step()
+  if latest is None:
+    state = parallel.put_replicated(train_state.init_state(cfg, tx, log),
+                                    mesh)
+    start = 0
+  else:
+    scratch = cfg.copy_and_resolve_references()
+    with scratch.unlocked():
+      scratch.init.params = ""
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(lambda: train_state.init_state(scratch, tx, log)),
+        parallel.replicated(mesh))
+    state, data_state = ckpt.restore(latest, abstract)
+    pipeline.set_state(data_state)
+    start = int(latest)
+    log(f"[train] resumed from step {start} ({workdir})")
+
+  step_fn = cached_train_step(spec, cfg, mesh)
+  writer = MetricWriter(workdir, enabled=lead)
+  stop = {"sigterm": False}
+  previous = signal.getsignal(signal.SIGTERM)
+  try:
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True))
+  except ValueError:       # not the main thread: no preemption handling
+    previous = None
+
+  total = int(cfg.train.steps)
+  end = total if stop_after is None else min(total, start + stop_after)
+  frames = cfg.geometry.context + cfg.geometry.block
+  bar = None
+  if progress and lead:
+    from tqdm import tqdm
+    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+  log_every = max(int(cfg.train.log_every), 1)
+  t_last, n_last = time.perf_counter(), start
+  try:
+    for step in range(start, end):
+      batch = next(pipeline)
+      batch.pop("index")
+      state, metrics = step_fn(state, parallel.put_batch(batch, mesh))
+      done = step + 1
+      if done % log_every == 0 or done == end:
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.perf_counter()
+        dt = (now - t_last) / max(done - n_last, 1)
+        t_last, n_last = now, done
+        b = int(cfg.train.batch_size)
+        m.update(step_s=dt, examples_per_s=b / dt, frames_per_s=b * frames / dt)
+        writer.write(done, m)
+        if bar is not None:
+          bar.set_postfix(loss=f"{m['loss']:.4f}")
+      if bar is not None:
+        bar.update(1)
+      ckpt.maybe_save(done, state, pipeline.get_state())
+      if after_step is not None:
+        ckpt.wait()
+        after_step(done)
+      if any_process(stop["sigterm"]):
+        log(f"[train] SIGTERM: saving step {done} and leaving")
+        ckpt.save(done, state, pipeline.get_state())
+        break
+    else:
+      if end == total and total > start:
+        ckpt.save(total, state, pipeline.get_state())
+  finally:
+    ckpt.close()
+    writer.close()
+    pipeline.close()
+    if bar is not None:
+      bar.close()
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+  return state
