@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from lmdm_jax.convert import cli as convert_cli
+
 
 def _bench_stream(args) -> int:
   from lmdm_jax.bench import stream as bench
@@ -108,6 +110,7 @@ def _register_core(sub, bsub) -> None:
 # Feature modules add one line here and keep their commands to themselves.
 REGISTRARS = [
     _register_core,
+    convert_cli.register,
 ]
 
 

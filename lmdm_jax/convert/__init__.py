@@ -1,0 +1,1 @@
+"""Checkpoint import: stable-audio-tools (PyTorch) -> lmdm_jax params."""
