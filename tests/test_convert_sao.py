@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
+
+from safetensors.numpy import save_file  # noqa: E402  (the `test` extra)
 
 from lmdm_jax.conditioners import build_conditioners
 from lmdm_jax.convert import load_converted
