@@ -3,6 +3,8 @@
   lmdm bench codec --codec mel --audio music.ogg --seconds 30 --json out.json
   lmdm convert sao --checkpoint model.safetensors --model-config cfg.json \
       --out converted/
+  lmdm convert oobleck --checkpoint model.safetensors \
+      --model-config cfg.json --out vae/
 """
 from __future__ import annotations
 
@@ -36,8 +38,15 @@ def _convert_sao(args) -> int:
   return 0
 
 
+def _convert_oobleck(args) -> int:
+  from lmdm_jax.convert.oobleck import convert_oobleck
+  out = convert_oobleck(args.checkpoint, args.model_config, args.out)
+  print(json.dumps(out, indent=2))
+  return 0
+
+
 def register(sub, bsub) -> None:
-  """`lmdm bench codec`, `lmdm convert sao`."""
+  """`lmdm bench codec`, `lmdm convert sao|oobleck`."""
   b = bsub.add_parser("codec", help="codec round-trip quality and speed")
   b.add_argument("--codec", default="mel")
   b.add_argument("--codec-args", default=None,
@@ -59,3 +68,11 @@ def register(sub, bsub) -> None:
                  help="stable-audio-tools model config JSON")
   s.add_argument("--out", required=True)
   s.set_defaults(fn=_convert_sao)
+  o = csub.add_parser(
+      "oobleck", help="stable-audio-tools Oobleck VAE -> codec dir "
+      "(get_codec('oobleck', directory=OUT))")
+  o.add_argument("--checkpoint", required=True,
+                 help="SAO checkpoint (pretransform.model.*) or autoencoder")
+  o.add_argument("--model-config", required=True)
+  o.add_argument("--out", required=True)
+  o.set_defaults(fn=_convert_oobleck)

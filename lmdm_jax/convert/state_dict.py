@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Dict, Iterable, List, Mapping, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -136,7 +136,9 @@ def match(sd: StateDict, targets: Mapping[str, Tuple[int, ...]],
           source_name: Callable[[str], str],
           consumed_elsewhere: Iterable[str] = (),
           ignored: Callable[[str], bool] = lambda k: False,
-          note: str = "") -> Dict[str, np.ndarray]:
+          note: str = "",
+          layout: Optional[Callable[[str, np.ndarray], np.ndarray]] = None
+          ) -> Dict[str, np.ndarray]:
   """Fills every target from `sd`, strictly.
 
   Args:
@@ -145,6 +147,9 @@ def match(sd: StateDict, targets: Mapping[str, Tuple[int, ...]],
     source_name: flax path -> source key.
     consumed_elsewhere: source keys the caller reads itself (buffers).
     ignored: source keys deliberately dropped (another model's weights).
+    layout: (flax path, source array) -> Flax-layout array; default
+      `to_flax` (Linear and 1x1 conv kernels transposed). With a custom
+      layout, mismatched shapes are reported in Flax layout.
   Returns flat {flax path: array}; raises ConversionError naming every
   missing, unexpected and mismatched tensor at once.
   """
@@ -158,6 +163,16 @@ def match(sd: StateDict, targets: Mapping[str, Tuple[int, ...]],
     used.add(key)
     value = sd[key]
     want = tuple(shape)
+    if layout is not None:
+      try:
+        value = layout(path, value)
+      except ValueError:
+        pass
+      if tuple(value.shape) != want:
+        mismatched.append((key, sd[key].shape, want))
+      else:
+        out[path] = np.ascontiguousarray(value, np.float32)
+      continue
     if path.endswith("/kernel"):          # report shapes in torch layout
       want = want[::-1] + ((1,) if value.ndim == 3 else ())
     if tuple(value.shape) != want:
