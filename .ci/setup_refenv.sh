@@ -7,10 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ENV=.ci/refenv
 if [ -x "$ENV/bin/python" ] && "$ENV/bin/python" -c \
-    "import torch, safetensors, stable_audio_tools.models.dit" 2>/dev/null; then
+    "import torch, safetensors, transformers, sentencepiece, stable_audio_tools.models.dit" \
+    2>/dev/null; then
   exit 0
 fi
 python3 -m venv "$ENV"
 PIP="$ENV/bin/python -m pip install --quiet --disable-pip-version-check"
 $PIP torch==2.13.0 einops numpy safetensors huggingface_hub
 $PIP --no-deps stable-audio-tools alias-free-torch einops-exts
+# T5 reference (transformers' T5EncoderModel) and its tokenizer library.
+$PIP transformers sentencepiece

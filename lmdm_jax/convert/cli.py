@@ -5,6 +5,7 @@
       --out converted/
   lmdm convert oobleck --checkpoint model.safetensors \
       --model-config cfg.json --out vae/
+  lmdm convert t5 --hf-dir t5-base/ --out t5/
 """
 from __future__ import annotations
 
@@ -45,8 +46,14 @@ def _convert_oobleck(args) -> int:
   return 0
 
 
+def _convert_t5(args) -> int:
+  from lmdm_jax.convert.t5 import convert_t5
+  print(json.dumps(convert_t5(args.hf_dir, args.out), indent=2))
+  return 0
+
+
 def register(sub, bsub) -> None:
-  """`lmdm bench codec`, `lmdm convert sao|oobleck`."""
+  """`lmdm bench codec`, `lmdm convert sao|oobleck|t5`."""
   b = bsub.add_parser("codec", help="codec round-trip quality and speed")
   b.add_argument("--codec", default="mel")
   b.add_argument("--codec-args", default=None,
@@ -76,3 +83,9 @@ def register(sub, bsub) -> None:
   o.add_argument("--model-config", required=True)
   o.add_argument("--out", required=True)
   o.set_defaults(fn=_convert_oobleck)
+  t = csub.add_parser("t5", help="Hugging Face T5 encoder -> params dir "
+                      "(+ spiece.model)")
+  t.add_argument("--hf-dir", required=True,
+                 help="dir with config.json, model.safetensors, spiece.model")
+  t.add_argument("--out", required=True)
+  t.set_defaults(fn=_convert_t5)
