@@ -88,3 +88,18 @@ def test_mel_errors():
     get_codec("mel", mid_bands=64)
   with pytest.raises(ValueError, match="fmin < fmax"):
     get_codec("mel", fmin=30000.0)
+
+
+def test_bench_codec_cli_writes_json(tmp_path):
+  sf = pytest.importorskip("soundfile")
+  import json
+  from lmdm_jax.cli import main
+  wav = tmp_path / "x.wav"
+  sf.write(str(wav), _music(1.0, 22050).T, 22050)     # resampled to 44.1k
+  out = tmp_path / "r.json"
+  assert main(["bench", "codec", "--codec", "mel", "--audio", str(wav),
+               "--codec-args", '{"iters": 2}', "--repeats", "1",
+               "--json", str(out)]) == 0
+  r = json.loads(out.read_text())
+  assert r["frames"] == 44100 // HOP and r["codec_args"] == {"iters": 2}
+  assert r["log_mel_l1_db"] > 0 and r["decode_rtf"] > 0
