@@ -66,3 +66,28 @@ def test_conditioner_errors():
                            ["s"])
   with pytest.raises(ValueError, match="must exceed min_val"):
     bad.init(jax.random.PRNGKey(0), {"s": jnp.zeros(1)})
+
+
+def test_t5_conditioner_type_assembles_text_then_numbers():
+  from lmdm_jax.text.t5 import T5Config, T5Encoder
+  tiny = dict(vocab_size=80, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+              num_heads=2, relative_attention_num_buckets=8,
+              relative_attention_max_distance=16)
+  conds = build_conditioners(
+      [{"id": "prompt", "type": "t5",
+        "config": dict(tiny, t5_model_name="t5-base", max_length=6)},
+       SPECS[1]], ["prompt", "seconds_total"], ["seconds_total"])
+  ids = np.array([[5, 6, 1, 0, 0, 0], [7, 1, 0, 0, 0, 0]], np.int32)
+  inputs = {"prompt": (ids, ids > 0), "seconds_total": jnp.array([3., 4.])}
+  params = conds.init(jax.random.PRNGKey(0), inputs)
+  cross, mask, glob = conds.apply(params, inputs)
+  assert cross.shape == (2, 7, 16) and glob.shape == (2, 16)
+  np.testing.assert_array_equal(mask[:, :6], ids > 0)
+  assert mask[:, 6].all()
+  h = T5Encoder(T5Config(**tiny)).apply(
+      {"params": params["params"]["prompt"]}, ids, ids > 0)
+  np.testing.assert_allclose(cross[:, :6], h * (ids > 0)[..., None],
+                             atol=1e-6)
+  assert not np.any(cross[0, 3:6]) and np.any(cross[0, :3])
+  with pytest.raises(ValueError, match=r"expects \(ids"):
+    conds.apply(params, {**inputs, "prompt": ids})
