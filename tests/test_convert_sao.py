@@ -221,3 +221,22 @@ def test_sao_small_model_config_reads_as_our_sao_small_dit():
   assert cfg.conditioners == ({"id": "seconds_total", "type": "number",
                                "config": {"min_val": 0, "max_val": 256,
                                           "output_dim": 768}},)
+
+
+def test_convert_sao_cli(tmp_path, capsys):
+  from lmdm_jax.cli import main
+  _, sd = _own_checkpoint(tmp_path)
+  save_file(sd, str(tmp_path / "m.safetensors"))
+  assert main(["convert", "sao",
+               "--checkpoint", str(tmp_path / "m.safetensors"),
+               "--model-config", str(tmp_path / "model_config.json"),
+               "--out", str(tmp_path / "o")]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["rope_base"] == 10000.0 and out["dit"]["input_add_dim"] == 9
+  assert os.path.exists(tmp_path / "o" / "params.npz")
+  import importlib.util
+  if importlib.util.find_spec("torch") is None:   # the main install
+    from lmdm_jax.convert.state_dict import read_state_dict
+    (tmp_path / "m.ckpt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="needs torch"):
+      read_state_dict(str(tmp_path / "m.ckpt"))
