@@ -57,7 +57,8 @@ def test_conditioner_errors():
   with pytest.raises(ValueError, match="'prompt' has no conditioner"):
     build_conditioners(SPECS, ["prompt"])
   conds, inputs, params = _setup()
-  with pytest.raises(ValueError, match=r"missing conditioning inputs \['seconds_total'\]"):
+  with pytest.raises(ValueError,
+                     match=r"missing conditioning inputs \['seconds_total'\]"):
     conds.apply(params, {"seconds_start": inputs["seconds_start"]})
   with pytest.raises(ValueError, match=r"shape \[B\]"):
     conds.apply(params, {**inputs, "seconds_total": jnp.ones((2, 1))})

@@ -2,6 +2,6 @@
 
 
 def load_converted(directory):
-  """(ConvertedConfig, params) from a directory written by `lmdm convert sao`."""
+  """(ConvertedConfig, params) from a `lmdm convert sao` directory."""
   from lmdm_jax.convert.sao import load_converted as _load
   return _load(directory)

@@ -73,7 +73,8 @@ def torch_name(flax_path: str) -> str:
   """Flax parameter path -> stable-audio-tools state-dict name (no prefix).
 
   `to_timestep_embed_0/kernel` -> `to_timestep_embed.0.weight`,
-  `transformer/layers_3/ff/proj/bias` -> `transformer.layers.3.ff.ff.0.proj.bias`,
+  `transformer/layers_3/ff/proj/bias` ->
+  `transformer.layers.3.ff.ff.0.proj.bias`,
   `.../q_norm/norm/scale` -> `.../q_norm.weight`.
   """
   parts = flax_path.split("/")

@@ -26,7 +26,8 @@ from lmdm_jax.convert.state_dict import (ConversionError, flatten, match,
                                          unflatten)
 from lmdm_jax.text.t5 import T5Config, T5Encoder
 
-REL_BIAS = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+REL_BIAS = ("encoder.block.0.layer.0.SelfAttention."
+            "relative_attention_bias.weight")
 
 
 def param_shapes(cfg: T5Config):
