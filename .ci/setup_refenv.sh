@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ENV=.ci/refenv
 if [ -x "$ENV/bin/python" ] && "$ENV/bin/python" -c \
     "import torch, safetensors, transformers, sentencepiece, stable_audio_tools.models.dit" \
-    2>/dev/null; then
+    >/dev/null 2>&1; then
   exit 0
 fi
 python3 -m venv "$ENV"
