@@ -240,3 +240,16 @@ def test_convert_sao_cli(tmp_path, capsys):
     (tmp_path / "m.ckpt").write_bytes(b"x")
     with pytest.raises(ValueError, match="needs torch"):
       read_state_dict(str(tmp_path / "m.ckpt"))
+
+
+@needs_refenv
+def test_ckpt_reader_with_torch(tmp_path):
+  """`.ckpt` (Lightning layout, bf16 included) through torch.load with
+  weights_only=True, run where torch exists (the reference venv)."""
+  run_reference("read_ckpt.py", str(tmp_path))
+  out = dict(np.load(tmp_path / "outputs.npz"))
+  names = sorted(k[5:] for k in out if k.startswith("want/"))
+  assert names == sorted(k[4:] for k in out if k.startswith("got/"))
+  for n in names:
+    assert out[f"got/{n}"].dtype == np.float32
+    np.testing.assert_array_equal(out[f"got/{n}"], out[f"want/{n}"])
