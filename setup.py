@@ -23,7 +23,12 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "safetensors>=0.4",
+                 "matplotlib>=3.7"],
+        "bench": ["matplotlib>=3.7"],
+        # Checkpoint import (`lmdm convert`); .ckpt files also need torch,
+        # which is deliberately not listed.
+        "convert": ["safetensors>=0.4", "sentencepiece>=0.2"],
         "data": ["tensorflow-datasets>=4.9.7", "array-record>=0.5",
                  "importlib_resources>=6", "grain>=0.2", "librosa>=0.10",
                  "soundfile>=0.12", "tensorboardX>=2.6"],

@@ -12,6 +12,7 @@ import json
 import sys
 
 from lmdm_jax.train.cli import register as _register_train
+from lmdm_jax.convert import cli as convert_cli
 
 
 def _bench_stream(args) -> int:
@@ -136,6 +137,7 @@ REGISTRARS = [
     _register_core,
     _register_study,
     _register_train,
+    convert_cli.register,
 ]
 
 

@@ -1,0 +1,1 @@
+"""Text conditioning: the T5 encoder and its sentencepiece tokenizer."""
