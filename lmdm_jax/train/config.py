@@ -9,6 +9,7 @@
   train   steps, batch_size (global), accum_steps, ema_decay, log_every
   data    source ("tfds" | "synthetic"), dir, name, shuffle_seed, prefetch
   ckpt    every_steps, keep
+  samples every_steps (0: off), blocks, steps, codec: periodic WAV samples
   mesh    devices (-1: all devices of all processes)
   init    params (orbax params checkpoint to start from; "" = scratch)
 
@@ -64,6 +65,9 @@ def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
       source="tfds", dir="", name="lmdm_latents", shuffle_seed=0,
       prefetch=2))
   c.ckpt = ml_collections.ConfigDict(dict(every_steps=500, keep=3))
+  # Periodic WAV samples into workdir/samples (every_steps 0: off).
+  c.samples = ml_collections.ConfigDict(dict(every_steps=1000, blocks=4,
+                                             steps=8, codec="mel"))
   c.mesh = ml_collections.ConfigDict(dict(devices=-1))
   c.init = ml_collections.ConfigDict(dict(params=""))
   if arg == "tiny":
@@ -75,6 +79,7 @@ def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
     c.train.update(steps=6, batch_size=8, log_every=1)
     c.data.source = "synthetic"
     c.ckpt.every_steps = 2
+    c.samples.update(every_steps=0, blocks=2, steps=2, codec="pool")
   elif arg == "mid":
     c.model.update(embed_dim=512, depth=8, num_heads=8,
                    timestep_features_dim=256)

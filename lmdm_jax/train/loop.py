@@ -11,7 +11,7 @@ A run resumes from the latest checkpoint in workdir automatically. SIGTERM
 current step and exit (the flag is all-gathered each step);
 SIGKILL loses at most the steps since the last periodic checkpoint, and the
 resumed run is bit-identical to an uninterrupted one (see checkpoint.py).
-Periodic audio samples are not produced yet.
+  workdir/samples/        step_<N>.wav every `samples.every_steps` steps
 """
 from __future__ import annotations
 
@@ -196,6 +196,12 @@ def train(cfg, workdir: str, log: Callable = print,
       if bar is not None:
         bar.update(1)
       ckpt.maybe_save(done, state, pipeline.get_state())
+      every = int(cfg.get("samples", {}).get("every_steps", 0) or 0)
+      if lead and every and done % every == 0:
+        from lmdm_jax.train.samples import write_sample
+        params = state.ema_params if state.ema_params is not None else (
+            state.params)
+        log(f"[train] sample: {write_sample(params, cfg, workdir, done)}")
       if after_step is not None:
         ckpt.wait()
         after_step(done)
