@@ -17,6 +17,15 @@ from typing import Any, Mapping
 MODES = ("outpaint", "ed", "bc")
 
 
+def _from_dict(cls, d: Mapping[str, Any], what: str):
+  """Builds a config dataclass, naming unknown keys precisely."""
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - names)
+  if unknown:
+    raise ValueError(f"unknown {what} keys {unknown}; known: {sorted(names)}")
+  return cls(**dict(d))
+
+
 @dataclasses.dataclass(frozen=True)
 class DiTConfig:
   """Architecture of the SAO-style diffusion transformer.
@@ -101,12 +110,7 @@ class DiTConfig:
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "DiTConfig":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"unknown DiT config keys {unknown}; known: "
-                       f"{sorted(names)}")
-    return cls(**dict(d))
+    return _from_dict(cls, d, "DiT config")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +178,4 @@ class Geometry:
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "Geometry":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"unknown geometry keys {unknown}; known: "
-                       f"{sorted(names)}")
-    return cls(**dict(d))
+    return _from_dict(cls, d, "geometry")
