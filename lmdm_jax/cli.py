@@ -12,6 +12,8 @@ import json
 import sys
 
 from lmdm_jax.train.cli import register as _register_train
+from lmdm_jax import generate as generate_cli
+from lmdm_jax.train import export as export_cli
 from lmdm_jax.convert import cli as convert_cli
 
 
@@ -138,6 +140,8 @@ REGISTRARS = [
     _register_study,
     _register_train,
     convert_cli.register,
+    generate_cli.register,
+    export_cli.register,
 ]
 
 

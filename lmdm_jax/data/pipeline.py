@@ -16,9 +16,12 @@ Records come from a TFDS data source (random access to the array_record
 files written by `lmdm data build`; no TensorFlow) or from a synthetic
 source of random latents for tests and benchmarks.
 
-Conditioning: until a text encoder lands (its own issue) the text tokens
-[L, Dc] and global conditioning [G] are zeros — the "unconditional" inputs —
-and captions are carried along for that encoder.
+Conditioning: with `text_encoder` (a host callable, captions -> [B, L, Dc],
+e.g. `lmdm_jax.text.hashed.HashedWords` when cfg.text.encoder is
+"hashed_words") the text tokens are the record captions' encodings;
+otherwise they are zeros, the "unconditional" input (a pretrained encoder
+such as T5 is run on the device by the trainer's caller instead). Global
+conditioning [G] is zeros.
 """
 from __future__ import annotations
 
@@ -65,7 +68,8 @@ class WindowPipeline:
   def __init__(self, source, window: int, global_batch: int, *,
                seed: int = 0, process_index: int = 0,
                process_count: int = 1, cond_shape: Sequence[int] = (1, 1),
-               global_dim: int = 1, prefetch: int = 2):
+               global_dim: int = 1, prefetch: int = 2,
+               text_encoder=None):
     if len(source) < 1:
       raise ValueError("the dataset is empty")
     if global_batch % process_count:
@@ -80,6 +84,7 @@ class WindowPipeline:
     self.first = process_index * self.local
     self.cond_shape, self.global_dim = tuple(cond_shape), global_dim
     self.prefetch = prefetch
+    self.text_encoder = text_encoder
     self.next_batch = 0
     self._perm = (-1, None)         # (epoch, permutation) of the last read
     self._pool = (concurrent.futures.ThreadPoolExecutor(1)
@@ -105,21 +110,33 @@ class WindowPipeline:
       self._perm = (epoch,
                     np.random.default_rng([self.seed, epoch]).permutation(n))
     rec = int(self._perm[1][pos])
-    z = np.asarray(self.source[rec]["latents"], np.float32)
+    item = self.source[rec]
+    z = np.asarray(item["latents"], np.float32)
     if z.shape[0] < self.window:
       raise ValueError(f"record {rec} has {z.shape[0]} frames, fewer than "
                        f"the window {self.window}")
     off = np.random.default_rng([self.seed, i, 1]).integers(
         0, z.shape[0] - self.window + 1)
-    return rec, z[off:off + self.window]
+    caption = item.get("caption", "")
+    if isinstance(caption, bytes):
+      caption = caption.decode("utf-8")
+    return rec, z[off:off + self.window], str(caption)
 
   def batch(self, b: int) -> dict:
     """Rows of global batch b that belong to this process."""
     start = b * self.global_batch + self.first
-    recs, wins = zip(*(self._record(start + j) for j in range(self.local)))
+    recs, wins, caps = zip(*(self._record(start + j)
+                             for j in range(self.local)))
     n = self.local
+    if self.text_encoder is not None:
+      cross = np.asarray(self.text_encoder(list(caps)), np.float32)
+      if cross.shape != (n,) + self.cond_shape:
+        raise ValueError(f"text encoder gave {cross.shape}, the model "
+                         f"takes {(n,) + self.cond_shape}")
+    else:
+      cross = np.zeros((n,) + self.cond_shape, np.float32)
     return {"latents": np.stack(wins),
-            "cross_tokens": np.zeros((n,) + self.cond_shape, np.float32),
+            "cross_tokens": cross,
             "global_cond": np.zeros((n, self.global_dim), np.float32),
             "index": np.asarray(recs, np.int64)}
 
@@ -168,4 +185,17 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
       process_index=process_index, process_count=process_count,
       cond_shape=(int(cfg.cond_tokens), max(int(cfg.model.cond_token_dim), 1)),
       global_dim=max(int(cfg.model.global_cond_dim), 1),
-      prefetch=int(d.prefetch))
+      prefetch=int(d.prefetch), text_encoder=text_encoder_for(cfg))
+
+
+def text_encoder_for(cfg):
+  """The host text encoder a config names (cfg.text.encoder), or None."""
+  name = cfg.get("text", {}).get("encoder", "") if hasattr(cfg, "get") \
+      else ""
+  if not name or name == "none":
+    return None
+  if name == "hashed_words":
+    from lmdm_jax.text.hashed import HashedWords
+    return HashedWords(int(cfg.model.cond_token_dim), int(cfg.cond_tokens))
+  raise ValueError(f"unknown text encoder {name!r}; known: 'hashed_words', "
+                   f"'none'")

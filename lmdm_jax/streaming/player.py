@@ -139,6 +139,24 @@ class Player:
     return out
 
   # -- drivers ------------------------------------------------------------------
+  def render(self, blocks: int, on_block=None) -> np.ndarray:
+    """File out: `blocks` blocks as fast as they compute, no clock.
+
+    -> audio [channels, blocks * o * hop]. on_block(i) is called after
+    block i; per-block compute (model + decode) lands in `compute_s`.
+    """
+    if blocks < 1:
+      raise ValueError(f"blocks must be >= 1, got {blocks}")
+    out = []
+    for i in range(blocks):
+      out.append(self._next_audio())
+      if on_block is not None:
+        on_block(i)
+    if self._tail is not None:          # the held-back last overlap
+      out.append(self._tail)
+      self._tail = None
+    return np.concatenate(out, axis=1)
+
   def play_simulated(self, seconds: float, wav_path: Optional[str] = None,
                      prebuffer_blocks: int = 1) -> dict:
     """Drives the callback from a wall-clock-paced simulated sound card."""

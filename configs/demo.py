@@ -1,0 +1,62 @@
+"""The embedded demo LMDM: small BC model, mel codec, hashed-word text.
+
+Trained on this machine (2 CPU cores) on the offline demo dataset; its
+checkpoint ships in lmdm_jax/assets/demo/ and is what `lmdm generate` plays
+with no flag. The exact recipe (also in docs/demo-model.md):
+
+  apt-get install -y fluidsynth timgm6mb-soundfont fluid-soundfont-gm \
+      wesnoth-1.16-music
+  pip install -e ".[data,demo]"
+  lmdm data demo --out DEMO
+  lmdm data build --audio-dir DEMO/audio/train --codec mel --out DEMO/tfds
+  lmdm train --config configs/demo.py --workdir W --config.data.dir=DEMO/tfds
+  lmdm export --config configs/demo.py --workdir W --data-dir DEMO/tfds \
+      --out lmdm_jax/assets/demo
+
+Choices for this size, against the paper's text models (s=192, o=48, W=4,
+SAO-Small width 1024 x 16 layers):
+  - geometry s=96, o=24, W=4 (4.5 s context, 1.1 s blocks): the same
+    chunk/window structure at half the frames, so a CPU training step costs
+    half as much and blocks arrive twice as often live;
+  - width 192, depth 6, 3 heads of 64 (head dim and the SAO rotary rule as
+    in SAO-Small), 4.6M parameters, 18 MB in float32: sized so a training
+    step of 12 windows takes ~2 s on 2 CPU cores (width 256 x 8 layers
+    measured 6-17 s here, too slow to train in the time available);
+  - text: `hashed_words` (lmdm_jax/text/hashed.py): fixed hashed vectors
+    per caption word, 24 tokens of width 64, learnt through the DiT's cond
+    projection; global conditioning off (no seconds_total: the stream is
+    endless);
+  - AdamW lr 1e-3 with warmup and cosine decay, batch 12, EMA 0.998: a
+    from-scratch model rather than the paper's fine-tune (there is no
+    small pretrained base to start from offline).
+"""
+from lmdm_jax.train.config import finetune_config
+
+
+def get_config(arg: str = ""):
+  c = finetune_config("bc", "")
+  c.model.update(io_channels=64, embed_dim=192, depth=6, num_heads=3,
+                 cond_token_dim=64, project_cond_tokens=True,
+                 global_cond_dim=0, input_add_dim=65, postpend=True,
+                 timestep_features_dim=128)
+  c.geometry.update(context=96, block=24, window_chunks=4)
+  c.cond_tokens = 24
+  c.text = dict(encoder="hashed_words")
+  c.codec = dict(name="mel", kwargs={})
+  c.loss.update(max_partial_chunks=4)
+  c.optim.update(lr=1e-3, b2=0.99, weight_decay=0.01, clip_norm=1.0,
+                 warmup_steps=100, decay="cosine", decay_steps=3000,
+                 final_ratio=0.05)
+  c.train.update(steps=3000, batch_size=12, ema_decay=0.998, log_every=25)
+  c.ckpt.update(every_steps=100, keep=2)
+  c.samples.update(every_steps=0, blocks=4, steps=8, codec="mel")
+  c.data.update(source="tfds", name="lmdm_latents")
+  if arg == "smoke":                     # seconds: tests and dry runs
+    c.model.update(embed_dim=64, depth=2, num_heads=1,
+                   timestep_features_dim=32)
+    c.train.update(steps=4, batch_size=4, log_every=1)
+    c.optim.update(warmup_steps=1, decay_steps=4)
+    c.ckpt.update(every_steps=2)
+  elif arg:
+    raise ValueError(f"unknown demo variant {arg!r}; known: '', 'smoke'")
+  return c

@@ -1,0 +1,435 @@
+"""`lmdm data demo`: the embedded demo dataset, built offline.
+
+Real music with no download: scores shipped in the music21 wheel's corpus
+(Bach chorales, folk tunes, string quartets, Renaissance polyphony, piano
+pieces) rendered score -> MIDI -> fluidsynth -> 44.1 kHz stereo FLAC with
+General-MIDI ensembles, tempos and soundfonts drawn per rendering, plus the
+recorded orchestral tracks of Debian's `wesnoth-1.16-music` when installed.
+
+  apt-get install fluidsynth timgm6mb-soundfont fluid-soundfont-gm \
+      musescore-general-soundfont-small wesnoth-1.16-music     # Debian
+  pip install -e ".[data,demo]"                                 # music21, mido
+  lmdm data demo --out DEMO                  # audio + captions + README
+  lmdm data build --audio-dir DEMO/audio/train --codec mel --out DEMO/tfds
+
+Layout of --out:
+
+  audio/{train,heldout}/<group>/<piece>__<variant>.flac   (+ .txt caption)
+  README.md             sources, licences, what was rendered
+  demo_report.json      hours, pieces, instruments, build time, failures
+
+Captions come from metadata only: tempo word and bpm, composer, genre, key
+and mode (music21's key analysis), ensemble, and "rendered MIDI" or
+"recorded". The split is by piece (a stable hash of the corpus path), never
+by crop, so held-out pieces are unseen in every rendering. Known render
+pitfalls are handled: every part gets its own MIDI channel (never 9, the
+drum channel) and program, fluidsynth runs under `timeout`, renders are
+written to a temporary name and renamed, so a re-run resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# .sf3 (Ogg-compressed) fonts are decompressed whole at every fluidsynth
+# start (12 s for MuseScore_General_Lite against 1-3 s for an .sf2 here), so
+# the default search looks at sf2 only; pass --soundfont-dir to add others.
+SOUNDFONT_DIRS = ("/usr/share/sounds/sf2",)
+WESNOTH_MUSIC = "/usr/share/games/wesnoth/1.16/data/core/music"
+
+# name -> (programs per part, cycled), GM numbering from 0.
+ENSEMBLES: Dict[str, Tuple[int, ...]] = {
+    "string quartet": (40, 40, 41, 42),
+    "string ensemble": (48,),
+    "church organ": (19,),
+    "choir": (52,),
+    "brass quartet": (56, 56, 57, 58),
+    "woodwind quartet": (73, 68, 71, 70),
+    "solo piano": (0,),
+    "harpsichord": (6,),
+    "fiddle": (40,),
+    "flute": (73,),
+    "accordion": (21,),
+    "acoustic guitar": (24,),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """A family of corpus scores rendered the same way."""
+  name: str                 # folder under audio/<split>/
+  composers: Tuple[str, ...]  # music21 corpus top-level folders
+  genre: str                # caption noun: "chorale", "folk tune", ...
+  ensembles: Tuple[str, ...]
+  bpm: Tuple[int, int]      # range of quarter-note tempi drawn from
+  max_pieces: int
+  variants: int = 1         # renderings per piece
+  min_parts: int = 1
+  max_parts: int = 8
+  composer_name: str = ""   # caption name ("" = none)
+
+
+RECIPE: Tuple[Group, ...] = (
+    Group("bach_chorales", ("bach",), "chorale",
+          ("string ensemble", "string quartet", "church organ", "choir",
+           "brass quartet", "woodwind quartet", "solo piano"),
+          (52, 100), 300, variants=1, min_parts=4, max_parts=5,
+          composer_name="Bach"),
+    Group("folk", ("ryansMammoth", "oneills1850", "essenFolksong"),
+          "folk tune", ("fiddle", "flute", "accordion", "solo piano",
+                        "acoustic guitar"),
+          (84, 150), 120, variants=1, max_parts=2),
+    Group("quartets", ("beethoven", "mozart", "haydn"), "string quartet",
+          ("string quartet", "string ensemble", "solo piano"),
+          (60, 132), 30, variants=1, min_parts=2,
+          composer_name=""),
+    Group("renaissance", ("palestrina", "monteverdi", "josquin"),
+          "Renaissance polyphony", ("choir", "church organ",
+                                    "string ensemble", "woodwind quartet"),
+          (56, 96), 40, variants=1, min_parts=3),
+    Group("piano", ("joplin", "chopin", "schumann_robert", "schumann_clara",
+                    "schubert", "beach", "handel", "cpebach", "corelli"),
+          "piece", ("solo piano", "harpsichord"), (60, 120), 30),
+)
+
+COMPOSER_NAMES = {
+    "bach": "Bach", "beethoven": "Beethoven", "mozart": "Mozart",
+    "haydn": "Haydn", "palestrina": "Palestrina", "monteverdi":
+    "Monteverdi", "josquin": "Josquin", "joplin": "Joplin", "chopin":
+    "Chopin", "schumann_robert": "Robert Schumann", "schumann_clara":
+    "Clara Schumann", "schubert": "Schubert", "beach": "Amy Beach",
+    "handel": "Handel", "cpebach": "C. P. E. Bach", "corelli": "Corelli",
+    "ryansMammoth": "", "oneills1850": "Irish", "essenFolksong": "European",
+}
+
+LICENCES = """\
+| source | licence |
+| --- | --- |
+| music21 corpus scores (`music21/corpus`) | encodings distributed with music21 (BSD-3 package) by permission; the works are public domain in the US; see `music21/corpus/license.txt` — some encodings restrict commercial use |
+| FluidR3_GM.sf2 (`fluid-soundfont-gm`) | MIT |
+| TimGM6mb.sf2 (`timgm6mb-soundfont`) | GPL-2 |
+| MuseScore_General_Lite.sf3 (`musescore-general-soundfont-small`, only with `--soundfont-dir /usr/share/sounds/sf3`) | MIT |
+| Battle for Wesnoth music (`wesnoth-1.16-music`) | GPL-2+ (Debian copyright file of the package) |
+"""
+
+
+def tempo_word(bpm: float) -> str:
+  return "slow" if bpm < 72 else ("moderate" if bpm <= 108 else "fast")
+
+
+def stable_unit(key: str) -> float:
+  """A machine-independent uniform number in [0, 1) for a string."""
+  h = hashlib.blake2b(key.encode(), digest_size=8).digest()
+  return int.from_bytes(h, "little") / 2.0 ** 64
+
+
+def split_of(piece_id: str, heldout_fraction: float) -> str:
+  """'heldout' or 'train', by piece (a stable hash), never by crop."""
+  return "heldout" if stable_unit("split:" + piece_id) < heldout_fraction \
+      else "train"
+
+
+def find_soundfonts(dirs: Sequence[str] = SOUNDFONT_DIRS) -> List[str]:
+  """Distinct GM soundfont files (symlinks such as default-GM resolved)."""
+  seen, out = set(), []
+  for d in dirs:
+    if not os.path.isdir(d):
+      continue
+    for f in sorted(os.listdir(d)):
+      if not f.lower().endswith((".sf2", ".sf3")):
+        continue
+      real = os.path.realpath(os.path.join(d, f))
+      if os.path.isfile(real) and real not in seen:
+        seen.add(real)
+        out.append(real)
+  return out
+
+
+def _slug(text: str) -> str:
+  keep = "".join(c if c.isalnum() else "_" for c in text)
+  return "_".join(p for p in keep.split("_") if p)[:80]
+
+
+def corpus_pieces(group: Group) -> List[str]:
+  """Corpus paths (relative to the corpus root) of a group, sorted."""
+  from music21 import corpus
+  root = None
+  out = []
+  for comp in group.composers:
+    for p in corpus.getComposer(comp):
+      p = str(p)
+      if root is None:
+        root = p.split("/corpus/")[0] + "/corpus/"
+      out.append(p.split("/corpus/", 1)[1])
+  return sorted(set(out))
+
+
+@dataclasses.dataclass
+class Job:
+  group: Group
+  piece: str                # corpus-relative path
+  variant: int
+  ensemble: str
+  bpm: int
+  soundfont: str
+  out_path: str             # .flac (caption beside it as .txt)
+  max_seconds: float
+
+
+def retime_midi(src: str, dst: str, programs: Sequence[int], bpm: float,
+                max_seconds: float) -> int:
+  """Rewrites music21's MIDI: one channel and program per part, one tempo,
+  events after max_seconds dropped. -> number of note tracks."""
+  import mido
+  mid = mido.MidiFile(src)
+  tempo = mido.bpm2tempo(bpm)
+  max_ticks = int(max_seconds * bpm / 60.0 * mid.ticks_per_beat)
+  channels = [c for c in range(16) if c != 9]
+  out = mido.MidiFile(type=1, ticks_per_beat=mid.ticks_per_beat)
+  part, ch = 0, channels[0]
+  for track in mid.tracks:
+    has_notes = any(m.type == "note_on" for m in track)
+    new = mido.MidiTrack()
+    if has_notes:
+      ch = channels[part % len(channels)]
+      prog = programs[part % len(programs)]
+      new.append(mido.Message("program_change", channel=ch, program=prog,
+                              time=0))
+      part += 1
+    else:
+      new.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    now, last, held = 0, 0, set()
+    for m in track:
+      now += m.time
+      if m.type == "set_tempo" or m.type == "program_change":
+        continue
+      if m.is_meta and m.type == "end_of_track":
+        continue
+      if now > max_ticks:
+        # Release what still sounds: a sustained voice never decays, and
+        # fluidsynth's file renderer would wait for it forever.
+        for i, note in enumerate(sorted(held)):
+          new.append(mido.Message("note_off", channel=ch, note=note,
+                                  time=(max_ticks - last) if i == 0 else 0))
+        break
+      if not m.is_meta and hasattr(m, "channel"):
+        m = m.copy(channel=ch)
+      if m.type == "note_on" and m.velocity > 0:
+        held.add(m.note)
+      elif m.type in ("note_off", "note_on"):
+        held.discard(m.note)
+      new.append(m.copy(time=now - last))
+      last = now
+    new.append(mido.MetaMessage("end_of_track", time=0))
+    out.tracks.append(new)
+  out.save(dst)
+  return part
+
+
+def render_job(job: Job, timeout_s: float = 120.0) -> dict:
+  """Renders one piece; returns its metadata or {'error': reason}."""
+  import soundfile as sf
+  from music21 import corpus
+  meta = dict(piece=job.piece, group=job.group.name, variant=job.variant,
+              ensemble=job.ensemble, bpm=job.bpm,
+              soundfont=os.path.basename(job.soundfont), path=job.out_path)
+  if os.path.exists(job.out_path) and os.path.exists(
+      job.out_path[:-5] + ".json"):
+    with open(job.out_path[:-5] + ".json") as f:
+      return json.load(f)                      # rendered by an earlier run
+  try:
+    score = corpus.parse(job.piece)
+    if hasattr(score, "scores"):               # an Opus: take its first
+      score = score.scores[0]
+    parts = len(score.parts)
+    if not job.group.min_parts <= parts <= job.group.max_parts:
+      return dict(meta, error=f"{parts} parts outside "
+                  f"[{job.group.min_parts}, {job.group.max_parts}]")
+    try:
+      key = score.analyze("key")
+      key_text = f"{key.tonic.name.replace('-', ' flat').replace('#', ' sharp')} {key.mode}"
+    except Exception:  # noqa: BLE001  (analysis fails on unpitched scores)
+      key_text = ""
+    with tempfile.TemporaryDirectory() as tmp:
+      raw, mid = os.path.join(tmp, "raw.mid"), os.path.join(tmp, "out.mid")
+      score.write("midi", fp=raw)
+      n = retime_midi(raw, mid, ENSEMBLES[job.ensemble], job.bpm,
+                      job.max_seconds)
+      if n == 0:
+        return dict(meta, error="no notes")
+      wav = os.path.join(tmp, "out.wav")
+      cmd = ["timeout", str(int(timeout_s)), "fluidsynth", "-ni", "-q",
+             "-g", "0.6", "-r", "44100", "-F", wav, job.soundfont, mid]
+      r = subprocess.run(cmd, capture_output=True, text=True)
+      if r.returncode != 0 or not os.path.exists(wav):
+        return dict(meta, error=f"fluidsynth exit {r.returncode}: "
+                    f"{r.stderr.strip()[:200]}")
+      x, sr = sf.read(wav, dtype="float32", always_2d=True)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak < 1e-3:
+      return dict(meta, error="silent render")
+    x = x * min(1.0, 0.89 / peak)              # no clipping
+    os.makedirs(os.path.dirname(job.out_path), exist_ok=True)
+    tmp_out = job.out_path + ".part"
+    sf.write(tmp_out, x, sr, format="FLAC")
+    os.replace(tmp_out, job.out_path)
+  except Exception as e:  # noqa: BLE001  (a bad score must not stop a build)
+    return dict(meta, error=f"{type(e).__name__}: {e}"[:300])
+  composer = job.piece.split("/")[0]
+  name = job.group.composer_name or COMPOSER_NAMES.get(composer, "")
+  words = [tempo_word(job.bpm), name, job.group.genre]
+  if key_text:
+    words.append(f"in {key_text}")
+  caption = (" ".join(w for w in words if w) +
+             f" for {job.ensemble}, {job.bpm} bpm, rendered MIDI")
+  meta.update(caption=caption, key=key_text, parts=parts,
+              seconds=x.shape[0] / sr, sample_rate=sr)
+  with open(job.out_path[:-5] + ".txt", "w") as f:
+    f.write(caption + "\n")
+  with open(job.out_path[:-5] + ".json", "w") as f:
+    json.dump(meta, f)
+  return meta
+
+
+def plan(out: str, recipe: Sequence[Group] = RECIPE, seed: int = 0,
+         soundfonts: Optional[Sequence[str]] = None,
+         heldout_fraction: float = 0.05, max_seconds: float = 240.0,
+         limit: Optional[int] = None) -> List[Job]:
+  """Every rendering of the recipe, deterministic in seed."""
+  soundfonts = list(soundfonts or find_soundfonts())
+  if not soundfonts:
+    raise FileNotFoundError(
+        "no GM soundfont found (default: /usr/share/sounds/sf2); install "
+        "one, e.g. `apt-get install timgm6mb-soundfont fluid-soundfont-gm`")
+  jobs = []
+  for g in recipe:
+    pieces = corpus_pieces(g)
+    rng = np.random.default_rng([seed, int(stable_unit(g.name) * 2**31)])
+    if len(pieces) > g.max_pieces:
+      pieces = sorted(rng.choice(pieces, g.max_pieces, replace=False))
+    for piece in pieces:
+      split = split_of(piece, heldout_fraction)
+      for v in range(g.variants):
+        r = np.random.default_rng(
+            [seed, v, int(stable_unit(piece) * 2**31)])
+        ens = g.ensembles[r.integers(len(g.ensembles))]
+        bpm = int(r.integers(g.bpm[0], g.bpm[1] + 1))
+        sf2 = soundfonts[r.integers(len(soundfonts))]
+        name = f"{_slug(os.path.splitext(piece)[0])}__{v}.flac"
+        jobs.append(Job(g, str(piece), v, ens, bpm, sf2,
+                        os.path.join(out, "audio", split, g.name, name),
+                        max_seconds))
+  if limit is not None:
+    jobs = jobs[:limit]
+  return jobs
+
+
+def add_wesnoth(out: str, music_dir: str = WESNOTH_MUSIC,
+                heldout_fraction: float = 0.05) -> List[dict]:
+  """Links the recorded Wesnoth tracks into the dataset with captions."""
+  if not os.path.isdir(music_dir):
+    return []
+  import soundfile as sf
+  metas = []
+  for f in sorted(os.listdir(music_dir)):
+    if not f.endswith(".ogg") or f.startswith("silence"):
+      continue
+    stem = os.path.splitext(f)[0]
+    split = split_of("wesnoth/" + stem, heldout_fraction)
+    dst = os.path.join(out, "audio", split, "wesnoth", f)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    if not os.path.lexists(dst):
+      os.symlink(os.path.join(music_dir, f), dst)
+    title = stem.replace("_", " ").replace("-", " ")
+    caption = (f"orchestral soundtrack, {title}, recorded orchestra, "
+               f"Battle for Wesnoth")
+    with open(dst[:-4] + ".txt", "w") as fh:
+      fh.write(caption + "\n")
+    info = sf.info(dst)
+    metas.append(dict(piece="wesnoth/" + stem, group="wesnoth", variant=0,
+                      ensemble="orchestra", caption=caption, path=dst,
+                      seconds=info.duration, sample_rate=info.samplerate,
+                      soundfont="recorded"))
+  return metas
+
+
+def build_demo(out: str, workers: int = 2, seed: int = 0,
+               heldout_fraction: float = 0.05, max_seconds: float = 240.0,
+               limit: Optional[int] = None, wesnoth: bool = True,
+               soundfont_dirs: Sequence[str] = SOUNDFONT_DIRS,
+               log=print) -> dict:
+  """Renders the recipe into `out`; resumable. -> the report dict."""
+  if shutil.which("fluidsynth") is None:
+    raise FileNotFoundError("fluidsynth not found; `apt-get install "
+                            "fluidsynth` (Debian) first")
+  t0 = time.time()
+  jobs = plan(out, seed=seed, heldout_fraction=heldout_fraction,
+              max_seconds=max_seconds, limit=limit,
+              soundfonts=find_soundfonts(soundfont_dirs))
+  log(f"[demo] {len(jobs)} renderings with {workers} worker(s)")
+  results = []
+  if workers > 1:
+    import multiprocessing as mp
+    with mp.get_context("spawn").Pool(workers) as pool:
+      for i, r in enumerate(pool.imap_unordered(render_job, jobs)):
+        results.append(r)
+        if (i + 1) % 25 == 0:
+          log(f"[demo] {i + 1}/{len(jobs)} ({time.time() - t0:.0f} s)")
+  else:
+    for i, j in enumerate(jobs):
+      results.append(render_job(j))
+      if (i + 1) % 25 == 0:
+        log(f"[demo] {i + 1}/{len(jobs)} ({time.time() - t0:.0f} s)")
+  if wesnoth:
+    results += add_wesnoth(out, heldout_fraction=heldout_fraction)
+  ok = [r for r in results if "error" not in r]
+  failed = [r for r in results if "error" in r]
+  report = dict(
+      renderings=len(ok), failed=len(failed),
+      pieces=len({r["piece"] for r in ok}),
+      hours=sum(r["seconds"] for r in ok) / 3600.0,
+      build_seconds=time.time() - t0, seed=seed,
+      heldout_fraction=heldout_fraction,
+      splits={s: dict(files=sum(f"/{s}/" in r["path"] for r in ok),
+                      hours=sum(r["seconds"] for r in ok
+                                if f"/{s}/" in r["path"]) / 3600.0)
+              for s in ("train", "heldout")},
+      groups={g: dict(files=sum(r["group"] == g for r in ok),
+                      hours=sum(r["seconds"] for r in ok
+                                if r["group"] == g) / 3600.0)
+              for g in sorted({r["group"] for r in ok})},
+      ensembles={e: sum(r["ensemble"] == e for r in ok)
+                 for e in sorted({r["ensemble"] for r in ok})},
+      soundfonts={s: sum(r["soundfont"] == s for r in ok)
+                  for s in sorted({r["soundfont"] for r in ok})},
+      failures=[dict(piece=r["piece"], error=r["error"]) for r in failed])
+  with open(os.path.join(out, "demo_report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  _write_readme(out, report)
+  return report
+
+
+def _write_readme(out: str, report: dict) -> None:
+  lines = [
+      "# lmdm_jax demo dataset", "",
+      "Built offline by `lmdm data demo` (lmdm_jax/data/demo.py).", "",
+      f"- {report['renderings']} files, {report['pieces']} pieces, "
+      f"{report['hours']:.2f} h of audio; {report['failed']} renderings "
+      f"failed (see demo_report.json)",
+      f"- split by piece: train {report['splits']['train']['hours']:.2f} h,"
+      f" held-out {report['splits']['heldout']['hours']:.2f} h", "",
+      "## Sources and licences", "", LICENCES,
+      "Rendered audio inherits the terms of its score encoding and "
+      "soundfont; keep this dataset for research and do not redistribute "
+      "renders without checking each piece.", ""]
+  with open(os.path.join(out, "README.md"), "w") as f:
+    f.write("\n".join(lines))

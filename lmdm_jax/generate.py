@@ -1,0 +1,198 @@
+"""`lmdm generate`: text prompt -> music, streamed block by block -> WAV.
+
+  lmdm generate --prompt "slow Bach chorale for string ensemble" \\
+      --seconds 30 --out out.wav [--json figures.json]
+
+With no --checkpoint it plays the demo model shipped in
+lmdm_jax/assets/demo (see docs/demo-model.md). Blocks are generated one
+after another exactly as in a live session (the cached stream of
+`lmdm_jax.streaming`: BC caches each finished block once), decoded with the
+model's codec block by block (one latent frame of overlap, equal-power
+crossfade), and written as 16-bit WAV. The figures printed (and written
+with --json) are per-block latency (model, decode, both), the real-time
+factor (audio seconds per block / compute seconds per block; > 1 keeps up
+live) and the compile time, on whatever machine runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+
+def _percentiles(xs):
+  xs = np.asarray(xs, np.float64)
+  return {"median": float(np.median(xs)), "p90": float(np.percentile(xs, 90)),
+          "max": float(xs.max()), "mean": float(xs.mean())}
+
+
+def check_args(prompt: str, seconds: float, out: str,
+               steps: Optional[int], cfg_scale: Optional[float]) -> None:
+  """Raises ValueError for arguments that cannot make a file."""
+  if not isinstance(prompt, str):
+    raise ValueError("prompt must be a string")
+  if not math.isfinite(seconds) or not 0 < seconds <= 3600:
+    raise ValueError(f"seconds must be in (0, 3600], got {seconds}")
+  if not out.lower().endswith(".wav"):
+    raise ValueError(f"--out must name a .wav file, got {out!r}")
+  parent = os.path.dirname(os.path.abspath(out))
+  if not os.path.isdir(parent):
+    raise ValueError(f"the folder of --out does not exist: {parent}")
+  if steps is not None and not 1 <= steps <= 100:
+    raise ValueError(f"steps must be in [1, 100], got {steps}")
+  if cfg_scale is not None and (not math.isfinite(cfg_scale) or
+                                cfg_scale < 0):
+    raise ValueError(f"cfg scale must be finite and >= 0, got {cfg_scale}")
+
+
+def generate(prompt: str, seconds: float, out: str,
+             checkpoint: Optional[str] = None, steps: Optional[int] = None,
+             cfg_scale: Optional[float] = None, seed: int = 0,
+             sampler: Optional[str] = None, progress: bool = True,
+             log: Callable[[str], None] = print) -> dict:
+  """Streams `seconds` of music for `prompt` into the WAV `out`.
+
+  -> figures: blocks, block_s, latency_s {model, decode, total} as
+  {median, p90, max, mean}, real_time_factor, compile_s, wall_s, rms_dbfs,
+  unknown_words, and the settings used.
+  """
+  check_args(prompt, seconds, out, steps, cfg_scale)
+  from lmdm_jax import pretrained
+  from lmdm_jax.streaming.player import Player, write_wav
+  from lmdm_jax.streaming.session import LiveSession
+  from lmdm_jax.streaming.state import StreamSpec
+
+  t_start = time.perf_counter()
+  pkg = pretrained.load(checkpoint)
+  if "needs" in pkg.text or "needs" in pkg.codec:
+    raise ValueError(
+        f"{pkg.path} is a converted SAO checkpoint: generating with it needs "
+        f"its T5 encoder and Oobleck VAE, which `lmdm generate` does not "
+        f"wire yet; use lmdm_jax.streaming with lmdm_jax.text.t5 and "
+        f"lmdm_jax.codecs.oobleck (README, 'Use converted weights')")
+  d = pkg.defaults
+  steps = int(steps if steps is not None else d.get("steps", 8))
+  cfg_scale = float(cfg_scale if cfg_scale is not None
+                    else d.get("cfg_scale", 1.0))
+  sampler = sampler or d.get("sampler", "pingpong")
+  encoder = pkg.text_encoder()
+  unknown = encoder.unknown_words(prompt) if hasattr(
+      encoder, "unknown_words") else []
+  if unknown:
+    log(f"[generate] words the model never saw in training (no effect): "
+        f"{' '.join(unknown)}")
+  spec = StreamSpec(pkg.dit, pkg.geometry, batch=1,
+                    cond_tokens=pkg.cond_tokens, steps=steps,
+                    sampler=sampler, cfg=cfg_scale != 1.0)
+  codec = pkg.make_codec()
+  t0 = time.perf_counter()
+  session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
+                        seed=seed, progress=lambda s: log(f"[generate] {s}"))
+  session.set_prompts({prompt: 1.0})
+  session.set_cfg(cfg_scale)
+  compile_s = time.perf_counter() - t0
+  player = Player(session, codec, overlap=1)
+  g = pkg.geometry
+  block_s = g.block * codec.hop / codec.sample_rate
+  blocks = max(1, math.ceil(seconds / block_s))
+  bar = None
+  if progress:
+    from tqdm import tqdm
+    bar = tqdm(total=blocks, unit="block", dynamic_ncols=True,
+               file=sys.stderr)
+
+  def on_block(i):
+    if bar is not None:
+      bar.update(1)
+      bar.set_postfix(rtf=f"{block_s / player.compute_s[-1]:.2f}")
+
+  t_gen = time.perf_counter()
+  audio = player.render(blocks, on_block)
+  gen_s = time.perf_counter() - t_gen
+  if bar is not None:
+    bar.close()
+  audio = audio[:, :int(round(seconds * codec.sample_rate))]
+  peak = float(np.abs(audio).max())
+  if peak > 0.89:                       # never clip the file
+    audio = audio * (0.89 / peak)
+  write_wav(out, audio, codec.sample_rate)
+  model_s = [e["compute_s"] for e in session.log]
+  total_s = list(player.compute_s)
+  decode_s = [t - m for t, m in zip(total_s, model_s)]
+  rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+  import jax
+  figures = {
+      "prompt": prompt, "out": os.path.abspath(out),
+      "model": os.path.abspath(pkg.path), "seconds": audio.shape[1] /
+      codec.sample_rate, "blocks": blocks, "block_s": block_s,
+      "steps": steps, "cfg_scale": cfg_scale, "sampler": sampler,
+      "seed": seed, "mode": g.mode,
+      "latency_s": {"model": _percentiles(model_s),
+                    "decode": _percentiles(decode_s),
+                    "total": _percentiles(total_s)},
+      "real_time_factor": block_s / float(np.median(total_s)),
+      "real_time_factor_model_only": block_s / float(np.median(model_s)),
+      "compile_s": compile_s, "generate_s": gen_s,
+      "wall_s": time.perf_counter() - t_start,
+      "rms_dbfs": 20 * math.log10(max(rms, 1e-12)),
+      "unknown_words": unknown,
+      "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
+      "jax": jax.__version__,
+  }
+  return figures
+
+
+def _cli(args) -> int:
+  try:
+    figures = generate(args.prompt, args.seconds, args.out,
+                       checkpoint=args.checkpoint, steps=args.steps,
+                       cfg_scale=args.cfg, seed=args.seed,
+                       sampler=args.sampler, progress=not args.no_progress,
+                       log=lambda s: print(s, file=sys.stderr, flush=True))
+  except (ValueError, FileNotFoundError) as e:
+    print(f"lmdm generate: error: {e}", file=sys.stderr)
+    return 2
+  lat = figures["latency_s"]
+  print(f"wrote {figures['out']}: {figures['seconds']:.1f} s, "
+        f"{figures['blocks']} blocks of {figures['block_s']:.2f} s, "
+        f"{figures['steps']} steps, cfg {figures['cfg_scale']:g}")
+  print(f"per-block latency (median / p90 / max): model "
+        f"{lat['model']['median'] * 1e3:.0f} / {lat['model']['p90'] * 1e3:.0f}"
+        f" / {lat['model']['max'] * 1e3:.0f} ms, decode "
+        f"{lat['decode']['median'] * 1e3:.0f} ms, total "
+        f"{lat['total']['median'] * 1e3:.0f} ms")
+  print(f"real-time factor {figures['real_time_factor']:.2f}x "
+        f"(model only {figures['real_time_factor_model_only']:.2f}x); "
+        f"compile {figures['compile_s']:.1f} s; {figures['device']}")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(figures, f, indent=2)
+  return 0
+
+
+def register(sub, bsub) -> None:
+  """Adds `generate`."""
+  del bsub
+  g = sub.add_parser("generate", help="text prompt -> streamed music (WAV)",
+                     description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+  g.add_argument("--prompt", required=True)
+  g.add_argument("--seconds", type=float, default=30.0)
+  g.add_argument("--out", default="out.wav")
+  g.add_argument("--checkpoint", default=None,
+                 help="an `lmdm export` package (default: the shipped demo)")
+  g.add_argument("--steps", type=int, default=None,
+                 help="denoising steps per block (default: the model's)")
+  g.add_argument("--cfg", type=float, default=None,
+                 help="classifier-free guidance scale (1 = off)")
+  g.add_argument("--sampler", default=None, choices=("euler", "pingpong"))
+  g.add_argument("--seed", type=int, default=0)
+  g.add_argument("--json", default=None, help="write the figures here")
+  g.add_argument("--no-progress", action="store_true")
+  g.set_defaults(fn=_cli)

@@ -1,0 +1,112 @@
+"""`lmdm export`: a training run's checkpoint -> a model package.
+
+  lmdm export --config configs/demo.py --workdir W --data-dir DEMO/tfds \\
+      --out lmdm_jax/assets/demo [--step N] [--cfg 3] [--steps 8]
+
+Takes the EMA parameters when the run kept them (else the raw ones) of the
+latest (or --step) checkpoint, the text-encoder spec with the vocabulary of
+the training captions (so `lmdm generate` can name the prompt words the
+model never saw), the codec and generation defaults; see
+lmdm_jax/pretrained.py for the layout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def export(cfg, workdir: str, out: str, data_dir: str = "",
+           step=None, defaults=None, command: str = "") -> dict:
+  import jax
+  from lmdm_jax import pretrained
+  from lmdm_jax.train import checkpoint, parallel, state as train_state
+  from lmdm_jax.train.loop import select_devices
+
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), 1, 1000)
+  steps = ckpt.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint under {workdir}/ckpt")
+  step = max(steps) if step is None else int(step)
+  if step not in steps:
+    raise ValueError(f"no checkpoint at step {step}; have {sorted(steps)}")
+  tx = train_state.make_optimizer(cfg.optim)
+  scratch = cfg.copy_and_resolve_references()
+  with scratch.unlocked():
+    scratch.init.params = ""
+  mesh = parallel.make_mesh(select_devices(1))
+  abstract = checkpoint.abstract_like(
+      jax.eval_shape(lambda: train_state.init_state(scratch, tx,
+                                                    lambda *a: None)),
+      parallel.replicated(mesh))
+  state, _ = ckpt.restore(step, abstract)
+  ckpt.close()
+  params = state.ema_params if state.ema_params is not None else state.params
+  params = jax.device_get(params)
+
+  text = {"encoder": str(cfg.get("text", {}).get("encoder", "")),
+          "dim": int(cfg.model.cond_token_dim),
+          "max_tokens": int(cfg.cond_tokens)}
+  if data_dir:
+    from lmdm_jax.data.pipeline import tfds_source
+    from lmdm_jax.text.hashed import vocabulary_of
+    src = tfds_source(data_dir, str(cfg.data.name))
+    caps = []
+    for i in range(len(src)):
+      c = src[i]["caption"]
+      caps.append(c.decode() if isinstance(c, bytes) else str(c))
+    text["vocabulary"] = vocabulary_of(caps)
+    text["training_captions"] = len(caps)
+  codec = dict(cfg.get("codec", {"name": "mel", "kwargs": {}}))
+  codec = {"name": str(codec["name"]), "kwargs": dict(codec.get("kwargs",
+                                                                {}))}
+  meta = {"config": str(cfg.get("config_path", "")), "step": int(step),
+          "ema": state.ema_params is not None,
+          "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "command": command, "data_dir": data_dir,
+          "params": int(sum(x.size for x in jax.tree.leaves(params)))}
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(metrics):
+    with open(metrics) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    meta["final_loss"] = rows[-1].get("loss") if rows else None
+  pretrained.save(out, dit_params=params, cfg=cfg, text=text, codec=codec,
+                  defaults=dict(defaults or {"steps": 8, "cfg_scale": 1.0,
+                                             "sampler": "pingpong"}),
+                  meta=meta)
+  return meta
+
+
+def _cli(args) -> int:
+  from lmdm_jax.configs import load_config
+  from lmdm_jax.train.cli import apply_overrides
+  cfg = apply_overrides(load_config(args.config), args.overrides)
+  defaults = {"steps": args.steps, "cfg_scale": args.cfg,
+              "sampler": args.sampler}
+  meta = export(cfg, args.workdir, args.out, args.data_dir, args.step,
+                defaults, command=" ".join(["lmdm"] + sys.argv[1:]))
+  print(json.dumps(meta, indent=2))
+  return 0
+
+
+def register(sub, bsub) -> None:
+  """Adds `export`."""
+  del bsub
+  from lmdm_jax.train.cli import _OverrideParser
+  e = sub.add_parser("export", help="checkpoint -> model package",
+                     description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+  e.__class__ = _OverrideParser
+  e.add_argument("--config", required=True)
+  e.add_argument("--workdir", required=True)
+  e.add_argument("--out", required=True)
+  e.add_argument("--data-dir", default="",
+                 help="the training TFDS dir (for the caption vocabulary)")
+  e.add_argument("--step", type=int, default=None)
+  e.add_argument("--steps", type=int, default=8)
+  e.add_argument("--cfg", type=float, default=1.0)
+  e.add_argument("--sampler", default="pingpong",
+                 choices=("euler", "pingpong"))
+  e.set_defaults(fn=_cli, overrides=[])
