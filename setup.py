@@ -29,6 +29,8 @@ setup(
         # Checkpoint import (`lmdm convert`); .ckpt files also need torch,
         # which is deliberately not listed.
         "convert": ["safetensors>=0.4", "sentencepiece>=0.2"],
+        # `lmdm data demo`: scores and MIDI (Debian's fluidsynth renders).
+        "demo": ["music21>=9", "mido>=1.3"],
         "data": ["tensorflow-datasets>=4.9.7", "array-record>=0.5",
                  "importlib_resources>=6", "grain>=0.2", "librosa>=0.10",
                  "soundfile>=0.12", "tensorboardX>=2.6"],

@@ -235,6 +235,71 @@ def retime_midi(src: str, dst: str, programs: Sequence[int], bpm: float,
   return part
 
 
+SAMPLE_RATE = 44100
+RELEASE_SECONDS = 3.0       # rendered after the last MIDI event
+
+
+def synthesise(mid: str, soundfont: str, seconds: float,
+               timeout_s: float = 120.0) -> np.ndarray:
+  """fluidsynth's fast renderer -> [samples, 2] float32 of `seconds`.
+
+  Raw 16-bit stereo is read from fluidsynth's stdout and the process is
+  killed once `seconds` have arrived: on some files fluidsynth 2.3's file
+  renderer never sees the end of the song and writes audio forever (seen
+  here: 2,000 s of output for a 37 s folk tune), so the length comes from
+  the MIDI file, not from fluidsynth. A watchdog kills it after timeout_s.
+  """
+  import threading
+  want = int(seconds * SAMPLE_RATE) * 4
+  proc = subprocess.Popen(
+      ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE),
+       "-T", "raw", "-O", "s16", "-F", "-", soundfont, mid],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  watchdog = threading.Timer(timeout_s, proc.kill)
+  watchdog.start()
+  try:
+    chunks, got = [], 0
+    while got < want:
+      chunk = proc.stdout.read(min(1 << 20, want - got))
+      if not chunk:
+        break
+      chunks.append(chunk)
+      got += len(chunk)
+  finally:
+    watchdog.cancel()
+    proc.kill()
+    _, err = proc.communicate()
+  buf = b"".join(chunks)
+  buf = buf[:len(buf) // 4 * 4]
+  if not buf:
+    raise RuntimeError(f"fluidsynth wrote no audio: "
+                       f"{err.decode(errors='replace').strip()[:200]}")
+  return np.frombuffer(buf, "<i2").reshape(-1, 2).astype(np.float32) / 32768
+
+
+def _crop(score, quarters: float):
+  """The first measures of `score` covering `quarters` quarter notes (one
+  spare): music21's MIDI writer expands repeats with deep copies, which
+  takes minutes on a whole mass or quartet movement we would cut anyway."""
+  try:
+    measures = list(score.parts[0].getElementsByClass("Measure"))
+  except Exception:  # noqa: BLE001
+    return score
+  total, n = 0.0, 0
+  for m in measures:
+    total += float(m.duration.quarterLength)
+    n += 1
+    if total > quarters:
+      break
+  if n >= len(measures) or n == 0:
+    return score
+  first = measures[0].number
+  try:
+    return score.measures(first, first + n)
+  except Exception:  # noqa: BLE001  (odd scores: render them whole)
+    return score
+
+
 def render_job(job: Job, timeout_s: float = 120.0) -> dict:
   """Renders one piece; returns its metadata or {'error': reason}."""
   import soundfile as sf
@@ -259,6 +324,7 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
       key_text = f"{key.tonic.name.replace('-', ' flat').replace('#', ' sharp')} {key.mode}"
     except Exception:  # noqa: BLE001  (analysis fails on unpitched scores)
       key_text = ""
+    score = _crop(score, job.max_seconds * job.bpm / 60.0)
     with tempfile.TemporaryDirectory() as tmp:
       raw, mid = os.path.join(tmp, "raw.mid"), os.path.join(tmp, "out.mid")
       score.write("midi", fp=raw)
@@ -266,14 +332,10 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
                       job.max_seconds)
       if n == 0:
         return dict(meta, error="no notes")
-      wav = os.path.join(tmp, "out.wav")
-      cmd = ["timeout", str(int(timeout_s)), "fluidsynth", "-ni", "-q",
-             "-g", "0.6", "-r", "44100", "-F", wav, job.soundfont, mid]
-      r = subprocess.run(cmd, capture_output=True, text=True)
-      if r.returncode != 0 or not os.path.exists(wav):
-        return dict(meta, error=f"fluidsynth exit {r.returncode}: "
-                    f"{r.stderr.strip()[:200]}")
-      x, sr = sf.read(wav, dtype="float32", always_2d=True)
+      import mido
+      seconds = mido.MidiFile(mid).length + RELEASE_SECONDS
+      x = synthesise(mid, job.soundfont, seconds, timeout_s)
+      sr = SAMPLE_RATE
     peak = float(np.abs(x).max()) if x.size else 0.0
     if peak < 1e-3:
       return dict(meta, error="silent render")

@@ -1,0 +1,104 @@
+"""The demo data recipe on one tiny score: music21 -> MIDI (one channel and
+program per part) -> fluidsynth -> FLAC + caption, split by piece, resume."""
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("music21")
+pytest.importorskip("mido")
+from lmdm_jax.data import demo  # noqa: E402
+
+needs_synth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not demo.find_soundfonts(),
+    reason="needs Debian's fluidsynth and a GM soundfont (.ci/run installs "
+           "them)")
+
+
+def test_split_is_by_piece_and_stable():
+  a = [demo.split_of(f"bach/bwv{i}.mxl", 0.1) for i in range(400)]
+  assert a == [demo.split_of(f"bach/bwv{i}.mxl", 0.1) for i in range(400)]
+  frac = np.mean([s == "heldout" for s in a])
+  assert 0.05 < frac < 0.16                    # ~10 % held out
+  assert demo.split_of("x", 0.0) == "train"
+  assert demo.tempo_word(60) == "slow" and demo.tempo_word(90) == \
+      "moderate" and demo.tempo_word(140) == "fast"
+
+
+def test_plan_is_deterministic_and_variants_share_the_split(tmp_path):
+  fonts = ["/a.sf2", "/b.sf2"]
+  g = dataclasses.replace(demo.RECIPE[0], max_pieces=12, variants=2)
+  p1 = demo.plan(str(tmp_path), [g], seed=3, soundfonts=fonts)
+  p2 = demo.plan(str(tmp_path), [g], seed=3, soundfonts=fonts)
+  assert [dataclasses.astuple(j)[1:] for j in p1] == \
+      [dataclasses.astuple(j)[1:] for j in p2]
+  assert len(p1) == 24
+  by_piece = {}
+  for j in p1:
+    by_piece.setdefault(j.piece, set()).add(
+        "heldout" if "/heldout/" in j.out_path else "train")
+  assert all(len(s) == 1 for s in by_piece.values())   # never split a piece
+  assert all(j.ensemble in demo.ENSEMBLES for j in p1)
+
+
+def test_retime_midi_gives_each_part_a_channel_and_program(tmp_path):
+  import mido
+  from music21 import corpus
+  raw, out = str(tmp_path / "raw.mid"), str(tmp_path / "out.mid")
+  corpus.parse("bach/bwv66.6").write("midi", fp=raw)
+  n = demo.retime_midi(raw, out, (40, 41), bpm=90, max_seconds=5.0)
+  assert n == 4
+  mid = mido.MidiFile(out)
+  progs = {}
+  for track in mid.tracks:
+    for m in track:
+      if m.type == "program_change":
+        progs[m.channel] = m.program
+      if m.type in ("note_on", "note_off"):
+        assert m.channel in progs                  # programmed channel
+  assert sorted(progs) == [0, 1, 2, 3] and 9 not in progs
+  assert [progs[c] for c in range(4)] == [40, 41, 40, 41]
+  tempos = [m.tempo for t in mid.tracks for m in t if m.type == "set_tempo"]
+  assert tempos == [mido.bpm2tempo(90)]
+  # Cut at 5 s, and every note that sounds is released.
+  assert mid.length <= 5.0 + 1e-3            # tempo is whole microseconds
+  for track in mid.tracks:
+    on = set()
+    for m in track:
+      if m.type == "note_on" and m.velocity:
+        on.add(m.note)
+      elif m.type in ("note_on", "note_off"):
+        on.discard(m.note)
+    assert not on
+
+
+@needs_synth
+def test_render_one_score_with_caption_and_resume(tmp_path):
+  import soundfile as sf
+  g = dataclasses.replace(demo.RECIPE[0], max_pieces=1)
+  job = demo.Job(g, "bach/bwv66.6", 0, "church organ", 66,
+                 demo.find_soundfonts()[0],
+                 str(tmp_path / "audio/train/bach/bwv66_6__0.flac"), 6.0)
+  meta = demo.render_job(job)
+  assert "error" not in meta, meta
+  x, sr = sf.read(job.out_path)
+  assert sr == 44100 and x.ndim == 2 and x.shape[1] == 2
+  assert 5.0 < x.shape[0] / sr < 12.0           # cut at 6 s plus release
+  assert 0.05 < np.abs(x).max() <= 0.9          # not silent, not clipped
+  cap = open(job.out_path[:-5] + ".txt").read().strip()
+  assert cap == ("slow Bach chorale in F sharp minor for church organ, "
+                 "66 bpm, rendered MIDI")
+  mtime = os.path.getmtime(job.out_path)
+  again = demo.render_job(job)                   # resumes: no re-render
+  assert again["caption"] == cap and os.path.getmtime(job.out_path) == mtime
+
+
+def test_render_failure_is_reported_not_raised(tmp_path):
+  g = dataclasses.replace(demo.RECIPE[0], min_parts=5, max_parts=5)
+  job = demo.Job(g, "bach/bwv66.6", 0, "choir", 80, "/no/font.sf2",
+                 str(tmp_path / "x.flac"), 5.0)
+  meta = demo.render_job(job)
+  assert "parts outside" in meta["error"]
+  assert not os.path.exists(job.out_path)
