@@ -36,6 +36,7 @@ import tempfile
 import numpy as np
 
 SR = 16000
+PATCH = 187
 MODELS = ("MSD_musicnn", "MTT_musicnn")
 
 
@@ -77,7 +78,15 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--out", default="tests/data/musicnn_reference.npz")
+  p.add_argument("--audio", nargs="*", default=None,
+                 help="instead of the synthetic fixture: real files; writes "
+                 "the original's outputs on an excerpt of each to --out "
+                 "(compare with tools/musicnn_compare.py)")
+  p.add_argument("--excerpt", default="30:60",
+                 help="with --audio: START:END seconds (default 30:60)")
   args = p.parse_args(argv)
+  if args.audio:
+    return _real_audio(args)
   import importlib.metadata as md
   import librosa
   import soundfile as sf
@@ -116,6 +125,40 @@ def main(argv=None) -> int:
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   np.savez_compressed(args.out, **fix)
   print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e3:.0f} kB)")
+  return 0
+
+
+def _real_audio(args) -> int:
+  """The original musicnn on excerpts of real files (every patch in one
+  batch). Writes each excerpt as a float wav next to --out and saves
+  <name>/excerpt (its path), <name>/<model>/{taggram,penultimate} and
+  <name>/infs (inf values in the original's log-mel input)."""
+  import soundfile as sf
+  from musicnn import configuration as mcfg
+  from musicnn import extractor as mx
+  mcfg.BATCH_SIZE = 1024
+  a, b = (float(v) for v in args.excerpt.split(":"))
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  os.makedirs(out_dir, exist_ok=True)
+  res = {}
+  for path in args.audio:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    name = os.path.splitext(os.path.basename(path))[0]
+    wav = os.path.join(out_dir, name + ".excerpt.wav")
+    sf.write(wav, x[int(a * sr):int(b * sr)], sr, subtype="FLOAT")
+    res[f"{name}/excerpt"] = np.array(wav)
+    for model in MODELS:
+      taggram, _, feats = mx.extractor(wav, model=model,
+                                       extract_features=True)
+      res[f"{name}/{model}/taggram"] = np.asarray(taggram, np.float32)
+      res[f"{name}/{model}/penultimate"] = np.asarray(feats["penultimate"],
+                                                      np.float32)
+    rep = mx.batch_data(wav, PATCH, PATCH)[1]          # musicnn's log-mel
+    res[f"{name}/infs"] = np.array(int(np.isinf(rep).sum()))
+    print(f"{name}: {len(res[f'{name}/MTT_musicnn/taggram'])} patches, "
+          f"{int(res[f'{name}/infs'])} inf in the log-mel input")
+  np.savez(args.out, **res)
+  print(f"wrote {args.out}")
   return 0
 
 
