@@ -14,7 +14,6 @@ and for the default preprocessing. Prints one JSON line per row.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -32,7 +31,8 @@ def main(argv=None) -> int:
   for name in names:
     audio, _ = load_16k(str(ref[f"{name}/excerpt"]))
     for model in mn.MODELS:
-      tg, pen = ref[f"{name}/{model}/taggram"], ref[f"{name}/{model}/penultimate"]
+      tg = ref[f"{name}/{model}/taggram"]
+      pen = ref[f"{name}/{model}/penultimate"]
       bad = ~np.isfinite(tg).all(axis=1)
       ex = mn.get_musicnn(model, exact=True)(audio)
       de = mn.get_musicnn(model)(audio)

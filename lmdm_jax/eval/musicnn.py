@@ -27,8 +27,8 @@ Pipeline (musicnn/extractor.py, exactly):
           ReLU -> BN -> max over frequency: 2*204 + 3*51 = 561 channels)
           -> mid-end (three 7-tap convs over time, 64 channels, residual)
           -> 753 channels per frame -> max and mean over time (753 each,
-          interleaved max_0, mean_0, max_1, ...) -> BN -> dense 200 + ReLU -> BN (= 'penultimate') -> dense 50
-          -> sigmoid.
+          interleaved max_0, mean_0, max_1, ...) -> BN -> dense 200 +
+          ReLU -> BN (= 'penultimate') -> dense 50 -> sigmoid.
 Outputs per patch: `taggram` [P, 50] (sigmoid probabilities, multi-label),
 `penultimate` [P, 200] (the default embedding: musicnn's 'penultimate'
 feature), `mean_pool` / `max_pool` [P, 753] (its pooled mid-end features).
@@ -180,7 +180,8 @@ def _block(p, name, y):
   return y * p[f"{name}/bn_scale"] + p[f"{name}/bn_shift"]
 
 
-def forward(p: Dict[str, jnp.ndarray], x: jnp.ndarray) -> Dict[str, jnp.ndarray]:
+def forward(p: Dict[str, jnp.ndarray],
+            x: jnp.ndarray) -> Dict[str, jnp.ndarray]:
   """musicnn on log-mel patches x [B, 187, 96] (float32).
 
   -> {'taggram' [B, 50], 'logits' [B, 50], 'penultimate' [B, 200],
