@@ -12,6 +12,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["lmdm_jax", "lmdm_jax.*"]),
+    # musicnn weights (ISC, converted by tools/convert_musicnn.py).
+    package_data={"lmdm_jax.eval": ["weights/*.npz",
+                                    "weights/LICENSE.musicnn"]},
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",
@@ -34,6 +37,8 @@ setup(
         "data": ["tensorflow-datasets>=4.9.7", "array-record>=0.5",
                  "importlib_resources>=6", "grain>=0.2", "librosa>=0.10",
                  "soundfile>=0.12", "tensorboardX>=2.6"],
+        # `lmdm eval` (musicnn features, FD / KL); no TensorFlow.
+        "eval": ["librosa>=0.10", "soundfile>=0.12", "scipy>=1.9"],
     },
     entry_points={"console_scripts": ["lmdm=lmdm_jax.cli:main"]},
 )

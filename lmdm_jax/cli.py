@@ -15,6 +15,7 @@ from lmdm_jax.train.cli import register as _register_train
 from lmdm_jax import generate as generate_cli
 from lmdm_jax.train import export as export_cli
 from lmdm_jax.convert import cli as convert_cli
+from lmdm_jax.eval import cli as eval_cli
 
 
 def _bench_stream(args) -> int:
@@ -142,6 +143,7 @@ REGISTRARS = [
     convert_cli.register,
     generate_cli.register,
     export_cli.register,
+    eval_cli.register,
 ]
 
 
