@@ -14,7 +14,9 @@ setup(
     packages=find_packages(include=["lmdm_jax", "lmdm_jax.*"]),
     # musicnn weights (ISC, converted by tools/convert_musicnn.py).
     package_data={"lmdm_jax.eval": ["weights/*.npz",
-                                    "weights/LICENSE.musicnn"]},
+                                    "weights/LICENSE.musicnn"],
+                  # The shipped demo model (`lmdm generate` default).
+                  "lmdm_jax": ["assets/demo/*"]},
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",

@@ -106,3 +106,28 @@ def test_demo_recipe_train_export_generate(tmp_path):
        "--checkpoint", str(tmp_path), "--out", str(out)],
       capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
   assert bad.returncode == 2 and "model.json" in bad.stderr
+
+
+def test_pipeline_encodes_captions_with_the_configured_encoder():
+  from lmdm_jax.configs import load_config
+  from lmdm_jax.data.pipeline import SyntheticSource, make_pipeline
+  cfg = load_config(os.path.join(REPO, "configs/demo.py:smoke"))
+  window = cfg.geometry.context + cfg.geometry.block
+  src = SyntheticSource(5, window + 3, cfg.model.io_channels, seed=1)
+  pipe = make_pipeline(cfg, source=src)
+  batch = pipe.batch(0)
+  enc = HashedWords(cfg.model.cond_token_dim, cfg.cond_tokens)
+  want = enc([src[int(i)]["caption"] for i in batch["index"]])
+  np.testing.assert_array_equal(batch["cross_tokens"], want)
+  assert np.abs(want).sum() > 0
+  pipe.close()
+  # Without a text encoder the tokens stay the unconditional zeros.
+  with cfg.unlocked():
+    cfg.text.encoder = "none"
+  pipe = make_pipeline(cfg, source=src)
+  np.testing.assert_array_equal(pipe.batch(0)["cross_tokens"], 0.0)
+  pipe.close()
+  with cfg.unlocked():
+    cfg.text.encoder = "bert"
+  with pytest.raises(ValueError, match="unknown text encoder"):
+    make_pipeline(cfg, source=src)

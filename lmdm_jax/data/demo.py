@@ -341,7 +341,7 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
       return dict(meta, error="silent render")
     x = x * min(1.0, 0.89 / peak)              # no clipping
     os.makedirs(os.path.dirname(job.out_path), exist_ok=True)
-    tmp_out = job.out_path + ".part"
+    tmp_out = f"{job.out_path}.{os.getpid()}.part"
     sf.write(tmp_out, x, sr, format="FLAC")
     os.replace(tmp_out, job.out_path)
   except Exception as e:  # noqa: BLE001  (a bad score must not stop a build)
