@@ -355,3 +355,22 @@ def test_live_rejects_bad_arguments(argv, match):
   args = build_parser().parse_args(["live", "--prompt", "a", *argv])
   with pytest.raises(ValueError, match=match):
     live.check_args(args)
+
+
+def test_player_background_playback_and_repeated_renders(tiny_parts):
+  """start_simulated/stop around the threads the blocking API used; a
+  second render() continues the stream (it crashed on the flushed tail)."""
+  s = _session(tiny_parts)
+  player = Player(s, get_codec("pool", latent_channels=8), overlap=1)
+  clip = player.render(2)
+  assert player.render(3).shape == (2, 3 * 4 * 2048) == (
+      clip.shape[0], clip.shape[1] * 3 // 2)
+  player.start_simulated(record=True)       # open-ended: until stop()
+  time.sleep(0.5)
+  assert not player.wait(0)
+  with player.lock:
+    s.set_cfg(2.0)
+  report = player.stop()
+  assert report["callbacks"] > 0 and player.error is None
+  assert player.played().shape == (2, report["callbacks"] * 1024)
+  assert len(s.log) > 5

@@ -183,6 +183,9 @@ class Player:
 
     -> audio [channels, blocks * o * hop]. on_block(i) is called after
     block i; per-block compute (model + decode) lands in `compute_s`.
+    Each call is a complete clip (the held-back overlap is flushed), so
+    calls may follow one another (a notebook rendering clip after clip);
+    the stream itself continues from call to call.
     """
     if blocks < 1:
       raise ValueError(f"blocks must be >= 1, got {blocks}")
@@ -194,6 +197,7 @@ class Player:
     if self._tail is not None:          # the held-back last overlap
       out.append(self._tail)
       self._tail = None
+      self._prev_latents = None         # next call: no tail to join
     return np.concatenate(out, axis=1)
 
   def start(self, prebuffer_blocks: int = 1) -> None:
