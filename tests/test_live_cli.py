@@ -374,3 +374,44 @@ def test_player_background_playback_and_repeated_renders(tiny_parts):
   assert report["callbacks"] > 0 and player.error is None
   assert player.played().shape == (2, report["callbacks"] * 1024)
   assert len(s.log) > 5
+
+
+def test_sounddevice_path_with_a_fake_portaudio(tiny_parts, monkeypatch):
+  """start_sounddevice/stop drive a PortAudio-shaped OutputStream (here a
+  thread calling the callback), without a sound card on the test machine."""
+  import threading
+  import types
+
+  class FakeStream:
+    def __init__(self, samplerate, channels, blocksize, dtype, callback):
+      self.args = (samplerate, channels, blocksize, dtype)
+      self.callback, self.running = callback, False
+
+    def _run(self):
+      while self.running:
+        out = np.zeros((self.args[2], self.args[1]), np.float32)
+        self.callback(out, self.args[2], None, None)
+        time.sleep(self.args[2] / self.args[0])
+
+    def start(self):
+      self.running = True
+      self.thread = threading.Thread(target=self._run, daemon=True)
+      self.thread.start()
+
+    def stop(self):
+      self.running = False
+      self.thread.join()
+
+    def close(self):
+      pass
+
+  fake = types.ModuleType("sounddevice")
+  fake.OutputStream, fake.PortAudioError = FakeStream, OSError
+  monkeypatch.setitem(sys.modules, "sounddevice", fake)
+  s = _session(tiny_parts)
+  player = Player(s, get_codec("pool", latent_channels=8))
+  player.start_sounddevice(record=True)
+  time.sleep(0.4)
+  report = player.stop()
+  assert report["callbacks"] > 3
+  assert player.played().shape == (2, report["callbacks"] * 1024)
