@@ -28,8 +28,14 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
+        # nbclient/nbformat/ipykernel: tests/test_colab_notebooks.py runs
+        # the colab/ notebooks headlessly (ipywidgets stays optional).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "safetensors>=0.4",
-                 "matplotlib>=3.7"],
+                 "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.29"],
+        # `lmdm live` through the sound card (also Debian's libportaudio2);
+        # without it `lmdm live` plays against the simulated clock.
+        "live": ["sounddevice>=0.4.6"],
         "bench": ["matplotlib>=3.7"],
         # Checkpoint import (`lmdm convert`); .ckpt files also need torch,
         # which is deliberately not listed.

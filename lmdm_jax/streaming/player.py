@@ -4,6 +4,11 @@
     player.play_sounddevice(seconds=60)          # sound card (PortAudio)
     report = player.play_simulated(seconds=30, wav_path="out.wav")
 
+    player.start_simulated()                     # or start_sounddevice()
+    with player.lock:                            # between two blocks
+      session.set_cfg(3.0)
+    report = player.stop()                       # audio: player.played()
+
 A generation thread turns latent blocks into audio (codec decode) and writes
 them into a ring buffer; the audio callback reads fixed periods from it.
 When the buffer runs dry the callback outputs silence and counts an
@@ -19,12 +24,19 @@ Latency accounting (control-to-sound): a control set now affects the next
 block generated; that block is heard after the audio already buffered plays
 out: latency ~ compute per block + buffered audio (<= buffer_blocks blocks)
 + one callback period.
+
+Background playback (`start_simulated` / `start_sounddevice` ... `stop`)
+returns at once so a caller (the `lmdm live` terminal) can change the
+session's controls while it plays. The generation thread holds `lock` while
+it generates a block; a caller that changes controls under the same lock
+changes them between two blocks, and the change is first heard in the block
+generated next (`session.log` says which).
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -94,11 +106,18 @@ class Player:
     self._prev_latents = None
     self._stop = threading.Event()
     self._error: Optional[BaseException] = None
+    # Held while the session generates a block; take it to change controls.
+    self.lock = threading.Lock()
+    self._threads: List[threading.Thread] = []
+    self._clock_done = threading.Event()
+    self._played: Optional[List[np.ndarray]] = None
+    self._sd_stream = None
 
   # -- generation -------------------------------------------------------------
   def _next_audio(self) -> np.ndarray:
     t0 = time.perf_counter()
-    latents = self.session.next_block()[0]            # [o, C]
+    with self.lock:
+      latents = self.session.next_block()[0]          # [o, C]
     k = self.overlap
     if k and self._prev_latents is not None:
       audio = self.codec.decode(np.concatenate(
@@ -135,8 +154,28 @@ class Player:
     out = self.ring.read(n)
     if out is None:
       self.underruns += 1
-      return np.zeros((self.codec.channels, n), np.float32)
+      out = np.zeros((self.codec.channels, n), np.float32)
+    if self._played is not None:
+      self._played.append(out)
     return out
+
+  @property
+  def error(self) -> Optional[BaseException]:
+    """What stopped the generation thread, if anything did (playback then
+    goes on in silence, counting underruns, until `stop` raises it)."""
+    return self._error
+
+  def buffered_s(self) -> float:
+    """Seconds of audio in the ring buffer now."""
+    with self.ring.lock:
+      return self.ring.size / self.codec.sample_rate
+
+  def played(self) -> np.ndarray:
+    """What the callback has output so far, silences included:
+    [channels, callbacks * period] (empty unless recording)."""
+    if not self._played:
+      return np.zeros((self.codec.channels, 0), np.float32)
+    return np.concatenate(self._played, axis=1)
 
   # -- drivers ------------------------------------------------------------------
   def render(self, blocks: int, on_block=None) -> np.ndarray:
@@ -144,6 +183,9 @@ class Player:
 
     -> audio [channels, blocks * o * hop]. on_block(i) is called after
     block i; per-block compute (model + decode) lands in `compute_s`.
+    Each call is a complete clip (the held-back overlap is flushed), so
+    calls may follow one another (a notebook rendering clip after clip);
+    the stream itself continues from call to call.
     """
     if blocks < 1:
       raise ValueError(f"blocks must be >= 1, got {blocks}")
@@ -155,70 +197,152 @@ class Player:
     if self._tail is not None:          # the held-back last overlap
       out.append(self._tail)
       self._tail = None
+      self._prev_latents = None         # next call: no tail to join
     return np.concatenate(out, axis=1)
 
-  def play_simulated(self, seconds: float, wav_path: Optional[str] = None,
-                     prebuffer_blocks: int = 1) -> dict:
-    """Drives the callback from a wall-clock-paced simulated sound card."""
+  def start(self, prebuffer_blocks: int = 1) -> None:
+    """Generates `prebuffer_blocks` blocks, then starts the generation
+    thread, which keeps the ring buffer full from then on. Returns at once.
+    """
+    if self._threads:
+      raise RuntimeError("this player is already playing; stop() it first")
+    if prebuffer_blocks < 0:
+      raise ValueError(f"prebuffer_blocks must be >= 0, got "
+                       f"{prebuffer_blocks}")
+    self._stop.clear()
+    self._clock_done.clear()
     for _ in range(prebuffer_blocks):
       self.ring.write(self._next_audio())
-    thread = threading.Thread(target=self._generate, daemon=True)
+    self._spawn(self._generate)
+
+  def _spawn(self, fn) -> None:
+    thread = threading.Thread(target=fn, daemon=True)
     thread.start()
+    self._threads.append(thread)
+
+  def _clock(self, seconds: Optional[float]) -> None:
+    """The simulated sound card: one callback per period, paced by the
+    wall clock, for `seconds` (None: until `stop`)."""
     sr = self.codec.sample_rate
-    n_periods = int(seconds * sr / self.period)
-    out = []
+    n_periods = None if seconds is None else int(seconds * sr / self.period)
     start = time.perf_counter()
-    for i in range(n_periods):
-      due = start + i * self.period / sr
-      delay = due - time.perf_counter()
+    i = 0
+    while (n_periods is None or i < n_periods) and not self._stop.is_set():
+      delay = start + i * self.period / sr - time.perf_counter()
       if delay > 0:
         time.sleep(delay)
-      out.append(self.callback(self.period))
-    self._stop.set()
-    thread.join()
-    if self._error is not None:
-      raise self._error
-    audio = np.concatenate(out, axis=1)
-    if wav_path:
-      write_wav(wav_path, audio, sr)
-    return self.report(seconds)
+      self.callback(self.period)
+      i += 1
+    self._clock_done.set()
 
-  def play_sounddevice(self, seconds: float) -> dict:
-    """Plays through the default output device (needs sounddevice)."""
+  def start_simulated(self, seconds: Optional[float] = None,
+                      prebuffer_blocks: int = 1, record: bool = True) -> None:
+    """Background playback against the simulated sound card.
+
+    Plays for `seconds` (None: until `stop`); `wait()` returns when they
+    have played. record: keep the callback's output for `played()` (the
+    performance as heard, silences of underruns included).
+    """
+    self._played = [] if record else None
+    self.start(prebuffer_blocks)
+    self._spawn(lambda: self._clock(seconds))
+
+  def start_sounddevice(self, prebuffer_blocks: int = 1,
+                        record: bool = False) -> None:
+    """Background playback through the default output device (PortAudio).
+
+    Raises RuntimeError when sounddevice/PortAudio is missing (before any
+    block is generated). Plays until `stop`.
+    """
     try:
       import sounddevice as sd
     except (ImportError, OSError) as e:
       raise RuntimeError(
           "sounddevice/PortAudio is not available; install the `live` extra "
-          "and Debian's libportaudio2, or use play_simulated") from e
-    self.ring.write(self._next_audio())
-    thread = threading.Thread(target=self._generate, daemon=True)
-    thread.start()
+          "and Debian's libportaudio2, or use the simulated clock") from e
 
     def cb(outdata, frames, time_info, status):
       del time_info, status
       outdata[:] = self.callback(frames).T
 
-    with sd.OutputStream(samplerate=self.codec.sample_rate,
-                         channels=self.codec.channels, blocksize=self.period,
-                         dtype="float32", callback=cb):
-      time.sleep(seconds)
+    self._played = [] if record else None
+    try:
+      stream = sd.OutputStream(samplerate=self.codec.sample_rate,
+                               channels=self.codec.channels,
+                               blocksize=self.period, dtype="float32",
+                               callback=cb)
+    except sd.PortAudioError as e:
+      raise RuntimeError(f"cannot open the default output device: {e}") from e
+    try:
+      self.start(prebuffer_blocks)
+    except BaseException:
+      stream.close()
+      raise
+    self._sd_stream = stream
+    stream.start()
+
+  def wait(self, timeout: Optional[float] = None) -> bool:
+    """Waits until a `start_simulated(seconds)` run has played its seconds;
+    -> whether it has (False on timeout, and always for open-ended runs)."""
+    return self._clock_done.wait(timeout)
+
+  def stop(self) -> dict:
+    """Stops playback and generation; -> `report`. Re-raises an error of
+    the generation thread (after playback has stopped)."""
     self._stop.set()
-    thread.join()
+    if self._sd_stream is not None:
+      self._sd_stream.stop()
+      self._sd_stream.close()
+      self._sd_stream = None
+    for thread in self._threads:
+      thread.join()
+    self._threads = []
     if self._error is not None:
       raise self._error
+    seconds = self.callbacks * self.period / self.codec.sample_rate
     return self.report(seconds)
 
+  def play_simulated(self, seconds: float, wav_path: Optional[str] = None,
+                     prebuffer_blocks: int = 1) -> dict:
+    """Drives the callback from a wall-clock-paced simulated sound card."""
+    self.start_simulated(seconds, prebuffer_blocks, record=True)
+    self.wait()
+    self.stop()
+    if wav_path:
+      write_wav(wav_path, self.played(), self.codec.sample_rate)
+    return self.report(seconds)
+
+  def play_sounddevice(self, seconds: float) -> dict:
+    """Plays through the default output device (needs sounddevice)."""
+    self.start_sounddevice()
+    try:
+      time.sleep(seconds)
+    finally:
+      self.stop()
+    return self.report(seconds)
+
+  def latency(self, compute_s: float) -> dict:
+    """Control-to-sound latency accounting for a compute time per block.
+
+    A control changed now is used by the next block generated; that block
+    reaches the speaker after the audio already buffered (at most the ring
+    buffer: buffer_blocks blocks) and one callback period.
+    """
+    sr = self.codec.sample_rate
+    block_s = self.block_samples / sr
+    buffered = (self.ring.capacity - self.period) / sr
+    return {"block_s": block_s, "compute_per_block_s": compute_s,
+            "buffer_s": buffered, "period_s": self.period / sr,
+            "control_to_sound_latency_s": compute_s + buffered
+            + self.period / sr,
+            "real_time_factor": block_s / compute_s if compute_s else None}
+
   def report(self, seconds: float) -> dict:
-    block_s = self.block_samples / self.codec.sample_rate
     compute = float(np.median(self.compute_s)) if self.compute_s else 0.0
-    buffered = (self.ring.capacity - self.period) / self.codec.sample_rate
-    return {"seconds": seconds, "underruns": self.underruns,
-            "callbacks": self.callbacks, "block_s": block_s,
-            "compute_per_block_s": compute, "buffer_s": buffered,
-            "control_to_sound_latency_s": compute + buffered
-            + self.period / self.codec.sample_rate,
-            "real_time_factor": block_s / compute if compute else None}
+    out = {"seconds": seconds, "underruns": self.underruns,
+           "callbacks": self.callbacks}
+    out.update(self.latency(compute))
+    return out
 
 
 def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:

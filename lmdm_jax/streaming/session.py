@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import flax.serialization
 import jax
@@ -62,6 +62,10 @@ class LiveSession:
     options = sorted(set(steps_options) | {spec.steps})
     self.streams = {k: stream_for(spec.replace(steps=k)) for k in options}
     self.steps = spec.steps
+    # Priming does not depend on the step count and the state it makes
+    # serves every step option, so one stream primes, whatever `steps` is
+    # later: re-priming (drop_context) never compiles while playing.
+    self._prime_stream = self.streams[spec.steps]
     if not 0 <= drop_frames <= g.context:
       raise ValueError(f"drop_frames must be in [0, {g.context}], got "
                        f"{drop_frames}")
@@ -147,9 +151,14 @@ class LiveSession:
   def drop_context(self, frames: Optional[int] = None) -> None:
     """Zeroes the oldest `frames` context frames and re-primes the cache."""
     frames = self.drop_frames if frames is None else frames
+    g = self.spec.geometry
+    if not 0 <= frames <= g.context:
+      raise ValueError(f"frames must be in [0, {g.context}], got {frames}")
     context = np.array(self.state.context)
     context[:, :frames] = 0.0
-    self.state = self._prime(context)
+    # Keep the block counter: a block's noise is drawn from (seed, block),
+    # and a fresh count would replay the stream's first blocks' noise.
+    self.state = self._prime(context).replace(block=self.state.block)
 
   def _dominant(self, prompts: Prompts) -> str:
     return max(prompts.items(), key=lambda kv: kv[1])[0]
@@ -175,8 +184,8 @@ class LiveSession:
 
   def _prime(self, context) -> StreamState:
     self._check_context(context)
-    return self.streams[self.steps].prime(self.params, jnp.asarray(context),
-                                          self.controls())
+    return self._prime_stream.prime(self.params, jnp.asarray(context),
+                                    self.controls())
 
   def _warm_up(self) -> None:
     """Runs every compiled block function once on a throwaway state."""
@@ -184,6 +193,22 @@ class LiveSession:
       scratch = self._prime(np.asarray(self.state.context))
       jax.block_until_ready(stream.block(self.params, scratch,
                                          self.controls()))
+
+  def trial_block(self, steps: Optional[int] = None
+                  ) -> Tuple[np.ndarray, float]:
+    """One block under the current controls on a copy of the state, for
+    timing: -> (latents [B, o, C], seconds). Changes nothing: no block is
+    logged or recorded and pending crossfade steps stay pending."""
+    steps = self.steps if steps is None else steps
+    if steps not in self.streams:
+      raise ValueError(f"steps {steps} was not compiled at session start; "
+                       f"choose from {sorted(self.streams)}")
+    scratch = jax.tree.map(jnp.copy, self.state)   # the call donates it
+    controls = self.controls()
+    t0 = time.perf_counter()
+    _, x = self.streams[steps].block(self.params, scratch, controls)
+    x = np.asarray(x)
+    return x, time.perf_counter() - t0
 
   def _check_context(self, context) -> None:
     g, m = self.spec.geometry, self.spec.model

@@ -1,0 +1,678 @@
+"""`lmdm live`: play a model in real time and steer it from the terminal.
+
+  lmdm live --prompt "slow Bach chorale for string ensemble" \\
+      [--checkpoint DIR] [--steps-options 2,4,8] [--cfg X] [--seconds S] \\
+      [--simulate] [--out perf.wav] [--log controls.json] \\
+      [--json latency.json] [--buffer-blocks N] [--drop-frames D] [--no-tui]
+
+Builds a `LiveSession` (every step count in --steps-options compiled before
+playing, so nothing compiles while playing) and a `Player`, prints the
+latency accounting measured on a warm-up block, then plays: through the
+sound card (sounddevice / PortAudio) when it is available, else, or with
+--simulate, against a simulated sound card paced by the wall clock. Either
+way the audio as played (silence where the model was late) is recorded.
+
+While it plays, type commands, one per line (`help` lists them): `p TEXT`,
+`mix A=0.7; B=0.3`, `x TEXT [N]`, `cfg X`, `steps K`, `seed N`,
+`drop [D]`, `status`, `q`. A command changes the controls of the NEXT
+block generated; audio already buffered (up to --buffer-blocks blocks)
+plays out first, so a change is heard after about
+compute per block + buffered audio (the control-to-sound latency printed
+at start). A bad command prints why and the music goes on; an underrun (the
+model was late) plays silence, is counted, and never stops playback.
+
+`q` (or Ctrl-C, or the end of --seconds, or the end of input when there is
+no --seconds) stops and writes: --out (the recording, WAV), --log (the
+control log, JSON: every command with the block it first applied to, and
+every block's controls) and, with --json, the latency figures and underrun
+count. Commands may also come from a pipe or file (`wait N` then waits for N
+more blocks, for scripts); --no-tui reads none and plays --seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+DEFAULT_CROSSFADE_BLOCKS = 4
+
+HELP = """\
+commands (each applies to the next block generated; buffered audio plays
+out first):
+  p TEXT               play TEXT alone
+  mix A=0.7; B=0.3     weighted mix of prompts (weights >= 0, normalised)
+  x TEXT [N]           crossfade to TEXT (or a mix A=..; B=..) over N
+                       blocks (default 4)
+  cfg X [R]            guidance scale X >= 0 (1 = off), CFG rescale R in
+                       [0, 1]
+  steps K              denoising steps per block (compiled options only)
+  seed N               noise seed
+  drop [D]             zero the oldest D context frames (default
+                       --drop-frames) and re-prime: follow the prompt, not
+                       the past
+  status               block, time, buffer, underruns, controls
+  wait [N]             wait until N more blocks are generated (scripts)
+  help                 this text
+  q                    quit: write the recording and the control log"""
+
+ALIASES = {"p": "p", "prompt": "p", "mix": "mix", "x": "x", "xfade": "x",
+           "crossfade": "x", "cfg": "cfg", "steps": "steps", "seed": "seed",
+           "drop": "drop", "status": "status", "s": "status",
+           "wait": "wait", "help": "help", "h": "help", "?": "help",
+           "q": "q", "quit": "q", "exit": "q"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  """A parsed command line. args by name:
+  p: (prompts,)  mix: (prompts,)  x: (prompts, blocks)  cfg: (scale, rescale)
+  steps: (k,)  seed: (n,)  drop: (frames or None,)  wait: (blocks,)
+  status / help / q: ()  where prompts is {text: weight}."""
+  name: str
+  args: tuple = ()
+
+
+def _int(text: str, what: str) -> int:
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f"{what} must be an integer, got {text!r}") from None
+
+
+def _float(text: str, what: str) -> float:
+  try:
+    x = float(text)
+  except ValueError:
+    raise ValueError(f"{what} must be a number, got {text!r}") from None
+  if not math.isfinite(x):
+    raise ValueError(f"{what} must be finite, got {text!r}")
+  return x
+
+
+def parse_mix(text: str) -> Dict[str, float]:
+  """'A=0.7; B=0.3' -> {"A": 0.7, "B": 0.3} (weights >= 0, positive sum)."""
+  prompts: Dict[str, float] = {}
+  for part in text.split(";"):
+    part = part.strip()
+    if not part:
+      continue
+    name, eq, weight = part.rpartition("=")
+    name = name.strip()
+    if not eq or not name:
+      raise ValueError(f"mix entries are TEXT=WEIGHT separated by ';', got "
+                       f"{part!r}")
+    w = _float(weight.strip(), f"the weight of {name!r}")
+    if w < 0:
+      raise ValueError(f"the weight of {name!r} must be >= 0, got {w:g}")
+    if name in prompts:
+      raise ValueError(f"{name!r} appears twice in the mix")
+    prompts[name] = w
+  if not prompts:
+    raise ValueError("mix needs at least one TEXT=WEIGHT")
+  if sum(prompts.values()) <= 0:
+    raise ValueError("mix weights must not all be zero")
+  return prompts
+
+
+def parse_command(line: str) -> Optional[Command]:
+  """One line of input -> Command; None for a blank line or a # comment.
+
+  Raises ValueError saying what is wrong and what the command expects.
+  """
+  line = line.strip()
+  if not line or line.startswith("#"):
+    return None
+  head, _, rest = line.partition(" ")
+  rest = rest.strip()
+  name = ALIASES.get(head.lower())
+  if name is None:
+    raise ValueError(f"unknown command {head!r}; type `help` for the list")
+  words = rest.split()
+  if name in ("status", "help", "q"):
+    if rest:
+      raise ValueError(f"{name} takes no arguments, got {rest!r}")
+    return Command(name)
+  if name == "p":
+    if not rest:
+      raise ValueError("p needs a prompt: p TEXT")
+    return Command("p", ({rest: 1.0},))
+  if name == "mix":
+    return Command("mix", (parse_mix(rest),))
+  if name == "x":
+    if not rest:
+      raise ValueError("x needs a prompt: x TEXT [BLOCKS]")
+    blocks = DEFAULT_CROSSFADE_BLOCKS
+    if len(words) > 1 and words[-1].lstrip("+-").isdigit():
+      blocks = int(words[-1])
+      rest = rest[:rest.rstrip().rindex(words[-1])].strip()
+    if blocks < 1:
+      raise ValueError(f"x: blocks must be >= 1, got {blocks}")
+    prompts = parse_mix(rest) if "=" in rest else {rest: 1.0}
+    return Command("x", (prompts, blocks))
+  if name == "cfg":
+    if not 1 <= len(words) <= 2:
+      raise ValueError("cfg needs a scale and optionally a rescale: "
+                       "cfg X [R]")
+    scale = _float(words[0], "cfg scale")
+    if scale < 0:
+      raise ValueError(f"cfg scale must be >= 0, got {scale:g}")
+    rescale = _float(words[1], "cfg rescale") if len(words) == 2 else 0.0
+    if not 0 <= rescale <= 1:
+      raise ValueError(f"cfg rescale must be in [0, 1], got {rescale:g}")
+    return Command("cfg", (scale, rescale))
+  if name in ("steps", "seed"):
+    if len(words) != 1:
+      raise ValueError(f"{name} needs one integer: {name} N")
+    n = _int(words[0], name)
+    if name == "seed" and not -2**31 <= n < 2**31:
+      raise ValueError(f"seed must fit in int32, got {n}")
+    return Command(name, (n,))
+  if name in ("drop", "wait"):
+    if len(words) > 1:
+      raise ValueError(f"{name} takes at most one integer, got {rest!r}")
+    n = _int(words[0], name) if words else None
+    if name == "wait":
+      n = 1 if n is None else n
+      if n < 1:
+        raise ValueError(f"wait: blocks must be >= 1, got {n}")
+    return Command(name, (n,))
+  raise AssertionError(name)
+
+
+class Quit(Exception):
+  """Raised by `LiveApp.handle` for `q`."""
+
+
+def _fmt_prompts(prompts: Dict[str, float]) -> str:
+  total = sum(prompts.values())
+  items = [(p, w / total) for p, w in prompts.items() if w > 0]
+  if len(items) == 1:
+    return repr(items[0][0])
+  return "; ".join(f"{p!r}={w:.2f}" for p, w in items)
+
+
+class LiveApp:
+  """Applies commands to a playing session, between two of its blocks.
+
+  Every change is made under `player.lock`, which the player's generation
+  thread holds while it generates a block, so a command's controls apply
+  from exactly the next block, whose index the event log records
+  (`session.log[i]` holds the controls block i was generated with).
+  """
+
+  def __init__(self, session, player, encoder=None,
+               finished: Callable[[], bool] = lambda: False):
+    self.session, self.player, self.encoder = session, player, encoder
+    self.finished = finished
+    self.events: List[dict] = []
+    self.t0 = time.perf_counter()
+
+  def _unknown(self, prompts: Dict[str, float]) -> str:
+    if self.encoder is None or not hasattr(self.encoder, "unknown_words"):
+      return ""
+    unknown = []
+    for p in prompts:
+      unknown += [w for w in self.encoder.unknown_words(p)
+                  if w not in unknown]
+    return (f" (words the model never saw, no effect: {' '.join(unknown)})"
+            if unknown else "")
+
+  def handle(self, line: str) -> Optional[str]:
+    """Applies one command line; -> the message to show (None: blank).
+
+    Raises ValueError for a bad command (nothing changed; playback goes
+    on) and Quit for `q`. Every command is appended to `events`.
+    """
+    event = {"t_s": round(time.perf_counter() - self.t0, 3),
+             "command": line.strip()}
+    try:
+      cmd = parse_command(line)
+      if cmd is None:
+        return None
+      msg, block = self._apply(cmd)
+    except ValueError as e:
+      event.update(ok=False, message=str(e))
+      self.events.append(event)
+      raise
+    event.update(ok=True, message=msg)
+    if block is not None:
+      event["block"] = block
+    self.events.append(event)
+    return msg
+
+  def _apply(self, cmd: Command) -> Tuple[str, Optional[int]]:
+    s = self.session
+    if cmd.name == "q":
+      raise Quit()
+    if cmd.name == "help":
+      return HELP, None
+    if cmd.name == "wait":
+      return self._wait(cmd.args[0]), None
+    with self.player.lock:
+      block = len(s.recorded)                 # the next block to generate
+      if cmd.name == "status":
+        return self._status(block), None
+      if cmd.name in ("p", "mix"):
+        (prompts,) = cmd.args
+        s.set_prompts(prompts)
+        what = f"prompt {_fmt_prompts(prompts)}{self._unknown(prompts)}"
+      elif cmd.name == "x":
+        prompts, blocks = cmd.args
+        s.crossfade_to(prompts, blocks)
+        what = (f"crossfade to {_fmt_prompts(prompts)} over {blocks} "
+                f"blocks{self._unknown(prompts)}")
+      elif cmd.name == "cfg":
+        if not s.spec.cfg:
+          raise ValueError("this session has no CFG branch (started with "
+                           "--no-cfg-branch): cfg cannot change; restart "
+                           "without it")
+        scale, rescale = cmd.args
+        s.set_cfg(scale, rescale)
+        what = f"cfg {scale:g}" + (f" rescale {rescale:g}" if rescale else "")
+      elif cmd.name == "steps":
+        (k,) = cmd.args
+        if k not in s.streams:
+          raise ValueError(f"steps {k} was not compiled at start; choose "
+                           f"from {sorted(s.streams)} (restart with "
+                           f"--steps-options to offer others)")
+        s.set_steps(k)
+        what = f"steps {k}"
+      elif cmd.name == "seed":
+        s.set_seed(cmd.args[0])
+        what = f"seed {cmd.args[0]}"
+      elif cmd.name == "drop":
+        frames = s.drop_frames if cmd.args[0] is None else cmd.args[0]
+        context = s.spec.geometry.context
+        if not 0 < frames <= context:
+          raise ValueError(f"drop: frames must be in [1, {context}], got "
+                           f"{frames}" + (" (--drop-frames is 0: give D)"
+                                          if cmd.args[0] is None else ""))
+        s.drop_context(frames)
+        what = f"dropped the oldest {frames} of {context} context frames"
+      else:
+        raise AssertionError(cmd.name)
+      buffered = self.player.buffered_s()
+    return (f"{what} from block {block} (heard after the {buffered:.1f} s "
+            f"already buffered)"), block
+
+  def _wait(self, blocks: int) -> str:
+    """Blocks the command reader (not the music) for `blocks` blocks."""
+    s = self.session
+    target = len(s.recorded) + blocks
+    block_s = self.player.block_samples / self.player.codec.sample_rate
+    deadline = time.perf_counter() + blocks * (4 * block_s + 30)
+    while len(s.recorded) < target:
+      if self.finished():
+        return f"playback ended at block {len(s.recorded)}"
+      if self.player.error is not None:
+        raise ValueError(f"wait: generation failed: {self.player.error!r}")
+      if time.perf_counter() > deadline:
+        raise ValueError(f"wait: no block {target} after "
+                         f"{blocks * (4 * block_s + 30):.0f} s")
+      time.sleep(0.01)
+    return f"block {len(s.recorded)} generated"
+
+  def _status(self, block: int) -> str:
+    s, pl = self.session, self.player
+    sr = pl.codec.sample_rate
+    played = pl.callbacks * pl.period / sr
+    last = pl.compute_s[-1] if pl.compute_s else float("nan")
+    fade = f", crossfade {len(s._fade)} blocks to go" if s._fade else ""
+    return (f"block {block}, {played:.1f} s played, {pl.buffered_s():.1f} s "
+            f"buffered, {pl.underruns} underruns, last block computed in "
+            f"{last * 1e3:.0f} ms | prompt {_fmt_prompts(s.prompts)}{fade}, "
+            f"cfg {s.cfg_scale:g}" + (f" rescale {s.rescale:g}" if s.rescale
+                                      else "")
+            + f", steps {s.steps} of {sorted(s.streams)}, seed {s.seed}")
+
+  def control_log(self, extra: Optional[dict] = None) -> dict:
+    """The --log document: settings, commands (events) and blocks."""
+    doc = dict(extra or {})
+    doc.update(events=self.events, blocks=self.session.log)
+    return doc
+
+
+# -- the command ---------------------------------------------------------------
+def parse_steps_options(text: str) -> List[int]:
+  opts = []
+  for part in text.split(","):
+    part = part.strip()
+    if part:
+      k = _int(part, "each --steps-options entry")
+      if not 1 <= k <= 100:
+        raise ValueError(f"--steps-options entries must be in [1, 100], "
+                         f"got {k}")
+      opts.append(k)
+  if not opts:
+    raise ValueError(f"--steps-options needs at least one step count, got "
+                     f"{text!r}")
+  return sorted(set(opts))
+
+
+def _check_path(path: Optional[str], flag: str, ext: str) -> None:
+  if path is None:
+    return
+  if not path.lower().endswith(ext):
+    raise ValueError(f"{flag} must name a {ext} file, got {path!r}")
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    raise ValueError(f"the folder of {flag} does not exist: {parent}")
+
+
+def check_args(args) -> None:
+  """Raises ValueError for arguments that cannot make a live session."""
+  if args.seconds is not None and (not math.isfinite(args.seconds) or
+                                   not 0 < args.seconds <= 86400):
+    raise ValueError(f"--seconds must be in (0, 86400], got {args.seconds}")
+  if args.no_tui and args.seconds is None:
+    raise ValueError("--no-tui reads no commands, so it needs --seconds")
+  _check_path(args.out, "--out", ".wav")
+  _check_path(args.log, "--log", ".json")
+  _check_path(args.json, "--json", ".json")
+  if args.steps is not None and not 1 <= args.steps <= 100:
+    raise ValueError(f"--steps must be in [1, 100], got {args.steps}")
+  if args.cfg is not None and (not math.isfinite(args.cfg) or args.cfg < 0):
+    raise ValueError(f"--cfg must be finite and >= 0, got {args.cfg}")
+  if args.buffer_blocks < 1:
+    raise ValueError(f"--buffer-blocks must be >= 1, got "
+                     f"{args.buffer_blocks}")
+  if args.drop_frames < 0:
+    raise ValueError(f"--drop-frames must be >= 0, got {args.drop_frames}")
+  parse_steps_options(args.steps_options)
+
+
+def _percentiles(xs) -> Optional[dict]:
+  if not len(xs):
+    return None
+  xs = np.asarray(xs, np.float64)
+  return {"median": float(np.median(xs)), "p90": float(np.percentile(xs, 90)),
+          "max": float(xs.max()), "mean": float(xs.mean())}
+
+
+def measure_latency(session, player, log: Callable[[str], None]) -> dict:
+  """Latency accounting from a warm-up block per compiled step option.
+
+  The warm-up blocks run on a copy of the stream state (nothing is played
+  or logged); decode is timed on the block of the current step count.
+  -> player.latency(...) at the current steps, plus per-option timings.
+  """
+  codec, k = player.codec, player.overlap
+  per_steps = {}
+  decode_s = None
+  for steps in sorted(session.streams):
+    latents, model_s = session.trial_block(steps)
+    if steps == session.steps:
+      frames = latents[0]
+      if k:
+        frames = np.concatenate([frames[:k], frames])   # decoded with overlap
+      t0 = time.perf_counter()
+      codec.decode(frames)
+      decode_s = time.perf_counter() - t0
+    per_steps[steps] = model_s
+  acc = player.latency(per_steps[session.steps] + decode_s)
+  acc.update(model_s_per_steps={str(s): t for s, t in per_steps.items()},
+             decode_s=decode_s, steps=session.steps,
+             buffer_blocks=round(acc["buffer_s"] / acc["block_s"]))
+  block_s = acc["block_s"]
+  log(f"block {block_s:.2f} s ({session.spec.geometry.block} latent frames);"
+      f" buffer {acc['buffer_blocks']} blocks = {acc['buffer_s']:.2f} s; "
+      f"callback period {player.period} samples = "
+      f"{acc['period_s'] * 1e3:.0f} ms")
+  for steps, m in per_steps.items():
+    total = m + decode_s
+    log(f"compute per block at steps {steps} (warm-up block): model "
+        f"{m * 1e3:.0f} ms + decode {decode_s * 1e3:.0f} ms = "
+        f"{total * 1e3:.0f} ms, real-time factor {block_s / total:.2f}x"
+        + ("" if total < block_s else "  (slower than real time: "
+           "underruns expected)"))
+  log(f"control-to-sound latency at steps {session.steps}: compute "
+      f"{acc['compute_per_block_s']:.2f} s + buffered <= "
+      f"{acc['buffer_s']:.2f} s + period {acc['period_s']:.3f} s = "
+      f"{acc['control_to_sound_latency_s']:.2f} s")
+  return acc
+
+
+def _stdin_reader(lines: "queue.Queue[Optional[str]]") -> None:
+  """Puts each line of stdin on `lines`, then None at end of input.
+
+  Reads the file descriptor, not sys.stdin: a daemon thread blocked inside
+  sys.stdin's buffered reader can abort the interpreter's shutdown.
+  """
+  pending = b""
+  try:
+    while True:
+      chunk = os.read(0, 4096)
+      if not chunk:
+        break
+      pending += chunk
+      *done, pending = pending.split(b"\n")
+      for line in done:
+        lines.put(line.decode("utf-8", "replace"))
+  except OSError:
+    pass
+  if pending:
+    lines.put(pending.decode("utf-8", "replace"))
+  lines.put(None)
+
+
+def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
+  """The `lmdm live` session. log: progress (stderr); say: replies."""
+  check_args(args)
+  from lmdm_jax import pretrained
+  from lmdm_jax.streaming.player import Player, write_wav
+  from lmdm_jax.streaming.session import LiveSession
+  from lmdm_jax.streaming.state import StreamSpec
+  import jax
+
+  pkg = pretrained.load(args.checkpoint)
+  if "needs" in pkg.text or "needs" in pkg.codec:
+    raise ValueError(
+        f"{pkg.path} is a converted SAO checkpoint: playing it needs its T5 "
+        f"encoder and Oobleck VAE, which `lmdm live` does not wire yet")
+  d = pkg.defaults
+  steps = int(args.steps if args.steps is not None else d.get("steps", 8))
+  options = parse_steps_options(args.steps_options)
+  if steps not in options:
+    options = sorted(set(options) | {steps})
+  cfg_scale = float(args.cfg if args.cfg is not None
+                    else d.get("cfg_scale", 1.0))
+  cfg_branch = not args.no_cfg_branch
+  if not cfg_branch and cfg_scale != 1.0:
+    raise ValueError(f"--no-cfg-branch plays without guidance, but the cfg "
+                     f"scale is {cfg_scale:g} (give --cfg 1)")
+  g = pkg.geometry
+  if args.drop_frames > g.context:
+    raise ValueError(f"--drop-frames must be in [0, {g.context}] (the "
+                     f"context length), got {args.drop_frames}")
+  sampler = args.sampler or d.get("sampler", "pingpong")
+  encoder = pkg.text_encoder()
+  spec = StreamSpec(pkg.dit, g, batch=1, cond_tokens=pkg.cond_tokens,
+                    steps=steps, sampler=sampler, cfg=cfg_branch)
+  codec = pkg.make_codec()
+  t0 = time.perf_counter()
+  session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
+                        steps_options=options, drop_frames=args.drop_frames,
+                        seed=args.seed, progress=log)
+  compile_s = time.perf_counter() - t0
+  session.set_cfg(cfg_scale)
+  player = Player(session, codec, buffer_blocks=args.buffer_blocks,
+                  overlap=1)
+  app = LiveApp(session, player, encoder)
+  if args.prompt.strip():
+    session.set_prompts({args.prompt: 1.0})
+    log(f"prompt {args.prompt!r}"
+        + app._unknown({args.prompt: 1.0}))
+  latency = measure_latency(session, player, log)
+
+  output = "simulated"
+  if not args.simulate:
+    try:
+      player.start_sounddevice(record=True)
+      output = "sounddevice"
+    except RuntimeError as e:
+      log(f"{e}; playing against the simulated clock instead")
+  if output == "simulated":
+    player.start_simulated(args.seconds, record=True)
+
+    def finished() -> bool:
+      return player.wait(0)
+  else:
+    end = (None if args.seconds is None
+           else time.perf_counter() + args.seconds)
+
+    def finished() -> bool:
+      return end is not None and time.perf_counter() >= end
+  app.finished = finished
+  app.t0 = time.perf_counter()
+  log(f"playing ({output} output"
+      + (f", {args.seconds:g} s" if args.seconds else ", until q") + ")")
+
+  lines: "queue.Queue[Optional[str]]" = queue.Queue()
+  if not args.no_tui:
+    say(HELP)
+    threading.Thread(target=_stdin_reader, args=(lines,),
+                     daemon=True).start()
+  eof = args.no_tui
+  underruns_told, told_at = 0, 0.0
+  rc = 0
+  try:
+    while True:
+      if finished():
+        break
+      if player.error is not None:
+        say(f"generation failed: {player.error!r}; stopping")
+        rc = 1
+        break
+      if (not args.no_tui and player.underruns > underruns_told
+          and time.perf_counter() - told_at > 2.0):
+        underruns_told, told_at = player.underruns, time.perf_counter()
+        say(f"underrun: the model was late ({underruns_told} so far); "
+            f"lower `steps` or raise --buffer-blocks")
+      if eof:
+        time.sleep(0.05)
+        continue
+      try:
+        line = lines.get(timeout=0.05)
+      except queue.Empty:
+        continue
+      if line is None:
+        eof = True
+        if args.seconds is None:
+          break                         # end of input, no end time: quit
+        continue
+      try:
+        msg = app.handle(line)
+      except ValueError as e:
+        say(f"error: {e}")
+        continue
+      except Quit:
+        break
+      if msg:
+        say(msg)
+  except KeyboardInterrupt:
+    say("interrupted")
+  try:
+    report = player.stop()
+  except Exception as e:                # noqa: BLE001  (reported, not lost)
+    say(f"generation failed: {e!r}")
+    report = player.report(player.callbacks * player.period
+                           / codec.sample_rate)
+    rc = 1
+
+  played_s = player.callbacks * player.period / codec.sample_rate
+  audio = player.played()
+  log_path = args.log or os.path.splitext(args.out)[0] + ".controls.json"
+  write_wav(args.out, audio, codec.sample_rate)
+  settings = {"model": os.path.abspath(pkg.path), "prompt": args.prompt,
+              "steps_options": sorted(session.streams), "sampler": sampler,
+              "cfg_branch": cfg_branch, "drop_frames": args.drop_frames,
+              "buffer_blocks": args.buffer_blocks, "output": output,
+              "block_s": latency["block_s"],
+              "sample_rate": codec.sample_rate}
+  with open(log_path, "w") as f:
+    json.dump(app.control_log(settings), f, indent=1)
+  figures = dict(settings)
+  figures.update(
+      seconds_played=played_s, blocks=len(session.recorded),
+      underruns=player.underruns, callbacks=player.callbacks,
+      latency_at_start=latency, report=report, compile_s=compile_s,
+      compute_per_block_s=_percentiles(player.compute_s),
+      model_per_block_s=_percentiles([e["compute_s"] for e in session.log]),
+      out=os.path.abspath(args.out), log=os.path.abspath(log_path),
+      device=f"{jax.devices()[0].platform} x{jax.device_count()}",
+      jax=jax.__version__)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(figures, f, indent=2)
+  say(f"played {played_s:.1f} s: {len(session.recorded)} blocks, "
+      f"{player.underruns} underruns; wrote {args.out}, {log_path}"
+      + (f", {args.json}" if args.json else ""))
+  return rc
+
+
+def _cli(args) -> int:
+  lock = threading.Lock()
+
+  def say(s):
+    with lock:
+      print(s, flush=True)
+
+  def log(s):
+    with lock:
+      print(f"[live] {s}", file=sys.stderr, flush=True)
+  try:
+    return run(args, log, say)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"lmdm live: error: {e}", file=sys.stderr)
+    return 2
+
+
+def register(sub, bsub) -> None:
+  """Adds `live`."""
+  del bsub
+  p = sub.add_parser("live", help="play a model live, steered from the "
+                     "terminal", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--prompt", required=True)
+  p.add_argument("--checkpoint", default=None,
+                 help="an `lmdm export` package (default: the shipped demo)")
+  p.add_argument("--steps-options", default="2,4,8",
+                 help="step counts compiled at start, the choices of "
+                 "`steps K` (default 2,4,8; --steps is added)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="initial steps per block (default: the model's)")
+  p.add_argument("--cfg", type=float, default=None,
+                 help="initial guidance scale (default: the model's)")
+  p.add_argument("--no-cfg-branch", action="store_true",
+                 help="compile without the unconditional branch: half the "
+                 "compute, but `cfg` cannot change")
+  p.add_argument("--sampler", default=None, choices=("euler", "pingpong"))
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seconds", type=float, default=None,
+                 help="stop after this long (default: at q / end of input)")
+  p.add_argument("--simulate", action="store_true",
+                 help="simulated sound card (wall-clock paced), not "
+                 "PortAudio")
+  p.add_argument("--out", default="live.wav",
+                 help="the recording as played (WAV)")
+  p.add_argument("--log", default=None,
+                 help="control log JSON (default: OUT with .controls.json)")
+  p.add_argument("--json", default=None,
+                 help="latency figures and underruns (JSON)")
+  p.add_argument("--buffer-blocks", type=int, default=2,
+                 help="blocks of audio generated ahead of the speaker")
+  p.add_argument("--drop-frames", type=int, default=0,
+                 help="context frames dropped when the dominant prompt "
+                 "changes, and `drop`'s default (0: never)")
+  p.add_argument("--no-tui", action="store_true",
+                 help="read no commands: play --seconds and stop")
+  p.set_defaults(fn=_cli)
