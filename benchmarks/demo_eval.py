@@ -75,7 +75,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
 
   import soundfile as sf
-  from lmdm_jax.eval.run import evaluate_dirs, list_audio, tag_summary
+  from lmdm_jax.eval.run import evaluate_dirs, tag_summary
   from lmdm_jax.generate import generate
   from lmdm_jax.streaming.player import write_wav
 
@@ -86,7 +86,11 @@ def main(argv=None) -> int:
              "clip_seconds": args.clip_seconds}
 
   # Reference crops and their captions (prompt-matched generation).
-  ref_files = list_audio(args.heldout)
+  ref_files = sorted(
+      os.path.join(root, f) for root, _, fs in os.walk(args.heldout)
+      for f in fs if f.endswith((".flac", ".wav", ".ogg")))
+  if not ref_files:
+    raise SystemExit(f"no audio under {args.heldout}")
   ref_dir = os.path.join(args.out, "ref")
   os.makedirs(ref_dir, exist_ok=True)
   prompts = []
