@@ -26,6 +26,7 @@ setup(
         "numpy>=1.26",
         "einops>=0.8",
         "tqdm>=4.60",
+        "scipy>=1.9",          # the mel codec's FFTs (jax needs it too)
     ],
     extras_require={
         # nbclient/nbformat/ipykernel: tests/test_colab_notebooks.py runs
