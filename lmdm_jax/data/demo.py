@@ -321,7 +321,8 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
                   f"[{job.group.min_parts}, {job.group.max_parts}]")
     try:
       key = score.analyze("key")
-      key_text = f"{key.tonic.name.replace('-', ' flat').replace('#', ' sharp')} {key.mode}"
+      tonic = key.tonic.name.replace("-", " flat").replace("#", " sharp")
+      key_text = f"{tonic} {key.mode}"
     except Exception:  # noqa: BLE001  (analysis fails on unpitched scores)
       key_text = ""
     score = _crop(score, job.max_seconds * job.bpm / 60.0)
