@@ -54,7 +54,8 @@ class LiveSession:
                context: Optional[np.ndarray] = None,
                drop_frames: int = 0, seed: int = 0,
                progress: Callable[[str], None] = lambda s: None):
-    self.params = params
+    # On the device once (numpy parameters would be copied every block).
+    self.params = jax.tree.map(jnp.asarray, params)
     self.spec = spec
     self.encode_prompt = encode_prompt
     self._cache: Dict[str, np.ndarray] = {}
