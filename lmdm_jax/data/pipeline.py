@@ -69,7 +69,7 @@ class WindowPipeline:
                seed: int = 0, process_index: int = 0,
                process_count: int = 1, cond_shape: Sequence[int] = (1, 1),
                global_dim: int = 1, prefetch: int = 2,
-               text_encoder=None):
+               text_encoder=None, left_pad_short: bool = False):
     if len(source) < 1:
       raise ValueError("the dataset is empty")
     if global_batch % process_count:
@@ -85,6 +85,9 @@ class WindowPipeline:
     self.cond_shape, self.global_dim = tuple(cond_shape), global_dim
     self.prefetch = prefetch
     self.text_encoder = text_encoder
+    # Records shorter than the window: an error, or zeros *before* them (the
+    # stream's own look before it has context; ARC's long windows).
+    self.left_pad_short = left_pad_short
     self.next_batch = 0
     self._perm = (-1, None)         # (epoch, permutation) of the last read
     self._pool = (concurrent.futures.ThreadPoolExecutor(1)
@@ -112,6 +115,8 @@ class WindowPipeline:
     rec = int(self._perm[1][pos])
     item = self.source[rec]
     z = np.asarray(item["latents"], np.float32)
+    if z.shape[0] < self.window and self.left_pad_short:
+      z = np.pad(z, [(self.window - z.shape[0], 0), (0, 0)])
     if z.shape[0] < self.window:
       raise ValueError(f"record {rec} has {z.shape[0]} frames, fewer than "
                        f"the window {self.window}")
@@ -167,7 +172,8 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
                   source=None) -> WindowPipeline:
   """The pipeline a finetune config asks for."""
   d = cfg.data
-  window = cfg.geometry.context + cfg.geometry.block
+  window = int(d.get("window", 0) or 0) or (cfg.geometry.context +
+                                            cfg.geometry.block)
   if source is None:
     if d.source == "synthetic":
       source = SyntheticSource(64, window * 2, cfg.model.io_channels,
@@ -185,7 +191,8 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
       process_index=process_index, process_count=process_count,
       cond_shape=(int(cfg.cond_tokens), max(int(cfg.model.cond_token_dim), 1)),
       global_dim=max(int(cfg.model.global_cond_dim), 1),
-      prefetch=int(d.prefetch), text_encoder=text_encoder_for(cfg))
+      prefetch=int(d.prefetch), text_encoder=text_encoder_for(cfg),
+      left_pad_short=bool(d.get("left_pad_short", False)))
 
 
 def text_encoder_for(cfg):

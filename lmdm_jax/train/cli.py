@@ -102,11 +102,19 @@ def _train(args) -> int:
         log(f"[train] HANG after step {step}")
         while True:            # the kill test SIGKILLs us here
           time.sleep(1)
-  state = loop.train(cfg, args.workdir, log=log,
-                     progress=not args.no_progress,
-                     stop_after=args.stop_after, after_step=hang)
+  if cfg.get("objective", "finetune") == "arc":
+    from lmdm_jax.arc import train as arc_train
+    state = arc_train.train(cfg, args.workdir, log=log,
+                            progress=not args.no_progress,
+                            stop_after=args.stop_after, after_step=hang)
+    params = state.g_params
+  else:
+    state = loop.train(cfg, args.workdir, log=log,
+                       progress=not args.no_progress,
+                       stop_after=args.stop_after, after_step=hang)
+    params = state.params
   log(f"[train] finished at step {int(state.step)}; params sha1 "
-      f"{params_digest(state.params)}")
+      f"{params_digest(params)}")
   return 0
 
 

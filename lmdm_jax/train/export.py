@@ -32,19 +32,31 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   step = max(steps) if step is None else int(step)
   if step not in steps:
     raise ValueError(f"no checkpoint at step {step}; have {sorted(steps)}")
-  tx = train_state.make_optimizer(cfg.optim)
-  scratch = cfg.copy_and_resolve_references()
-  with scratch.unlocked():
-    scratch.init.params = ""
   mesh = parallel.make_mesh(select_devices(1))
-  abstract = checkpoint.abstract_like(
-      jax.eval_shape(lambda: train_state.init_state(scratch, tx,
-                                                    lambda *a: None)),
-      parallel.replicated(mesh))
-  state, _ = ckpt.restore(step, abstract)
+  if cfg.get("objective", "finetune") == "arc":
+    # An ARC-Forcing run: the generator (its EMA when kept).
+    from lmdm_jax.arc import train as arc_train
+    spec = arc_train.ARCSpec.from_config(cfg)
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(lambda: arc_train.init_state(
+            cfg, spec, train_state.make_optimizer(cfg.optim_g),
+            train_state.make_optimizer(cfg.optim_d), load=False)),
+        parallel.replicated(mesh))
+    state, _ = ckpt.restore(step, abstract)
+    ema, params = state.g_ema, state.g_params
+  else:
+    tx = train_state.make_optimizer(cfg.optim)
+    scratch = cfg.copy_and_resolve_references()
+    with scratch.unlocked():
+      scratch.init.params = ""
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(lambda: train_state.init_state(scratch, tx,
+                                                      lambda *a: None)),
+        parallel.replicated(mesh))
+    state, _ = ckpt.restore(step, abstract)
+    ema, params = state.ema_params, state.params
   ckpt.close()
-  params = state.ema_params if state.ema_params is not None else state.params
-  params = jax.device_get(params)
+  params = jax.device_get(ema if ema is not None else params)
 
   text = {"encoder": str(cfg.get("text", {}).get("encoder", "")),
           "dim": int(cfg.model.cond_token_dim),
@@ -63,7 +75,7 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   codec = {"name": str(codec["name"]), "kwargs": dict(codec.get("kwargs",
                                                                 {}))}
   meta = {"config": str(cfg.get("config_path", "")), "step": int(step),
-          "ema": state.ema_params is not None,
+          "ema": ema is not None,
           "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
           "command": command, "data_dir": data_dir,
           "params": int(sum(x.size for x in jax.tree.leaves(params)))}
@@ -72,6 +84,12 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
     with open(metrics) as f:
       rows = [json.loads(line) for line in f if line.strip()]
     meta["final_loss"] = rows[-1].get("loss") if rows else None
+    if cfg.get("objective", "finetune") == "arc":
+      last = {}
+      for r in rows:
+        last.update(r)
+      meta["final_metrics"] = {k: v for k, v in last.items()
+                               if k[:2] in ("g_", "d_")}
   pretrained.save(out, dit_params=params, cfg=cfg, text=text, codec=codec,
                   defaults=dict(defaults or {"steps": 8, "cfg_scale": 1.0,
                                              "sampler": "pingpong"}),

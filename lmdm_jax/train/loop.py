@@ -51,7 +51,11 @@ class MetricWriter:
     self.f.flush()
     if self.tb is not None:
       for k, v in scalars.items():
-        self.tb.add_scalar(k, v, step)
+        if isinstance(v, (list, tuple)):     # e.g. a histogram's counts
+          for i, x in enumerate(v):
+            self.tb.add_scalar(f"{k}/{i}", x, step)
+        else:
+          self.tb.add_scalar(k, v, step)
 
   def close(self):
     if self.f is not None:
@@ -78,6 +82,19 @@ def cached_train_step(spec, cfg, mesh):
         int(cfg.train.accum_steps), float(cfg.train.ema_decay),
         train_state.lr_schedule(cfg.optim))
   return _STEP_CACHE[key]
+
+
+def spec_for(cfg):
+  """The objective a config trains: stage-1 fine-tuning (default) or the
+  discriminator's base-model warm-up (`objective = "base"`)."""
+  objective = cfg.get("objective", "finetune")
+  if objective == "finetune":
+    return finetune.FinetuneSpec.from_config(cfg)
+  if objective == "base":
+    from lmdm_jax.arc.warmup import BaseSpec
+    return BaseSpec.from_config(cfg)
+  raise ValueError(f"this loop trains objective 'finetune' or 'base', got "
+                   f"{objective!r} (ARC-Forcing: lmdm_jax.arc.train)")
 
 
 def select_devices(n: int):
@@ -132,7 +149,7 @@ def train(cfg, workdir: str, log: Callable = print,
   lead = jax.process_index() == 0
   mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))
   check_config(cfg, mesh.size)
-  spec = finetune.FinetuneSpec.from_config(cfg)
+  spec = spec_for(cfg)
   tx = train_state.make_optimizer(cfg.optim)
   if lead:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -170,7 +187,8 @@ def train(cfg, workdir: str, log: Callable = print,
 
   total = int(cfg.train.steps)
   end = total if stop_after is None else min(total, start + stop_after)
-  frames = cfg.geometry.context + cfg.geometry.block
+  frames = int(cfg.data.get("window", 0) or 0) or (cfg.geometry.context +
+                                                   cfg.geometry.block)
   bar = None
   if progress and lead:
     from tqdm import tqdm

@@ -103,8 +103,11 @@ def make_train_step(spec: finetune.FinetuneSpec,
     micro = jax.tree.map(
         lambda x: x.reshape(accum_steps, local_b // accum_steps,
                             *x.shape[1:]), (batch, keys))
-    grad_fn = jax.value_and_grad(
-        lambda p, b, k: finetune.loss_fn(p, spec, b, k)[0])
+    if hasattr(spec, "loss"):      # other objectives (arc.warmup.BaseSpec)
+      grad_fn = jax.value_and_grad(lambda p, b, k: spec.loss(p, b, k)[0])
+    else:
+      grad_fn = jax.value_and_grad(
+          lambda p, b, k: finetune.loss_fn(p, spec, b, k)[0])
 
     def accumulate(carry, mb):
       g_sum, l_sum = carry

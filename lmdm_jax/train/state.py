@@ -112,7 +112,13 @@ def init_state(cfg, tx: optax.GradientTransformation, log=print) -> TrainState:
   k_init, k_train = jax.random.split(key)
   params = init_params(dit_config(cfg), k_init, int(cfg.cond_tokens))
   if cfg.init.params:
-    params = merge_params(params, load_params(cfg.init.params), log)
+    from lmdm_jax.arc.train import backbone_from, load_params_any
+    loaded = load_params_any(cfg.init.params)
+    if cfg.get("objective", "finetune") == "base":
+      # A base model may start from an LMDM: its input-add path is dropped.
+      params = backbone_from(params, loaded, log)
+    else:
+      params = merge_params(params, loaded, log)
   ema = params if float(cfg.train.ema_decay) > 0 else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(params), rng=k_train, ema_params=ema)

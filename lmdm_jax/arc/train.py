@@ -1,0 +1,490 @@
+"""ARC-Forcing post-training: state, data-parallel G and D steps, the loop.
+
+The generator (a stage-1 LMDM) rolls out R blocks from real, dropped-out
+context on the inference stream's own functions (`arc.rollout`); the
+discriminator (warmed-up base DiT to layer L + ConvNeXt head) scores both
+sequences noised with the same (t, eps). Updates alternate: even steps
+train the generator, odd steps the discriminator, each with its own AdamW.
+
+Data parallelism is stage 1's (`train.parallel`): a per-device function
+under `jax.shard_map` over the ("data",) mesh, gradients `pmean`-ed, state
+replicated, gradient accumulation by `lax.scan` over microbatches. Every
+random draw that differs between examples is keyed by the example's global
+index, and the rollout's step counts by the step alone, so 1 device and N
+devices compute the same update. The contrastive term's prompt permutation
+is global too: example i is paired with example i - 1 of the *global*
+batch (an all-gather of the prompt tokens), not of the device's shard.
+
+  workdir/metrics.jsonl   per log step: the player trained, its loss and
+                          grad norm, D(real) - D(fake) gap, contrastive loss
+                          and accuracy (D steps), rollout step histogram
+                          (G steps), step time
+  workdir/ckpt/<step>/    orbax checkpoints; resume is exact, SIGTERM saves
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from lmdm_jax.arc import losses
+from lmdm_jax.arc.discriminator import Discriminator, DiscriminatorConfig
+from lmdm_jax.arc.objective import ARCConfig, sample_t
+from lmdm_jax.arc.rollout import rollout, sample_steps
+from lmdm_jax.diffusion import flow
+from lmdm_jax.streaming.state import Controls, StreamSpec
+from lmdm_jax.train import parallel
+from lmdm_jax.train import state as train_state
+
+AXIS = parallel.AXIS
+
+
+@flax.struct.dataclass
+class ARCState:
+  """step []: updates taken (both players); rng [2] base key; g_ema None
+  when the generator EMA is off."""
+  step: jnp.ndarray
+  g_params: Any
+  g_opt: Any
+  d_params: Any
+  d_opt: Any
+  rng: jnp.ndarray
+  g_ema: Optional[Any] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ARCSpec:
+  """Static description of the objective (hashable: closed over by jit).
+
+  stream: the generator's stream with batch 1 (rollouts are vmapped over
+    examples so each has its own noise), K = k_max, no CFG, ping-pong.
+  disc: the discriminator. arc: rollout and loss settings.
+  p_uncond, p_partial, max_partial_chunks: rollout context dropout.
+  text_dropout: probability that an example's rollout prompt is zeroed.
+  """
+  stream: StreamSpec
+  disc: DiscriminatorConfig
+  arc: ARCConfig
+  p_uncond: float = 0.25
+  p_partial: float = 0.1
+  max_partial_chunks: int = 4
+  text_dropout: float = 0.0
+
+  @property
+  def window(self) -> int:
+    g = self.stream.geometry
+    return g.context + self.arc.blocks * g.block
+
+  @classmethod
+  def from_config(cls, cfg) -> "ARCSpec":
+    from lmdm_jax.configs import dit_config, geometry
+    model, geo = dit_config(cfg), geometry(cfg)
+    a, d = cfg.arc, cfg.disc
+    if geo.mode not in ("bc", "ed"):
+      raise ValueError(f"ARC-Forcing post-trains an ED or BC LMDM; "
+                       f"geometry.mode is {geo.mode!r}")
+    if not 1 <= int(a.k_min) <= int(a.k_max):
+      raise ValueError(f"need 1 <= arc.k_min <= arc.k_max, got "
+                       f"{a.k_min}, {a.k_max}")
+    chunks = geo.context // geo.block
+    if float(a.p_partial) and not 1 <= int(a.max_partial_chunks) <= chunks:
+      raise ValueError(f"arc.max_partial_chunks must be in [1, {chunks}]")
+    stream = StreamSpec(model, geo, batch=1, cond_tokens=int(cfg.cond_tokens),
+                        steps=int(a.k_max), sampler="pingpong", cfg=False,
+                        min_query_rows=0)
+    disc = DiscriminatorConfig(
+        backbone=dataclasses.replace(model, input_add_dim=0),
+        exit_layer=int(d.exit_layer), channels=int(d.channels),
+        strides=tuple(d.strides), mults=tuple(d.mults),
+        blocks=tuple(d.blocks))
+    arc = ARCConfig(blocks=int(a.blocks), k_min=int(a.k_min),
+                    k_max=int(a.k_max),
+                    contrastive_weight=float(a.contrastive_weight),
+                    t_sampler=str(a.t_sampler))
+    spec = cls(stream, disc, arc, float(a.p_uncond), float(a.p_partial),
+               int(a.max_partial_chunks), float(a.text_dropout))
+    if (spec.window - geo.context) % disc.downsampling:
+      raise ValueError(f"rollout length R * o = {spec.window - geo.context} "
+                       f"must be a multiple of the head's downsampling "
+                       f"{disc.downsampling}")
+    if int(cfg.data.window) != spec.window:
+      raise ValueError(f"data.window {cfg.data.window} must be s + R * o = "
+                       f"{spec.window}")
+    return spec
+
+
+# -- the objective, per device ---------------------------------------------
+def _draw_context(spec: ARCSpec, key, context):
+  """Rollout context dropout of one example: context [s, C] -> [s, C]."""
+  g = spec.stream.geometry
+  k_mode, k_n = jax.random.split(key)
+  u = jax.random.uniform(k_mode)
+  n = jax.random.randint(k_n, (), 1, max(spec.max_partial_chunks, 1) + 1)
+  chunk = jnp.arange(g.context) // g.block
+  keep = jnp.where(u < spec.p_uncond, 0.0,
+                   jnp.where(u < spec.p_uncond + spec.p_partial,
+                             (chunk >= n).astype(jnp.float32), 1.0))
+  return context * keep[:, None]
+
+
+def _glob(spec: ARCSpec, batch):
+  return batch["global_cond"] if spec.stream.model.global_cond_dim else None
+
+
+def _rollouts(params_g, spec: ARCSpec, batch, keys, steps):
+  """Per-example rollouts: -> (real [B, N, C] with the dropped-out
+  context, fake [B, N, C] = [same context | R generated blocks])."""
+  s = spec.stream.geometry.context
+
+  def one(latents, cross, glob, key):
+    k_ctx, k_txt, k_seed = jax.random.split(key, 3)
+    context = _draw_context(spec, k_ctx, latents[:s])
+    keep = jax.random.uniform(k_txt) >= spec.text_dropout
+    controls = Controls(cross_tokens=(cross * keep)[None],
+                        global_cond=glob[None], cfg_scale=jnp.float32(1.0),
+                        rescale=jnp.float32(0.0),
+                        seed=jax.random.randint(k_seed, (), 0, 2**30))
+    fake, _ = rollout(params_g, spec.stream, context[None], controls, steps,
+                      spec.arc.k_max)
+    return (jnp.concatenate([context, latents[s:]], 0),
+            jnp.concatenate([context, fake[0]], 0))
+
+  return jax.vmap(one)(batch["latents"], batch["cross_tokens"],
+                       batch["global_cond"], keys)
+
+
+def _noise(spec: ARCSpec, keys, shape):
+  """Per-example discriminator noise level t [B] and eps [B, N, C]."""
+  def one(key):
+    k_t, k_eps = jax.random.split(jax.random.fold_in(key, 7))
+    return (sample_t(k_t, 1, spec.arc.t_sampler)[0],
+            jax.random.normal(k_eps, shape[1:]))
+  return jax.vmap(one)(keys)
+
+
+def _scores(params_d, spec: ARCSpec, x, t, eps, cross, glob):
+  return Discriminator(spec.disc).apply(
+      {"params": params_d}, flow.noise(x, eps, t), t, cross, glob,
+      spec.stream.geometry.context)
+
+
+def generator_loss(params_g, params_d, spec: ARCSpec, batch, keys, steps):
+  """mean softplus(D(real) - D(fake)) of a (micro)batch with per-example
+  keys [B]; the discriminator is a constant here."""
+  real, fake = _rollouts(params_g, spec, batch, keys, steps)
+  t, eps = _noise(spec, keys, real.shape)
+  params_d = jax.lax.stop_gradient(params_d)
+  glob = _glob(spec, batch)
+  d_real = _scores(params_d, spec, real, t, eps, batch["cross_tokens"], glob)
+  d_fake = _scores(params_d, spec, fake, t, eps, batch["cross_tokens"], glob)
+  loss = losses.relativistic_g(d_real, d_fake)
+  return loss, {"loss": loss, "gap": jnp.mean(d_real - d_fake)}
+
+
+def discriminator_loss(params_d, params_g, spec: ARCSpec, batch, keys,
+                       steps):
+  """Relativistic + weighted contrastive loss; batch["wrong_tokens"] holds
+  each example's permuted prompt, P(c)."""
+  real, fake = _rollouts(jax.lax.stop_gradient(params_g), spec, batch, keys,
+                         steps)
+  fake = jax.lax.stop_gradient(fake)
+  t, eps = _noise(spec, keys, real.shape)
+  cross, glob = batch["cross_tokens"], _glob(spec, batch)
+  d_real = _scores(params_d, spec, real, t, eps, cross, glob)
+  d_fake = _scores(params_d, spec, fake, t, eps, cross, glob)
+  d_wrong = _scores(params_d, spec, real, t, eps, batch["wrong_tokens"],
+                    glob)
+  l_r = losses.relativistic_d(d_real, d_fake)
+  l_c = losses.contrastive_d(d_real, d_wrong)
+  loss = l_r + spec.arc.contrastive_weight * l_c
+  return loss, {"loss": loss, "relativistic": l_r, "contrastive": l_c,
+                "gap": jnp.mean(d_real - d_fake),
+                "contrastive_accuracy": losses.contrastive_accuracy(
+                    d_real, d_wrong)}
+
+
+def global_roll(x):
+  """P(c) over the global batch inside shard_map: row i of the global batch
+  gets row i - 1's value (x is this device's [B_local, ...] shard)."""
+  full = jax.lax.all_gather(x, AXIS, tiled=True)
+  start = jax.lax.axis_index(AXIS) * x.shape[0]
+  return jax.lax.dynamic_slice_in_dim(jnp.roll(full, 1, axis=0), start,
+                                      x.shape[0], axis=0)
+
+
+# -- steps -----------------------------------------------------------------
+def make_steps(spec: ARCSpec, tx_g, tx_d, mesh, accum_steps: int = 1,
+               ema_decay: float = 0.0, sched_g=None, sched_d=None):
+  """Returns (g_step, d_step): jitted (state, batch) -> (state, metrics),
+  state donated. g_step updates the generator (and its EMA), d_step the
+  discriminator; both advance state.step."""
+  if accum_steps < 1:
+    raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
+  if not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+  arc = spec.arc
+
+  def per_device(state: ARCState, batch: dict, player: str):
+    local_b = batch["latents"].shape[0]
+    if local_b % accum_steps:
+      raise ValueError(f"per-device batch {local_b} is not a multiple of "
+                       f"accum_steps {accum_steps}")
+    step_key = jax.random.fold_in(state.rng, state.step)
+    # The same k per block on every device and microbatch.
+    steps = sample_steps(jax.random.fold_in(step_key, 2**31 - 1), arc.blocks,
+                         arc.k_min, arc.k_max)
+    ids = jax.lax.axis_index(AXIS) * local_b + jnp.arange(local_b)
+    keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(ids)
+    batch = dict(batch)
+    if player == "d":
+      batch["wrong_tokens"] = global_roll(batch["cross_tokens"])
+      mine, other = state.d_params, state.g_params
+      fn = discriminator_loss
+    else:
+      mine, other = state.g_params, state.d_params
+      fn = generator_loss
+    mine_v = jax.lax.pcast(mine, AXIS, to="varying")
+    micro = jax.tree.map(
+        lambda x: x.reshape(accum_steps, local_b // accum_steps,
+                            *x.shape[1:]), (batch, keys))
+    grad_fn = jax.value_and_grad(
+        lambda p, b, k: fn(p, other, spec, b, k, steps), has_aux=True)
+
+    def accumulate(carry, mb):
+      g_sum, m_sum = carry
+      (_, m), g = grad_fn(mine_v, *mb)
+      return (jax.tree.map(jnp.add, g_sum, g),
+              jax.tree.map(jnp.add, m_sum, m)), None
+
+    _, m_shape = jax.eval_shape(grad_fn, mine_v,
+                                *jax.tree.map(lambda x: x[0], micro))[0]
+    m0 = jax.tree.map(
+        lambda s: jax.lax.pcast(jnp.zeros(s.shape, s.dtype), AXIS,
+                                to="varying"), m_shape)
+    zeros = jax.tree.map(jnp.zeros_like, mine_v)
+    (g_sum, m_sum), _ = jax.lax.scan(accumulate, (zeros, m0), micro)
+    grads = jax.lax.pmean(jax.tree.map(lambda g: g / accum_steps, g_sum),
+                          AXIS)
+    metrics = jax.lax.pmean(
+        jax.tree.map(lambda m: m / accum_steps, m_sum), AXIS)
+    metrics = {f"{player}_{k}": v for k, v in metrics.items()}
+    metrics[f"{player}_grad_norm"] = optax.tree.norm(grads)
+    if player == "d":
+      updates, opt = tx_d.update(grads, state.d_opt, state.d_params)
+      new = optax.apply_updates(state.d_params, updates)
+      if sched_d is not None:
+        metrics["d_lr"] = jnp.asarray(sched_d(state.step // 2), jnp.float32)
+      state = state.replace(d_params=new, d_opt=opt)
+    else:
+      updates, opt = tx_g.update(grads, state.g_opt, state.g_params)
+      new = optax.apply_updates(state.g_params, updates)
+      ema = state.g_ema
+      if ema_decay > 0:
+        ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
+                           ema, new)
+      if sched_g is not None:
+        metrics["g_lr"] = jnp.asarray(sched_g(state.step // 2), jnp.float32)
+      metrics["g_steps_hist"] = jnp.bincount(steps, length=arc.k_max + 1
+                                             ).astype(jnp.float32)
+      state = state.replace(g_params=new, g_opt=opt, g_ema=ema)
+    return state.replace(step=state.step + 1), metrics
+
+  def wrap(player):
+    f = jax.shard_map(lambda s, b: per_device(s, b, player), mesh=mesh,
+                      in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+    return jax.jit(f, donate_argnums=(0,))
+
+  return wrap("g"), wrap("d")
+
+
+_STEPS_CACHE = {}
+
+
+def cached_steps(spec: ARCSpec, cfg, mesh):
+  """`make_steps` for a config, memoised on everything it depends on (a
+  resumed run in the same process reuses the compiled steps)."""
+  key = (spec, cfg.optim_g.to_json(sort_keys=True),
+         cfg.optim_d.to_json(sort_keys=True),
+         tuple(d.id for d in mesh.devices.flat), int(cfg.train.accum_steps),
+         float(cfg.train.ema_decay))
+  if key not in _STEPS_CACHE:
+    _STEPS_CACHE[key] = make_steps(
+        spec, train_state.make_optimizer(cfg.optim_g),
+        train_state.make_optimizer(cfg.optim_d), mesh,
+        int(cfg.train.accum_steps), float(cfg.train.ema_decay),
+        train_state.lr_schedule(cfg.optim_g),
+        train_state.lr_schedule(cfg.optim_d))
+  return _STEPS_CACHE[key]
+
+
+# -- initial state ---------------------------------------------------------
+def load_params_any(path: str):
+  """A params tree from an orbax params directory or an `lmdm export`
+  package (model.json + params.npz)."""
+  if os.path.exists(os.path.join(path, "params.npz")):
+    from lmdm_jax.pretrained import load
+    params = load(path).params
+    return params["dit"] if "dit" in params else params
+  return train_state.load_params(path)
+
+
+def backbone_from(fresh, loaded, log=print):
+  """The discriminator backbone's leaves taken from a (base or generator)
+  DiT's params: leaves the backbone lacks (input-add path, layers after the
+  exit layer, output layers) are dropped and reported."""
+  ff = flax.traverse_util.flatten_dict(flax.core.unfreeze(fresh), sep="/")
+  fl = flax.traverse_util.flatten_dict(flax.core.unfreeze(loaded), sep="/")
+  dropped = sorted(set(fl) - set(ff))
+  if dropped:
+    log(f"[arc] discriminator backbone: {len(dropped)} loaded parameters "
+        f"unused (input-add path, layers after the exit layer, output)")
+  kept = {k: v for k, v in fl.items() if k in ff}
+  return train_state.merge_params(
+      fresh, flax.traverse_util.unflatten_dict(kept, sep="/"), log)
+
+
+def init_state(cfg, spec: ARCSpec, tx_g, tx_d, log=print,
+               load: bool = True) -> ARCState:
+  """Generator from cfg.init.params (stage 1), discriminator backbone from
+  cfg.disc.init (a warmed-up base model) or, when empty, the generator;
+  head freshly initialised. load=False: shapes only (for restore)."""
+  from lmdm_jax.model.init import init_params
+  key = jax.random.PRNGKey(int(cfg.seed))
+  k_g, k_d, k_train = jax.random.split(key, 3)
+  g = init_params(spec.stream.model, k_g, spec.stream.cond_tokens)
+  if load:
+    if not cfg.init.params:
+      raise ValueError("ARC-Forcing starts from a stage-1 model: set "
+                       "--config.init.params (orbax params or a package)")
+    g = train_state.merge_params(g, load_params_any(cfg.init.params), log)
+  m = spec.stream.model
+  n = spec.window
+  glob = jnp.zeros((1, m.global_cond_dim)) if m.global_cond_dim else None
+  d = Discriminator(spec.disc).init(
+      k_d, jnp.zeros((1, n, m.io_channels)), jnp.ones((1,)),
+      jnp.zeros((1, spec.stream.cond_tokens, m.cond_token_dim)), glob,
+      spec.stream.geometry.context)["params"]
+  if load:
+    base = load_params_any(cfg.disc.init) if cfg.disc.init else g
+    d = dict(d, backbone=backbone_from(d["backbone"], base, log))
+  ema = g if float(cfg.train.ema_decay) > 0 else None
+  return ARCState(step=jnp.zeros((), jnp.int32), g_params=g,
+                  g_opt=tx_g.init(g), d_params=d, d_opt=tx_d.init(d),
+                  rng=k_train, g_ema=ema)
+
+
+# -- the loop --------------------------------------------------------------
+def check_config(cfg, n_devices: int) -> None:
+  from lmdm_jax.train.loop import check_config as stage1_check
+  stage1_check(cfg, n_devices)
+
+
+def train(cfg, workdir: str, log: Callable = print, progress: bool = True,
+          stop_after: Optional[int] = None,
+          after_step: Optional[Callable[[int], None]] = None) -> ARCState:
+  """Post-trains (or resumes) to cfg.train.steps updates; returns the
+  state. Arguments as `lmdm_jax.train.loop.train`."""
+  from lmdm_jax.data.pipeline import make_pipeline
+  from lmdm_jax.train import checkpoint
+  from lmdm_jax.train.loop import MetricWriter, any_process, select_devices
+  os.makedirs(workdir, exist_ok=True)
+  lead = jax.process_index() == 0
+  mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))
+  check_config(cfg, mesh.size)
+  spec = ARCSpec.from_config(cfg)
+  tx_g = train_state.make_optimizer(cfg.optim_g)
+  tx_d = train_state.make_optimizer(cfg.optim_d)
+  if lead:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"),
+                                 int(cfg.ckpt.every_steps),
+                                 int(cfg.ckpt.keep))
+  pipeline = make_pipeline(cfg, jax.process_index(), jax.process_count())
+  latest = ckpt.latest_step()
+  if latest is None:
+    state = parallel.put_replicated(
+        init_state(cfg, spec, tx_g, tx_d, log), mesh)
+    start = 0
+  else:
+    abstract = checkpoint.abstract_like(
+        jax.eval_shape(lambda: init_state(cfg, spec, tx_g, tx_d, log,
+                                          load=False)),
+        parallel.replicated(mesh))
+    state, data_state = ckpt.restore(latest, abstract)
+    pipeline.set_state(data_state)
+    start = int(latest)
+    log(f"[arc] resumed from step {start} ({workdir})")
+  g_step, d_step = cached_steps(spec, cfg, mesh)
+  writer = MetricWriter(workdir, enabled=lead)
+  stop = {"sigterm": False}
+  previous = signal.getsignal(signal.SIGTERM)
+  try:
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True))
+  except ValueError:
+    previous = None
+  total = int(cfg.train.steps)
+  end = total if stop_after is None else min(total, start + stop_after)
+  bar = None
+  if progress and lead:
+    from tqdm import tqdm
+    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+  log_every = max(int(cfg.train.log_every), 1)
+  try:
+    for step in range(start, end):
+      batch = next(pipeline)
+      batch.pop("index")
+      fn = g_step if step % 2 == 0 else d_step
+      t0 = time.perf_counter()
+      state, metrics = fn(state, parallel.put_batch(batch, mesh))
+      done = step + 1
+      if done % log_every == 0 or done == end or step < 2:
+        m = jax.device_get(metrics)
+        out = {k: (np.asarray(v).tolist() if np.ndim(v) else float(v))
+               for k, v in m.items()}
+        out["step_s"] = time.perf_counter() - t0
+        writer.write(done, out)
+        if bar is not None:
+          bar.set_postfix({k: f"{v:.3f}" for k, v in out.items()
+                           if k.endswith("_loss")})
+      if bar is not None:
+        bar.update(1)
+      ckpt.maybe_save(done, state, pipeline.get_state())
+      if after_step is not None:
+        ckpt.wait()
+        after_step(done)
+      if any_process(stop["sigterm"]):
+        log(f"[arc] SIGTERM: saving step {done} and leaving")
+        ckpt.save(done, state, pipeline.get_state())
+        break
+    else:
+      if end == total and total > start:
+        ckpt.save(total, state, pipeline.get_state())
+  finally:
+    ckpt.close()
+    writer.close()
+    pipeline.close()
+    if bar is not None:
+      bar.close()
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+  return state
+
+
+def metrics_summary(path: str) -> dict:
+  """Last logged value of every metric in a metrics.jsonl."""
+  last = {}
+  with open(path) as f:
+    for line in f:
+      last.update(json.loads(line))
+  return last
