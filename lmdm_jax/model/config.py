@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Mapping
 
 MODES = ("outpaint", "ed", "bc")
+REMAT = ("none", "layer", "layer_dots")
 
 
 def _from_dict(cls, d: Mapping[str, Any], what: str):
@@ -52,6 +53,12 @@ class DiTConfig:
     ff_mult: SwiGLU hidden multiplier.
     timestep_features_dim: random Fourier features of the timestep.
     dtype: compute dtype name ("float32" or "bfloat16"); params stay float32.
+    remat: rematerialisation of the transformer blocks under autodiff
+      (`flax.linen.remat` around each block; parameters and outputs are
+      unchanged): "none"; "layer" saves only each block's input and
+      recomputes the block in the backward pass; "layer_dots" also saves
+      the outputs of its dense layers (matmuls without batch dimensions:
+      less recompute, more memory).
   """
   io_channels: int = 64
   embed_dim: int = 1024
@@ -67,6 +74,7 @@ class DiTConfig:
   ff_mult: int = 4
   timestep_features_dim: int = 256
   dtype: str = "float32"
+  remat: str = "none"
 
   def __post_init__(self):
     if self.embed_dim % self.num_heads:
@@ -90,6 +98,8 @@ class DiTConfig:
       raise ValueError(f"qk_norm must be 'ln' or 'none', got {self.qk_norm!r}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype}")
+    if self.remat not in REMAT:
+      raise ValueError(f"remat must be one of {REMAT}, got {self.remat!r}")
 
   @property
   def head_dim(self) -> int:

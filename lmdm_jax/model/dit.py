@@ -39,6 +39,12 @@ torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in",
                                                      "uniform")
 zeros = nn.initializers.zeros
 
+# DiTConfig.remat -> checkpoint policy of each transformer block.
+_REMAT_POLICIES = {
+    "layer": jax.checkpoint_policies.nothing_saveable,
+    "layer_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
 
 class KV(NamedTuple):
   """Per-layer keys (normalised, unrotated) and values, stacked on layers.
@@ -223,8 +229,10 @@ class ContinuousTransformer(nn.Module):
     c, dt = self.config, jnp.dtype(self.config.dtype)
     self.project_in = _dense(c.embed_dim, "project_in", dtype=dt)
     self.project_out = _dense(c.io_channels, "project_out", dtype=dt)
-    self.layers = [TransformerBlock(c, name=f"layers_{i}")
-                   for i in range(c.depth)]
+    block = TransformerBlock
+    if c.remat != "none":
+      block = nn.remat(TransformerBlock, policy=_REMAT_POLICIES[c.remat])
+    self.layers = [block(c, name=f"layers_{i}") for i in range(c.depth)]
 
   def cross_keys_values(self, context):
     kvs = [layer.cross_keys_values(context) for layer in self.layers]
