@@ -70,6 +70,7 @@ def main(argv=None) -> int:
   p.add_argument("--drift-streams", type=int, default=3)
   p.add_argument("--drift-seconds", type=float, default=120.0)
   p.add_argument("--drift-window", type=float, default=15.0)
+  p.add_argument("--drift-steps", type=int, default=8)
   p.add_argument("--prompt-clips", type=int, default=4)
   p.add_argument("--cfg", type=float, default=None)
   args = p.parse_args(argv)
@@ -140,15 +141,20 @@ def main(argv=None) -> int:
   for i in range(args.drift_streams):
     generate(prompts[i % len(prompts)], args.drift_seconds,
              os.path.join(ddir, f"stream{i}.wav"), checkpoint=args.model,
-             steps=8, cfg_scale=args.cfg, seed=100 + i, progress=False,
-             log=lambda s: None)
-  r = evaluate_dirs(ddir, ref_dir, window_seconds=args.drift_window)
-  results["drift"] = {"streams": args.drift_streams,
-                      "seconds": args.drift_seconds, "steps": 8,
-                      "windows": r["drift"]["windows"],
-                      "checks": audio_checks(wavs(ddir))}
-  log(f"[eval] drift: {len(r['drift']['windows'])} windows")
+             steps=args.drift_steps, cfg_scale=args.cfg, seed=100 + i,
+             progress=False, log=lambda s: None)
+  if args.drift_streams:
+    r = evaluate_dirs(ddir, ref_dir, window_seconds=args.drift_window)
+    results["drift"] = {"streams": args.drift_streams,
+                        "seconds": args.drift_seconds,
+                        "steps": args.drift_steps,
+                        "prompts": prompts[:args.drift_streams],
+                        "windows": r["drift"]["windows"],
+                        "checks": audio_checks(wavs(ddir))}
+    log(f"[eval] drift: {len(r['drift']['windows'])} windows")
   try:
+    if not args.drift_streams:
+      raise ImportError("no drift streams")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,12 +169,12 @@ def main(argv=None) -> int:
               title="drift: tag KL")
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "drift.png"), dpi=110)
-  except ImportError:
-    log("[eval] matplotlib missing: no drift.png")
+  except ImportError as e:
+    log(f"[eval] no drift.png ({e})")
 
   # Prompt adherence: musicnn MTT tags of generations per prompt.
   results["prompts"] = {}
-  for name, prompt in PROMPTS.items():
+  for name, prompt in (PROMPTS.items() if args.prompt_clips else ()):
     d = os.path.join(args.out, f"prompt_{name}")
     os.makedirs(d, exist_ok=True)
     for i in range(args.prompt_clips):

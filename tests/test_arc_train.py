@@ -176,3 +176,29 @@ def test_discriminator_warmup_trains_the_base_model_on_long_windows(
   import dataclasses
   with pytest.raises(ValueError, match="no input-add path"):
     BaseSpec(dataclasses.replace(spec.model, input_add_dim=9), 16)
+
+
+def test_r1_r2_penalties_are_the_perturbation_estimate():
+  """With r1/r2 weights the D loss adds w * mean((D(x_t + s n) - D(x_t))^2)
+  / s^2 on real (R1) and fake (R2) inputs, and reports both."""
+  import dataclasses
+  import jax.numpy as jnp
+  cfg = tiny_arc()
+  spec = at.ARCSpec.from_config(cfg)
+  pen = dataclasses.replace(spec, r1_weight=0.5, r2_weight=0.25,
+                            penalty_sigma=0.1)
+  state = random_state(cfg, spec)
+  batch = {k: jnp.asarray(v, jnp.float32)
+           for k, v in random_batch(spec, 2, seed=1).items()}
+  batch["wrong_tokens"] = jnp.roll(batch["cross_tokens"], 1, axis=0)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
+      jnp.arange(2))
+  steps = jnp.asarray([1, 2], jnp.int32)
+  base, m0 = at.discriminator_loss(state.d_params, state.g_params, spec,
+                                   batch, keys, steps)
+  total, m1 = at.discriminator_loss(state.d_params, state.g_params, pen,
+                                    batch, keys, steps)
+  assert "r1" not in m0 and float(m1["r1"]) > 0 and float(m1["r2"]) > 0
+  np.testing.assert_allclose(
+      float(total), float(base) + 0.5 * float(m1["r1"]) +
+      0.25 * float(m1["r2"]), rtol=1e-5)

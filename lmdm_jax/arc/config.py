@@ -8,7 +8,9 @@ mesh, train, text, codec; see lmdm_jax/train/config.py) plus:
   arc        blocks R, k_min, k_max (steps per block ~ U{k_min..k_max}),
              contrastive_weight, t_sampler ("logsnr_uniform" |
              "logit_normal"), rollout context dropout p_uncond / p_partial /
-             max_partial_chunks, text_dropout (rollout prompts)
+             max_partial_chunks, text_dropout (rollout prompts),
+             optional approximate R1 / R2 penalties r1_weight, r2_weight
+             (perturbation penalty_sigma; paper code: off by default)
   disc       exit_layer, channels, strides, mults, blocks (ConvNeXt head),
              init: base-model params for the backbone ("" = copy the
              generator's, minus its input-add path)
@@ -48,7 +50,8 @@ def arc_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
   c.arc = ml_collections.ConfigDict(dict(
       blocks=12, k_min=1, k_max=5, contrastive_weight=2.0 if mode == "bc"
       else 1.0, t_sampler="logsnr_uniform", p_uncond=0.25, p_partial=0.1,
-      max_partial_chunks=4, text_dropout=0.1 if mode == "bc" else 0.0))
+      max_partial_chunks=4, text_dropout=0.1 if mode == "bc" else 0.0,
+      r1_weight=0.0, r2_weight=0.0, penalty_sigma=0.01))
   c.disc = ml_collections.ConfigDict(dict(
       exit_layer=11, channels=128, strides=(1, 2, 2), mults=(1, 2, 4),
       blocks=(2, 2, 2), init=""))

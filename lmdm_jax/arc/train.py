@@ -79,6 +79,9 @@ class ARCSpec:
   p_partial: float = 0.1
   max_partial_chunks: int = 4
   text_dropout: float = 0.0
+  r1_weight: float = 0.0
+  r2_weight: float = 0.0
+  penalty_sigma: float = 0.01
 
   @property
   def window(self) -> int:
@@ -112,7 +115,9 @@ class ARCSpec:
                     contrastive_weight=float(a.contrastive_weight),
                     t_sampler=str(a.t_sampler))
     spec = cls(stream, disc, arc, float(a.p_uncond), float(a.p_partial),
-               int(a.max_partial_chunks), float(a.text_dropout))
+               int(a.max_partial_chunks), float(a.text_dropout),
+               float(a.get("r1_weight", 0.0)), float(a.get("r2_weight", 0.0)),
+               float(a.get("penalty_sigma", 0.01)))
     if (spec.window - geo.context) % disc.downsampling:
       raise ValueError(f"rollout length R * o = {spec.window - geo.context} "
                        f"must be a multiple of the head's downsampling "
@@ -173,9 +178,27 @@ def _noise(spec: ARCSpec, keys, shape):
 
 
 def _scores(params_d, spec: ARCSpec, x, t, eps, cross, glob):
+  return _scores_noised(params_d, spec, flow.noise(x, eps, t), t, cross, glob)
+
+
+def _scores_noised(params_d, spec: ARCSpec, x_t, t, cross, glob):
   return Discriminator(spec.disc).apply(
-      {"params": params_d}, flow.noise(x, eps, t), t, cross, glob,
+      {"params": params_d}, x_t, t, cross, glob,
       spec.stream.geometry.context)
+
+
+def _penalty(params_d, spec: ARCSpec, x, t, eps, cross, glob, keys, salt):
+  """Approximate R1 (on real) / R2 (on fake) gradient penalty: mean
+  (D(x_t + sigma n) - D(x_t))^2 / sigma^2, the discriminator's sensitivity
+  to a small perturbation of its input (`losses.approx_r1`, with the
+  perturbation drawn per example so any device count draws the same)."""
+  x_t = flow.noise(x, eps, t)
+  sigma = spec.penalty_sigma
+  n = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, salt),
+                                           x.shape[1:]))(keys)
+  d0 = _scores_noised(params_d, spec, x_t, t, cross, glob)
+  d1 = _scores_noised(params_d, spec, x_t + sigma * n, t, cross, glob)
+  return jnp.mean(jnp.square(d1 - d0)) / sigma ** 2
 
 
 def generator_loss(params_g, params_d, spec: ARCSpec, batch, keys, steps):
@@ -207,10 +230,17 @@ def discriminator_loss(params_d, params_g, spec: ARCSpec, batch, keys,
   l_r = losses.relativistic_d(d_real, d_fake)
   l_c = losses.contrastive_d(d_real, d_wrong)
   loss = l_r + spec.arc.contrastive_weight * l_c
-  return loss, {"loss": loss, "relativistic": l_r, "contrastive": l_c,
-                "gap": jnp.mean(d_real - d_fake),
-                "contrastive_accuracy": losses.contrastive_accuracy(
-                    d_real, d_wrong)}
+  aux = {"relativistic": l_r, "contrastive": l_c,
+         "gap": jnp.mean(d_real - d_fake),
+         "contrastive_accuracy": losses.contrastive_accuracy(d_real,
+                                                             d_wrong)}
+  if spec.r1_weight:
+    aux["r1"] = _penalty(params_d, spec, real, t, eps, cross, glob, keys, 11)
+    loss = loss + spec.r1_weight * aux["r1"]
+  if spec.r2_weight:
+    aux["r2"] = _penalty(params_d, spec, fake, t, eps, cross, glob, keys, 12)
+    loss = loss + spec.r2_weight * aux["r2"]
+  return loss, {"loss": loss, **aux}
 
 
 def global_roll(x):
@@ -448,7 +478,8 @@ def train(cfg, workdir: str, log: Callable = print, progress: bool = True,
       t0 = time.perf_counter()
       state, metrics = fn(state, parallel.put_batch(batch, mesh))
       done = step + 1
-      if done % log_every == 0 or done == end or step < 2:
+      # Both updates of a G/D pair are logged (every log_every steps).
+      if (step // 2 * 2) % log_every == 0 or done == end:
         m = jax.device_get(metrics)
         out = {k: (np.asarray(v).tolist() if np.ndim(v) else float(v))
                for k, v in m.items()}
