@@ -1,7 +1,7 @@
 """Figures of the demo-scale ARC-Forcing experiment (docs/arc-forcing.md).
 
   python3 benchmarks/arc_demo_report.py --stage1 EVAL_S1/results.json \
-      --stage1-extra benchmarks/results/demo_eval/results.json \
+      --stage1-nocfg EVAL_S1_NOCFG/results.json --stage1-extra benchmarks/results/demo_eval/results.json \
       --arc EVAL_ARC/results.json --metrics WA/metrics.jsonl \
       --out benchmarks/results/arc_demo.json --plot docs/img/arc_demo.png
 
@@ -37,6 +37,8 @@ def main(argv=None) -> int:
   p.add_argument("--stage1", required=True)
   p.add_argument("--stage1-extra", default=None,
                  help="an earlier stage-1 results.json (e.g. 8 and 50 steps)")
+  p.add_argument("--stage1-nocfg", default=None,
+                 help="stage 1 evaluated without guidance (the control)")
   p.add_argument("--arc", required=True)
   p.add_argument("--metrics", required=True)
   p.add_argument("--out", required=True)
@@ -57,6 +59,9 @@ def main(argv=None) -> int:
   report = {
       "stage1": {"fd_kl": s1_fd, "drift": s1.get("drift")},
       "arc": {"fd_kl": fd_kl(arc), "drift": arc.get("drift")},
+      "stage1_nocfg": ({"fd_kl": fd_kl(load(args.stage1_nocfg)),
+                        "drift": load(args.stage1_nocfg).get("drift")}
+                       if args.stage1_nocfg else None),
       "training": {
           "updates": len(rows), "g_updates": len(g), "d_updates": len(d),
           "g_loss_first_last": [g[0]["g_loss"], g[-1]["g_loss"]] if g else
@@ -71,7 +76,9 @@ def main(argv=None) -> int:
   with open(args.out, "w") as f:
     json.dump(report, f, indent=2)
   print(json.dumps(report["training"], indent=2))
-  for name in ("stage1", "arc"):
+  for name in ("stage1", "stage1_nocfg", "arc"):
+    if not report[name]:
+      continue
     for k, v in sorted(report[name]["fd_kl"].items()):
       print(f"{name:7s} K={k:3d} FD {v['fd']:7.2f} KL {v['kl']:.3f} "
             f"(cfg {v['cfg_scale']})")
@@ -80,9 +87,13 @@ def main(argv=None) -> int:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
     for name, label in (("stage1", "stage 1 (CFG 3)"),
+                        ("stage1_nocfg", "stage 1 (no CFG)"),
                         ("arc", "after ARC-Forcing (no CFG)")):
+      if not report[name]:
+        continue
       fk = report[name]["fd_kl"]
       ks = sorted(k for k in fk if k <= 8)
       ax[0].plot(ks, [fk[k]["fd"] for k in ks], "o-", label=label)
@@ -98,6 +109,7 @@ def main(argv=None) -> int:
     ax[0].set(xscale="log", xticks=[1, 2, 4, 8], xticklabels=[1, 2, 4, 8],
               xlabel="steps per block", ylabel="FD vs held-out (musicnn)",
               title="quality vs steps")
+    ax[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax[0].legend(fontsize=7)
     ax[1].set(xlabel="stream time (s)", ylabel="FD per window",
               title="drift over 2-minute streams")

@@ -276,6 +276,9 @@ class LiveApp:
                            "--no-cfg-branch): cfg cannot change; restart "
                            "without it")
         scale, rescale = cmd.args
+        if s.spec.plus_plus and scale > 1.0:
+          raise ValueError(f"Ping-Pong++ (--plus-plus) takes a guidance "
+                           f"weight in [0, 1], got {scale:g}")
         s.set_cfg(scale, rescale)
         what = f"cfg {scale:g}" + (f" rescale {rescale:g}" if rescale else "")
       elif cmd.name == "steps":
@@ -382,6 +385,10 @@ def check_args(args) -> None:
     raise ValueError(f"--steps must be in [1, 100], got {args.steps}")
   if args.cfg is not None and (not math.isfinite(args.cfg) or args.cfg < 0):
     raise ValueError(f"--cfg must be finite and >= 0, got {args.cfg}")
+  if args.plus_plus and (args.no_cfg_branch or (
+      args.cfg is not None and args.cfg > 1.0)):
+    raise ValueError("--plus-plus (Ping-Pong++) needs the cfg branch and a "
+                     "guidance weight --cfg in [0, 1] (paper: 0.7)")
   if args.buffer_blocks < 1:
     raise ValueError(f"--buffer-blocks must be >= 1, got "
                      f"{args.buffer_blocks}")
@@ -484,8 +491,12 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   if steps not in options:
     options = sorted(set(options) | {steps})
   cfg_scale = float(args.cfg if args.cfg is not None
-                    else d.get("cfg_scale", 1.0))
+                    else 0.7 if args.plus_plus else d.get("cfg_scale", 1.0))
   cfg_branch = not args.no_cfg_branch
+  if args.plus_plus and (not cfg_branch or not 0.0 <= cfg_scale <= 1.0):
+    raise ValueError(f"--plus-plus (Ping-Pong++ / CFG++) needs the cfg "
+                     f"branch and a guidance weight in [0, 1] (paper: 0.7), "
+                     f"got {cfg_scale:g}")
   if not cfg_branch and cfg_scale != 1.0:
     raise ValueError(f"--no-cfg-branch plays without guidance, but the cfg "
                      f"scale is {cfg_scale:g} (give --cfg 1)")
@@ -496,7 +507,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   sampler = args.sampler or d.get("sampler", "pingpong")
   encoder = pkg.text_encoder()
   spec = StreamSpec(pkg.dit, g, batch=1, cond_tokens=pkg.cond_tokens,
-                    steps=steps, sampler=sampler, cfg=cfg_branch)
+                    steps=steps, sampler=sampler, cfg=cfg_branch,
+                    plus_plus=bool(args.plus_plus))
   codec = pkg.make_codec()
   t0 = time.perf_counter()
   session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
@@ -594,7 +606,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   write_wav(args.out, audio, codec.sample_rate)
   settings = {"model": os.path.abspath(pkg.path), "prompt": args.prompt,
               "steps_options": sorted(session.streams), "sampler": sampler,
-              "cfg_branch": cfg_branch, "drop_frames": args.drop_frames,
+              "cfg_branch": cfg_branch, "plus_plus": bool(args.plus_plus),
+              "drop_frames": args.drop_frames,
               "buffer_blocks": args.buffer_blocks, "output": output,
               "block_s": latency["block_s"],
               "sample_rate": codec.sample_rate}
@@ -655,6 +668,10 @@ def register(sub, bsub) -> None:
   p.add_argument("--no-cfg-branch", action="store_true",
                  help="compile without the unconditional branch: half the "
                  "compute, but `cfg` cannot change")
+  p.add_argument("--plus-plus", action="store_true",
+                 help="Ping-Pong++ (CFG++): re-noise around the "
+                 "unconditional prediction; `cfg` is then a weight in "
+                 "[0, 1] (default 0.7, the paper's for prompt transitions)")
   p.add_argument("--sampler", default=None, choices=("euler", "pingpong"))
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--seconds", type=float, default=None,

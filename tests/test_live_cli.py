@@ -355,6 +355,8 @@ def test_parse_command_errors(line, match):
     (["--cfg", "-2"], "--cfg"),
     (["--buffer-blocks", "0"], "--buffer-blocks"),
     (["--steps-options", "2,x"], "--steps-options"),
+    (["--plus-plus", "--cfg", "3"], "weight --cfg in"),
+    (["--plus-plus", "--no-cfg-branch"], "needs the cfg branch"),
 ])
 def test_live_rejects_bad_arguments(argv, match):
   from lmdm_jax.cli import build_parser

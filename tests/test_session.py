@@ -57,6 +57,39 @@ def test_controls_change_without_recompiling(session_parts):
   assert not np.allclose(outs[0], outs[1])
 
 
+def test_fifty_blocks_of_changing_controls_compile_nothing(session_parts):
+  """50 blocks, every control changing (mixes, crossfades, CFG, rescale,
+  steps, seed, dominant-prompt drops and re-priming): every jitted function
+  of every stream keeps the cache it had after start-up."""
+  s = make(session_parts, drop_frames=4)
+
+  def sizes():
+    return {(k, name): getattr(st, name)._cache_size()
+            for k, st in s.streams.items()
+            for name in ("_init_state", "_block", "cache_update",
+                         "denoise_step", "append_block")}
+  compiled = sizes()
+  rng = np.random.default_rng(0)
+  names = ["bach chorale", "ragtime", "organ", "folk tune"]
+  for i in range(50):
+    if i % 7 == 3:
+      s.crossfade_to({names[i % 4]: 1.0}, blocks=2)
+    elif i % 2 == 0:
+      w = rng.uniform(0.1, 1.0, size=2)
+      s.set_prompts({names[i % 4]: float(w[0]),
+                     names[(i + 1) % 4]: float(w[1])})
+    s.set_cfg(float(rng.uniform(1.0, 5.0)), rescale=float(rng.uniform()))
+    s.set_steps(int(rng.choice([1, 2])))
+    s.set_seed(int(rng.integers(0, 2**31 - 1)))
+    if i % 11 == 5:
+      s.drop_context()
+    s.next_block()
+  assert len(s.log) == 50
+  assert sizes() == compiled
+  assert len({e["steps"] for e in s.log}) == 2
+  assert s.performance().shape[1] == 50 * s.spec.geometry.block
+
+
 def test_prompt_mix_is_the_weighted_mean(session_parts):
   s = make(session_parts)
   a, b = s._encode("a"), s._encode("b")
@@ -106,3 +139,24 @@ def test_session_rejects_bad_controls(session_parts):
   with pytest.raises(ValueError, match=r"expected \(5, 24\)"):
     LiveSession(params, spec, lambda t: np.zeros((3, 3)),
                 steps_options=(2,)).set_prompts({"x": 1.0})
+
+
+def test_ping_pong_plus_plus_session(session_parts):
+  """A Ping-Pong++ session (`lmdm live --plus-plus`): the CFG++ weight
+  changes between blocks without compiling, and the blocks differ from
+  plain CFG at the same weight."""
+  spec, params = session_parts
+  pp = LiveSession(params, spec.replace(plus_plus=True), fake_encoder(spec),
+                   steps_options=(1, 2))
+  plain = make(session_parts)
+  compiled = {k: st._block._cache_size() for k, st in pp.streams.items()}
+  outs = []
+  for s in (pp, plain):
+    s.set_prompts({"ragtime": 1.0})
+    s.set_cfg(0.7)
+    outs.append(s.next_block())
+  assert not np.allclose(outs[0], outs[1])
+  pp.set_cfg(0.3)
+  assert np.isfinite(pp.next_block()).all()
+  assert {k: st._block._cache_size() for k, st in pp.streams.items()} == (
+      compiled)
