@@ -43,7 +43,7 @@ from lmdm_jax.arc.objective import ARCConfig, sample_t
 from lmdm_jax.arc.rollout import rollout, sample_steps
 from lmdm_jax.diffusion import flow
 from lmdm_jax.streaming.state import Controls, StreamSpec
-from lmdm_jax.train import parallel
+from lmdm_jax.train import finetune, parallel
 from lmdm_jax.train import state as train_state
 
 AXIS = parallel.AXIS
@@ -130,15 +130,12 @@ class ARCSpec:
 
 # -- the objective, per device ---------------------------------------------
 def _draw_context(spec: ARCSpec, key, context):
-  """Rollout context dropout of one example: context [s, C] -> [s, C]."""
-  g = spec.stream.geometry
+  """Rollout context dropout of one example (stage 1's outpainting
+  dropout with the ARC probabilities): context [s, C] -> [s, C]."""
   k_mode, k_n = jax.random.split(key)
-  u = jax.random.uniform(k_mode)
-  n = jax.random.randint(k_n, (), 1, max(spec.max_partial_chunks, 1) + 1)
-  chunk = jnp.arange(g.context) // g.block
-  keep = jnp.where(u < spec.p_uncond, 0.0,
-                   jnp.where(u < spec.p_uncond + spec.p_partial,
-                             (chunk >= n).astype(jnp.float32), 1.0))
+  keep = finetune.context_keep(k_mode, k_n, spec.stream.geometry,
+                               spec.p_uncond, spec.p_partial,
+                               spec.max_partial_chunks)
   return context * keep[:, None]
 
 
@@ -414,11 +411,6 @@ def init_state(cfg, spec: ARCSpec, tx_g, tx_d, log=print,
 
 
 # -- the loop --------------------------------------------------------------
-def check_config(cfg, n_devices: int) -> None:
-  from lmdm_jax.train.loop import check_config as stage1_check
-  stage1_check(cfg, n_devices)
-
-
 def train(cfg, workdir: str, log: Callable = print, progress: bool = True,
           stop_after: Optional[int] = None,
           after_step: Optional[Callable[[int], None]] = None) -> ARCState:
@@ -426,7 +418,8 @@ def train(cfg, workdir: str, log: Callable = print, progress: bool = True,
   state. Arguments as `lmdm_jax.train.loop.train`."""
   from lmdm_jax.data.pipeline import make_pipeline
   from lmdm_jax.train import checkpoint
-  from lmdm_jax.train.loop import MetricWriter, any_process, select_devices
+  from lmdm_jax.train.loop import (MetricWriter, any_process, check_config,
+                                   select_devices)
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
   mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))

@@ -110,6 +110,19 @@ class FinetuneSpec:
 
 
 
+def context_keep(k_mode, k_n, g: Geometry, p_uncond: float,
+                 p_partial: float, max_partial_chunks: int):
+  """Outpainting context dropout of one example: keep [s] (1 = context
+  frame kept). With p_uncond all frames are zeroed, else with p_partial the
+  oldest 1..max_partial_chunks chunks of `block` frames (in place)."""
+  u = jax.random.uniform(k_mode)
+  n = jax.random.randint(k_n, (), 1, max(max_partial_chunks, 1) + 1)
+  chunk = jnp.arange(g.context) // g.block
+  return jnp.where(u < p_uncond, 0.0,
+                   jnp.where(u < p_uncond + p_partial,
+                             (chunk >= n).astype(jnp.float32), 1.0))
+
+
 def draw(spec: FinetuneSpec, key) -> dict:
   """Random choices of one example (call under vmap for a batch).
 
@@ -125,12 +138,8 @@ def draw(spec: FinetuneSpec, key) -> dict:
     t = timesteps.shift(t, g.window, min_length=spec.shift_min_length,
                         max_length=spec.shift_max_length)
   eps = jax.random.normal(k_eps, (g.window, spec.model.io_channels))
-  u = jax.random.uniform(k_mode)
-  n = jax.random.randint(k_n, (), 1, max(spec.max_partial_chunks, 1) + 1)
-  chunk = jnp.arange(g.context) // g.block
-  keep = jnp.where(u < spec.p_uncond, 0.0,
-                   jnp.where(u < spec.p_uncond + spec.p_partial,
-                             (chunk >= n).astype(jnp.float32), 1.0))
+  keep = context_keep(k_mode, k_n, g, spec.p_uncond, spec.p_partial,
+                      spec.max_partial_chunks)
   text = (jax.random.uniform(k_txt) >= spec.cfg_dropout).astype(jnp.float32)
   add = (jax.random.uniform(k_add) >= spec.input_add_dropout).astype(
       jnp.float32)
