@@ -10,6 +10,9 @@ and plain features only, so it is read back without TensorFlow
   duration      float32 seconds of the original file
   sample_rate   int32  sample rate of the original file
   frames        int32  latent frames
+  control_<n>   Tensor [frames, dim + 1] float32, only with --controls:
+                sketch control n packed [values, mask] at the latent frame
+                rate (lmdm_jax/control/extract.py)
 
 Files that are unreadable/corrupt, silent, contain NaN/inf, or are shorter
 than `min_frames` latent frames are skipped and listed with their reason in
@@ -90,9 +93,11 @@ class LmdmLatents(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version(VERSION)
 
-  def __init__(self, *, items=None, latent_channels: int = 64, **kwargs):
+  def __init__(self, *, items=None, latent_channels: int = 64,
+               controls: Optional[Dict[str, int]] = None, **kwargs):
     self._items = items or []
     self._latent_channels = latent_channels
+    self._controls = dict(controls or {})
     super().__init__(**kwargs)
 
   def _info(self):
@@ -107,6 +112,9 @@ class LmdmLatents(tfds.core.GeneratorBasedBuilder):
             "duration": np.float32,
             "sample_rate": np.int32,
             "frames": np.int32,
+            **{f"control_{n}": tfds.features.Tensor(shape=(None, d + 1),
+                                                     dtype=np.float32)
+               for n, d in self._controls.items()},
         }))
 
   def _split_generators(self, dl_manager):
@@ -121,7 +129,27 @@ class LmdmLatents(tfds.core.GeneratorBasedBuilder):
           "source": item["source"],
           "duration": np.float32(item["duration"]),
           "sample_rate": np.int32(item["sample_rate"]),
-          "frames": np.int32(z.shape[0])}
+          "frames": np.int32(z.shape[0]),
+          **_load_controls(item, self._controls)}
+
+
+def _load_controls(item, controls: Dict[str, int]) -> dict:
+  if not controls:
+    return {}
+  with np.load(item["controls_path"]) as f:
+    return {f"control_{n}": f[n].astype(np.float32) for n in controls}
+
+
+def _controls_file(cache: str, key: str, names) -> str:
+  return os.path.join(cache, f"{key}.controls-{'-'.join(names)}.npz")
+
+
+def _write_controls(path: str, names, audio, codec, frames: int) -> None:
+  from lmdm_jax.control import extract
+  feats = extract.extract(names, audio, codec.sample_rate, codec.frame_rate,
+                          frames)
+  np.savez(path + ".tmp.npz", **feats)
+  os.replace(path + ".tmp.npz", path)
 
 
 def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
@@ -135,13 +163,18 @@ def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
 def build(audio_dir: str, out: str, codec: str = "pool",
           codec_kwargs: Optional[dict] = None, captions: Optional[str] = None,
           min_frames: int = 256, name: str = "lmdm_latents",
-          log=print) -> dict:
+          log=print, controls=()) -> dict:
   """Encodes audio_dir with the codec and writes the TFDS dataset to out.
 
   Returns the report (also written to <out>/<name>_build_report.json):
-  counts, dataset path and `skipped` [{file, reason}].
+  counts, dataset path and `skipped` [{file, reason}]. `controls`: sketch
+  control names to compute from each file's audio and store
+  (lmdm_jax/control/extract.py; cached per file like the latents).
   """
   from lmdm_jax.codecs import get_codec
+  from lmdm_jax.control import extract
+  controls = list(controls or ())
+  control_dims = extract.dims(controls)
   if not os.path.isdir(audio_dir):
     raise ValueError(f"--audio-dir is not a directory: {audio_dir}")
   if name != LmdmLatents.name:
@@ -186,19 +219,27 @@ def build(audio_dir: str, out: str, codec: str = "pool",
     if "skipped" in meta:
       skipped.append({"file": rel, "reason": meta["skipped"]})
       continue
+    if controls:
+      meta["controls_path"] = _controls_file(cache, key, controls)
+      if not os.path.exists(meta["controls_path"]):
+        x, _, _ = audio_lib.load_for_codec(path, cod)
+        frames = np.load(meta["latents_path"], mmap_mode="r").shape[0]
+        _write_controls(meta["controls_path"], controls, x, cod, frames)
     meta["caption"] = caption_for(rel, audio_dir, caps)
     items.append(meta)
   if not items:
     raise ValueError(f"no usable audio in {audio_dir} ({len(skipped)} "
                      f"skipped)")
   builder = LmdmLatents(items=items, latent_channels=cod.latent_channels,
-                        data_dir=out, file_format="array_record")
+                        controls=control_dims, data_dir=out,
+                        file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS))
   report = {
       "dataset_dir": builder.data_dir, "name": name, "codec": codec,
       "codec_kwargs": codec_kwargs, "frame_rate": cod.frame_rate,
       "latent_channels": cod.latent_channels, "files": len(files),
+      "controls": control_dims,
       "examples": len(items), "reused_encodings": reused,
       "frames": int(sum(np.load(i["latents_path"], mmap_mode="r").shape[0]
                         for i in items)),

@@ -16,6 +16,13 @@ Records come from a TFDS data source (random access to the array_record
 files written by `lmdm data build`; no TensorFlow) or from a synthetic
 source of random latents for tests and benchmarks.
 
+Controls (models with `DiTConfig.controls` only, `controls` = name ->
+dim): each batch also holds control_<name> [B, T, dim + 1] packed [values,
+mask], cropped at the window's offset from the record's control_<name>
+[frames, dim + 1] (written by `lmdm data build --controls ...`); the
+partner control comes from a record's partner_latents [frames, C] (mask 1);
+a control the record lacks is absent (zeros).
+
 Conditioning: with `text_encoder` (a host callable, captions -> [B, L, Dc],
 e.g. `lmdm_jax.text.hashed.HashedWords` when cfg.text.encoder is
 "hashed_words") the text tokens are the record captions' encodings;
@@ -32,12 +39,17 @@ import numpy as np
 
 
 class SyntheticSource:
-  """n records of deterministic random latents [frames, channels]."""
+  """n records of deterministic random latents [frames, channels] (and,
+  with `controls` name -> dim, control_<name> curves [frames, dim + 1]:
+  smoothed random values with a random absent stretch; a "partner" is the
+  record's latents shifted by one block-ish offset)."""
 
-  def __init__(self, n: int, frames: int, channels: int, seed: int = 0):
+  def __init__(self, n: int, frames: int, channels: int, seed: int = 0,
+               controls=None):
     if n < 1 or frames < 1 or channels < 1:
       raise ValueError("synthetic source needs n, frames, channels >= 1")
     self.n, self.frames, self.channels, self.seed = n, frames, channels, seed
+    self.controls = dict(controls or {})
 
   def __len__(self):
     return self.n
@@ -47,7 +59,20 @@ class SyntheticSource:
     # Smooth-ish random latents: a random walk, so windows have structure.
     z = rng.normal(size=(self.frames, self.channels)).astype(np.float32)
     z = np.cumsum(z, axis=0) / np.sqrt(np.arange(1, self.frames + 1))[:, None]
-    return {"latents": z.astype(np.float32), "caption": f"synthetic {i}"}
+    out = {"latents": z.astype(np.float32), "caption": f"synthetic {i}"}
+    for name, dim in self.controls.items():
+      if name == "partner":
+        v = np.roll(z, 7, axis=0)[:, :dim]
+        v = np.pad(v, [(0, 0), (0, dim - v.shape[1])])
+        mask = np.ones(self.frames)
+      else:
+        v = np.cumsum(rng.normal(size=(self.frames, dim)), 0) / 4.0
+        mask = np.ones(self.frames)
+        a = rng.integers(0, self.frames)
+        mask[a:a + self.frames // 8] = 0.0
+      out[f"control_{name}"] = np.concatenate(
+          [v * mask[:, None], mask[:, None]], -1).astype(np.float32)
+    return out
 
 
 def tfds_source(data_dir: str, name: str = "lmdm_latents",
@@ -69,7 +94,8 @@ class WindowPipeline:
                seed: int = 0, process_index: int = 0,
                process_count: int = 1, cond_shape: Sequence[int] = (1, 1),
                global_dim: int = 1, prefetch: int = 2,
-               text_encoder=None, left_pad_short: bool = False):
+               text_encoder=None, left_pad_short: bool = False,
+               controls: Optional[dict] = None):
     if len(source) < 1:
       raise ValueError("the dataset is empty")
     if global_batch % process_count:
@@ -88,6 +114,7 @@ class WindowPipeline:
     # Records shorter than the window: an error, or zeros *before* them (the
     # stream's own look before it has context; ARC's long windows).
     self.left_pad_short = left_pad_short
+    self.controls = dict(controls or {})
     self.next_batch = 0
     self._perm = (-1, None)         # (epoch, permutation) of the last read
     self._pool = (concurrent.futures.ThreadPoolExecutor(1)
@@ -125,13 +152,39 @@ class WindowPipeline:
     caption = item.get("caption", "")
     if isinstance(caption, bytes):
       caption = caption.decode("utf-8")
-    return rec, z[off:off + self.window], str(caption)
+    if not self.controls:
+      return rec, z[off:off + self.window], str(caption)
+    return (rec, z[off:off + self.window], str(caption),
+            self._controls(item, rec, n_short=self.window - len(
+                item["latents"]), off=off))
+
+  def _controls(self, item, rec: int, n_short: int, off: int) -> dict:
+    """Window crops of the record's controls (absent where it has none)."""
+    from lmdm_jax.control.inputs import PARTNER, pack
+    out = {}
+    for name, dim in self.controls.items():
+      if f"control_{name}" in item:
+        a = np.asarray(item[f"control_{name}"], np.float32)
+      elif name == PARTNER and "partner_latents" in item:
+        a = pack(np.asarray(item["partner_latents"], np.float32))
+      else:
+        out[name] = np.zeros((self.window, dim + 1), np.float32)
+        continue
+      if a.ndim != 2 or a.shape[1] != dim + 1 or (
+          a.shape[0] != len(item["latents"])):
+        raise ValueError(f"record {rec}: control {name!r} has shape "
+                         f"{a.shape}; expected ({len(item['latents'])}, "
+                         f"{dim + 1}) [latent frames, dim + 1]")
+      if n_short > 0 and self.left_pad_short:
+        a = np.pad(a, [(n_short, 0), (0, 0)])
+      out[name] = a[off:off + self.window]
+    return out
 
   def batch(self, b: int) -> dict:
     """Rows of global batch b that belong to this process."""
     start = b * self.global_batch + self.first
-    recs, wins, caps = zip(*(self._record(start + j)
-                             for j in range(self.local)))
+    rows = [self._record(start + j) for j in range(self.local)]
+    recs, wins, caps = (list(r) for r in zip(*(row[:3] for row in rows)))
     n = self.local
     if self.text_encoder is not None:
       cross = np.asarray(self.text_encoder(list(caps)), np.float32)
@@ -140,10 +193,13 @@ class WindowPipeline:
                          f"takes {(n,) + self.cond_shape}")
     else:
       cross = np.zeros((n,) + self.cond_shape, np.float32)
-    return {"latents": np.stack(wins),
-            "cross_tokens": cross,
-            "global_cond": np.zeros((n, self.global_dim), np.float32),
-            "index": np.asarray(recs, np.int64)}
+    out = {"latents": np.stack(wins),
+           "cross_tokens": cross,
+           "global_cond": np.zeros((n, self.global_dim), np.float32),
+           "index": np.asarray(recs, np.int64)}
+    for name in self.controls:
+      out[f"control_{name}"] = np.stack([row[3][name] for row in rows])
+    return out
 
   # -- iteration -----------------------------------------------------------
   def __iter__(self):
@@ -177,7 +233,9 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
   if source is None:
     if d.source == "synthetic":
       source = SyntheticSource(64, window * 2, cfg.model.io_channels,
-                               seed=int(d.shuffle_seed))
+                               seed=int(d.shuffle_seed),
+                               controls=dict(cfg.model.get("controls", {})
+                                             or {}))
     elif d.source == "tfds":
       if not d.dir:
         raise ValueError("data.source 'tfds' needs --config.data.dir "
@@ -192,7 +250,8 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
       cond_shape=(int(cfg.cond_tokens), max(int(cfg.model.cond_token_dim), 1)),
       global_dim=max(int(cfg.model.global_cond_dim), 1),
       prefetch=int(d.prefetch), text_encoder=text_encoder_for(cfg),
-      left_pad_short=bool(d.get("left_pad_short", False)))
+      left_pad_short=bool(d.get("left_pad_short", False)),
+      controls=dict(cfg.model.get("controls", {}) or {}))
 
 
 def text_encoder_for(cfg):

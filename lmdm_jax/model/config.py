@@ -12,7 +12,8 @@ Shape letters used across the package:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import numbers
+from typing import Any, Mapping, Tuple
 
 MODES = ("outpaint", "ed", "bc")
 REMAT = ("none", "layer", "layer_dots")
@@ -25,6 +26,27 @@ def _from_dict(cls, d: Mapping[str, Any], what: str):
   if unknown:
     raise ValueError(f"unknown {what} keys {unknown}; known: {sorted(names)}")
   return cls(**dict(d))
+
+
+def _control_pairs(controls) -> Tuple[Tuple[str, int], ...]:
+  """dict name -> dim or ((name, dim), ...) -> validated tuple of pairs."""
+  items = controls.items() if isinstance(controls, Mapping) else controls
+  try:
+    pairs = tuple((str(n), d) for n, d in items)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"controls must be a dict name -> dim or (name, dim) "
+                     f"pairs, got {controls!r}") from e
+  names = [n for n, _ in pairs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"control names repeat: {names}")
+  for n, d in pairs:
+    if not n.isidentifier():
+      raise ValueError(f"control name {n!r} must be an identifier (it names "
+                       f"the parameter to_control_embed_{n})")
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+      raise ValueError(f"control {n!r} needs a positive integer dim, got "
+                       f"{d!r}")
+  return tuple((n, int(d)) for n, d in pairs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +81,11 @@ class DiTConfig:
       recomputes the block in the backward pass; "layer_dots" also saves
       the outputs of its dense layers (matmuls without batch dimensions:
       less recompute, more memory).
+    controls: time-aligned controls, ((name, dim), ...) (a dict name -> dim
+      is accepted): one bias-free projection `to_control_embed_<name>` of
+      [values, mask] (dim + 1 -> D) per control, added to the frames'
+      hidden states like the input-add projection (lmdm_jax/control/
+      inputs.py). Empty (default): no controls, no extra parameters.
   """
   io_channels: int = 64
   embed_dim: int = 1024
@@ -75,8 +102,10 @@ class DiTConfig:
   timestep_features_dim: int = 256
   dtype: str = "float32"
   remat: str = "none"
+  controls: Tuple[Tuple[str, int], ...] = ()
 
   def __post_init__(self):
+    object.__setattr__(self, "controls", _control_pairs(self.controls))
     if self.embed_dim % self.num_heads:
       raise ValueError(
           f"embed_dim ({self.embed_dim}) must be divisible by num_heads "
@@ -113,6 +142,11 @@ class DiTConfig:
   def cross_dim(self) -> int:
     """Width of the embedded conditioning tokens fed to cross-attention."""
     return self.embed_dim if self.project_cond_tokens else self.cond_token_dim
+
+  @property
+  def control_dims(self) -> dict:
+    """name -> dim of the controls (insertion order)."""
+    return dict(self.controls)
 
   @property
   def cross_kv_heads(self) -> int:

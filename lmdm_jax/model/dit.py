@@ -9,7 +9,8 @@ key (Dense kernels are the transposed torch weights).
 Data flow of one forward over Nq query tokens:
 
   x [B,Nq,C] -> preprocess_conv(x) + x -> * router -> project_in -> * router
-    + to_input_add_embed([mask, masked clean context])        -> h [B,Nq,D]
+    + to_input_add_embed([mask, masked clean context])
+    + sum_c to_control_embed_c([values_c * mask_c, mask_c])    -> h [B,Nq,D]
   [h ; global token (timestep embed + global embed)]            (Nq + 1 tokens)
   -> depth x {self-attn over [prefix keys ; own keys] (RoPE on read),
               cross-attn to conditioning tokens, SwiGLU}
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmdm_jax.control import inputs as control_inputs
 from lmdm_jax.model.config import DiTConfig
 from lmdm_jax.model.rope import RopeTable, apply_rope, rope_table
 
@@ -295,6 +297,11 @@ class DiT(nn.Module):
     if c.input_add_dim:
       self.to_input_add_embed = _dense(c.embed_dim, "to_input_add_embed",
                                        dtype=dt)
+    # Bias-free, so an absent control (values and mask 0) adds exactly 0.
+    self.control_embeds = {
+        n: _dense(c.embed_dim, f"to_control_embed_{n}", init=zeros,
+                  dtype=dt)
+        for n, _ in c.controls}
     self.preprocess_conv = _dense(c.io_channels, "preprocess_conv",
                                   init=zeros, dtype=dt)
     self.postprocess_conv = _dense(c.io_channels, "postprocess_conv",
@@ -321,8 +328,10 @@ class DiT(nn.Module):
     return Conditioning(cross_k, cross_v, global_embed)
 
   # -- token embedding ----------------------------------------------------
-  def embed_frames(self, x, input_add=None, router=None):
-    """x [B,N,C] noisy latents, input_add [B,N,A], router [N] or [B,N]."""
+  def embed_frames(self, x, input_add=None, router=None, controls=None):
+    """x [B,N,C] noisy latents, input_add [B,N,A], router [N] or [B,N],
+    controls {name: [B,N,dim+1]} packed [values, mask] (lmdm_jax/control/
+    inputs.py; a missing name, or None, is absent on every frame)."""
     c = self.config
     x = x.astype(jnp.dtype(c.dtype))
     x = self.preprocess_conv(x) + x
@@ -338,7 +347,25 @@ class DiT(nn.Module):
         raise ValueError("this model has an input-add projection: pass "
                          f"input_add [batch, frames, {c.input_add_dim}]")
       h = h + self.to_input_add_embed(input_add.astype(h.dtype))
+    if controls:
+      h = h + self.control_embed(controls, x.shape[0], x.shape[1], h.dtype)
     return h
+
+  def control_embed(self, controls, batch: int, frames: int, dtype):
+    """Sum of the per-control projections of [values * mask, mask]."""
+    c = self.config
+    control_inputs.check(c.control_dims, controls, batch, frames)
+    out = None
+    for name, _ in c.controls:       # config order: a fixed sum order
+      if name not in controls:
+        continue
+      a = jnp.asarray(controls[name], jnp.float32)
+      mask = a[..., -1:]
+      a = jnp.concatenate([a[..., :-1] * mask, mask], axis=-1)
+      e = self.control_embeds[name](a.astype(dtype))
+      out = e if out is None else out + e
+    return jnp.zeros((batch, frames, c.embed_dim), dtype) if out is None \
+        else out
 
   def global_token(self, t, global_embed=None):
     """t [B] -> [B,1,D]: timestep embedding plus the global embedding."""
@@ -356,7 +383,7 @@ class DiT(nn.Module):
   def tokens(self, x, t, cond: Conditioning, rope_q: RopeTable,
              rope_k: RopeTable, input_add=None, router=None,
              prefix: Optional[KV] = None, mask=None,
-             exit_layer: Optional[int] = None):
+             exit_layer: Optional[int] = None, controls=None):
     """Forward over the audio frames in `x` plus the global token.
 
     Args:
@@ -365,7 +392,7 @@ class DiT(nn.Module):
       cond: from `condition`.
       rope_q: table for the Nq frames then the global token (Nq + 1 rows).
       rope_k: table for prefix keys then the Nq + 1 query tokens.
-      input_add, router: see `embed_frames`.
+      input_add, router, controls: see `embed_frames`.
       prefix: cached keys/values [depth,B,P,H,E] attended before own keys.
       mask: [Nq+1, P+Nq+1] bool or None.
       exit_layer: stop after this layer and return its hidden states.
@@ -374,7 +401,7 @@ class DiT(nn.Module):
       (out [B,Nq,C] float32 velocity, KV of the Nq frames), or the hidden
       states [B,Nq,D] of `exit_layer` and the KV.
     """
-    h = self.embed_frames(x, input_add, router)
+    h = self.embed_frames(x, input_add, router, controls)
     h = jnp.concatenate(
         [h, self.global_token(t, cond.global_embed).astype(h.dtype)], axis=1)
     h, kv = self.transformer(h, x.shape[1], rope_q, rope_k, cond, prefix,
@@ -385,23 +412,25 @@ class DiT(nn.Module):
 
   def frames_only(self, x, cond: Conditioning, rope_q: RopeTable,
                   rope_k: RopeTable, input_add=None, router=None,
-                  prefix: Optional[KV] = None, mask=None):
+                  prefix: Optional[KV] = None, mask=None, controls=None):
     """Forward over clean context frames with no global token.
 
     Used to fill caches: context queries never attend to the global token
     (ED and BC masks), so its presence would change nothing. Returns the KV.
     """
-    h = self.embed_frames(x, input_add, router)
+    h = self.embed_frames(x, input_add, router, controls)
     _, kv = self.transformer(h, x.shape[1], rope_q, rope_k, cond, prefix,
                              mask)
     return kv
 
   def __call__(self, x, t, cross_tokens=None, global_cond=None,
-               input_add=None, router=None, mask=None, positions=None):
+               input_add=None, router=None, mask=None, positions=None,
+               controls=None):
     """Full-window forward (training, init, reference). x [B,N,C] -> v.
 
     positions: [N] integer RoPE positions of the frames (default 1..N); the
-    global token takes position 0.
+    global token takes position 0. controls: {name: [B,N,dim+1]} (see
+    `embed_frames`).
     """
     n = x.shape[1]
     pos = np.arange(1, n + 1) if positions is None else np.asarray(positions)
@@ -409,6 +438,6 @@ class DiT(nn.Module):
                        self.config.rope_base)
     cond = self.condition(cross_tokens, global_cond)
     out, _ = self.tokens(x, t, cond, table, table, input_add, router, None,
-                         mask)
+                         mask, controls=controls)
     return out
 

@@ -19,8 +19,11 @@ def init_params(config: DiTConfig, key, cond_tokens: int = 1):
           if config.global_cond_dim else None)
   add = (jnp.zeros((1, n, config.input_add_dim))
          if config.input_add_dim else None)
+  controls = {name: jnp.zeros((1, n, dim + 1))
+              for name, dim in config.controls} or None
   return DiT(config).init(key, x, jnp.zeros((1,)), cross, glob, add,
-                          np.ones(n, np.float32))["params"]
+                          np.ones(n, np.float32),
+                          controls=controls)["params"]
 
 
 def param_shapes(config: DiTConfig, cond_tokens: int = 1):

@@ -26,17 +26,20 @@ def make_sequence_forward(spec: StreamSpec, params):
   Frames with known = 1 are clean history (router zeroes their noisy input,
   input-add carries their latents); known = 0 frames are being denoised.
   Mask and table are traced, so sequences of one length compile once.
+  frame_controls: optional {name: [B,N,dim+1]} time-aligned controls of
+  the N frames, used as given (no visibility cut).
   """
   model = DiT(spec.model)
 
   @jax.jit
-  def forward(x, t, controls: Controls, known, mask, table: RopeTable):
+  def forward(x, t, controls: Controls, known, mask, table: RopeTable,
+              frame_controls=None):
     cond = model.apply({"params": params}, controls.cross_tokens,
                        controls.global_cond, method=DiT.condition)
     feats = known_features(spec, x) * known[None, :, None]
     out, _ = model.apply({"params": params}, x * (1 - known)[None, :, None],
                          t, cond, table, table, feats, 1.0 - known, None,
-                         mask, method=DiT.tokens)
+                         mask, controls=frame_controls, method=DiT.tokens)
     return out
   return forward
 

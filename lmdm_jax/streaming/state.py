@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmdm_jax.control import inputs as control_inputs
 from lmdm_jax.diffusion import flow, samplers
 from lmdm_jax.model.config import DiTConfig, Geometry
 from lmdm_jax.model.dit import KV, Conditioning
@@ -39,6 +40,9 @@ class StreamSpec:
   plus_plus: bool = False
   # Pad target-only calls so batch * branches * tokens >= this (0: off).
   min_query_rows: int = 64
+  # Jamming: partner frames at window index >= context + this are hidden
+  # (frames, relative to the block start; lmdm_jax/control/inputs.py).
+  partner_visibility: int = 0
 
   def __post_init__(self):
     if self.batch < 1:
@@ -59,6 +63,18 @@ class StreamSpec:
       raise ValueError(
           f"input_add_dim {self.model.input_add_dim} cannot hold [mask, "
           f"context] = 1 + {self.model.io_channels} channels.")
+    if control_inputs.PARTNER in self.model.control_dims:
+      control_inputs.visibility_cutoff(self.geometry.context,
+                                       self.geometry.block,
+                                       self.partner_visibility)
+
+  @property
+  def partner_cutoff(self) -> int:
+    """Window index from which partner frames are hidden."""
+    g = self.geometry
+    return control_inputs.visibility_cutoff(
+        g.context, g.block, int(np.clip(self.partner_visibility, -g.context,
+                                        g.block)))
 
   @property
   def branches(self) -> int:
@@ -96,12 +112,19 @@ class Controls:
   cfg_scale: [] guidance weight (CFG w, or the CFG++ weight in [0, 1]).
   rescale: [] CFG rescale phi in [0, 1].
   seed: [] int32; a block's noise is a function of (seed, block index).
+  frame_controls: {name: [B, T, dim + 1]} time-aligned controls (sketch
+    curves, a partner's latents) packed [values, mask] over the window
+    [context s | block o] of the next block (T = s + o; see
+    lmdm_jax/control/inputs.py). Empty for a model without controls; a
+    name left out is absent (changing which names are given recompiles,
+    changing values or masks does not).
   """
   cross_tokens: jnp.ndarray
   global_cond: jnp.ndarray
   cfg_scale: jnp.ndarray
   rescale: jnp.ndarray
   seed: jnp.ndarray
+  frame_controls: dict = flax.struct.field(default_factory=dict)
 
 
 @flax.struct.dataclass
@@ -117,6 +140,8 @@ class StreamState:
   seed: [] int32 seed of the current block.
   step: [] int32 denoising steps taken in the current block.
   block: [] int32 blocks completed since the stream started.
+  frame_controls: the current block's window controls [B, T, dim + 1]
+    after the partner visibility cut (empty: none given).
   """
   context: jnp.ndarray
   kv: KV
@@ -124,13 +149,22 @@ class StreamState:
   seed: jnp.ndarray
   step: jnp.ndarray
   block: jnp.ndarray
+  frame_controls: dict = flax.struct.field(default_factory=dict)
 
 
 def make_controls(spec: StreamSpec, cross_tokens=None, global_cond=None,
-                  cfg_scale=1.0, rescale=0.0, seed=0) -> Controls:
-  """Builds and validates controls; missing conditioning becomes zeros."""
+                  cfg_scale=1.0, rescale=0.0, seed=0,
+                  frame_controls=None) -> Controls:
+  """Builds and validates controls; missing conditioning becomes zeros and
+  every model control left out of `frame_controls` is given as absent (so
+  the pytree, hence the compiled program, is the same every block)."""
   m = spec.model
   b = spec.batch
+  control_inputs.check(m.control_dims, frame_controls, b,
+                       spec.geometry.window, "frame_controls")
+  fc = control_inputs.all_absent(m.control_dims, b, spec.geometry.window)
+  fc.update({n: jnp.asarray(a, jnp.float32)
+             for n, a in (frame_controls or {}).items()})
   if cross_tokens is None:
     cross_tokens = jnp.zeros((b, spec.cond_tokens, max(m.cond_token_dim, 1)))
   if global_cond is None:
@@ -139,7 +173,7 @@ def make_controls(spec: StreamSpec, cross_tokens=None, global_cond=None,
                global_cond=jnp.asarray(global_cond, jnp.float32),
                cfg_scale=jnp.asarray(cfg_scale, jnp.float32),
                rescale=jnp.asarray(rescale, jnp.float32),
-               seed=jnp.asarray(seed, jnp.int32))
+               seed=jnp.asarray(seed, jnp.int32), frame_controls=fc)
   check_controls(spec, c)
   return c
 
@@ -157,6 +191,8 @@ def check_controls(spec: StreamSpec, c: Controls) -> None:
     if got != shape:
       raise ValueError(f"controls.{name} has shape {got}; expected {shape} "
                        f"[batch={spec.batch}, tokens={spec.cond_tokens}].")
+  control_inputs.check(m.control_dims, c.frame_controls, spec.batch,
+                       spec.geometry.window, "controls.frame_controls")
 
 
 def check_latents(spec: StreamSpec, x, frames: int, what: str) -> None:

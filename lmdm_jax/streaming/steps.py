@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmdm_jax.control import inputs as control_inputs
 from lmdm_jax.model import masks
 from lmdm_jax.model.dit import DiT, KV, Conditioning
 from lmdm_jax.model.rope import rope_table
@@ -42,6 +43,23 @@ def _model(spec: StreamSpec) -> DiT:
   return DiT(spec.model)
 
 
+def window_controls(spec: StreamSpec, controls: Controls) -> dict:
+  """The block's window controls after the partner visibility cut."""
+  return control_inputs.cut_controls(dict(controls.frame_controls),
+                                     spec.partner_cutoff)
+
+
+def _controls(spec: StreamSpec, state: StreamState, start: int, stop: int,
+              pad: int = 0):
+  """Window frames [start, stop) of the state's controls, tiled over the
+  CFG branches, `pad` absent frames appended; None when there are none."""
+  if not state.frame_controls:
+    return None
+  fc = control_inputs.slice_frames(state.frame_controls, start, stop)
+  fc = {n: tile_branches(spec, a) for n, a in fc.items()}
+  return control_inputs.pad_frames(fc, pad)
+
+
 def conditioning(params, spec: StreamSpec, controls: Controls) -> Conditioning:
   """Embeds the block's conditioning (and the null branch under CFG)."""
   cross = controls.cross_tokens if spec.model.cond_token_dim else None
@@ -54,29 +72,41 @@ def conditioning(params, spec: StreamSpec, controls: Controls) -> Conditioning:
                             method=DiT.condition)
 
 
-def _prefill(params, spec: StreamSpec, context, cond, frames: int, mask):
+def _prefill(params, spec: StreamSpec, context, cond, frames: int, mask,
+             controls=None):
   """Keys/values of the first `frames` context frames (no global token)."""
   ctx = tile_branches(spec, context[:, :frames])
   table = _table(spec, np.arange(1, frames + 1))
   return _model(spec).apply(
       {"params": params}, jnp.zeros_like(ctx), cond, table, table,
       known_features(spec, ctx), np.zeros(frames, np.float32), None, mask,
-      method=DiT.frames_only)
+      controls, method=DiT.frames_only)
 
 
-def prefill_ed(params, spec: StreamSpec, context, cond) -> KV:
-  """ED: all s context frames, bidirectional among themselves."""
-  return _prefill(params, spec, context, cond, spec.geometry.context, None)
+def prefill_ed(params, spec: StreamSpec, context, cond,
+               frame_controls=None) -> KV:
+  """ED: all s context frames, bidirectional among themselves.
+
+  frame_controls: the window controls (state.frame_controls) or None.
+  """
+  s = spec.geometry.context
+  fc = None if not frame_controls else {
+      n: tile_branches(spec, a[:, :s]) for n, a in frame_controls.items()}
+  return _prefill(params, spec, context, cond, s, None, fc)
 
 
-def prefill_bc(params, spec: StreamSpec, context, cond) -> KV:
+def prefill_bc(params, spec: StreamSpec, context, cond,
+               frame_controls=None) -> KV:
   """BC: context minus its newest chunk, block-causal; keeps W-1 chunks."""
   g = spec.geometry
   frames = g.context - g.block
+  fc = None if not frame_controls else {
+      n: tile_branches(spec, a[:, :frames])
+      for n, a in frame_controls.items()}
   kv = _prefill(params, spec, context, cond, frames,
                 masks.block_causal_from_chunks(
                     np.arange(frames) // g.block,
-                    np.arange(frames) // g.block, g.window_chunks))
+                    np.arange(frames) // g.block, g.window_chunks), fc)
   keep = g.cache_frames
   return KV(kv.k[:, :, frames - keep:], kv.v[:, :, frames - keep:])
 
@@ -87,17 +117,18 @@ def init_state(params, spec: StreamSpec, context, controls: Controls):
   check_controls(spec, controls)
   context = jnp.asarray(context, jnp.float32)
   cond = conditioning(params, spec, controls)
+  fc = window_controls(spec, controls)
   mode = spec.geometry.mode
   if mode == "bc":
-    kv = prefill_bc(params, spec, context, cond)
+    kv = prefill_bc(params, spec, context, cond, fc)
   elif mode == "ed":
-    kv = prefill_ed(params, spec, context, cond)
+    kv = prefill_ed(params, spec, context, cond, fc)
   else:
     kv = empty_kv(spec)
   zero = jnp.zeros((), jnp.int32)
   return StreamState(context=context, kv=kv, cond=cond,
                      seed=jnp.asarray(controls.seed, jnp.int32), step=zero,
-                     block=zero)
+                     block=zero, frame_controls=fc)
 
 
 def cache_update(params, spec: StreamSpec, state: StreamState,
@@ -105,14 +136,18 @@ def cache_update(params, spec: StreamSpec, state: StreamState,
   """Prepares the caches for the next block under new controls.
 
   ED re-encodes the (slid) context once; BC and outpaint only embed the new
-  conditioning (BC writes the newest chunk in the next fused step).
+  conditioning (BC writes the newest chunk in the next fused step). The
+  controls' frame controls (window [context | block]) are cut at the
+  partner visibility and kept in the state for this block's steps; BC's
+  cached chunks keep the controls they were encoded with.
   """
   cond = conditioning(params, spec, controls)
+  fc = window_controls(spec, controls)
   kv = state.kv
   if spec.geometry.mode == "ed":
-    kv = prefill_ed(params, spec, state.context, cond)
+    kv = prefill_ed(params, spec, state.context, cond, fc)
   return state.replace(kv=kv, cond=cond, seed=controls.seed,
-                       step=jnp.zeros((), jnp.int32))
+                       step=jnp.zeros((), jnp.int32), frame_controls=fc)
 
 
 def append_block(spec: StreamSpec, state: StreamState, clean) -> StreamState:
@@ -155,6 +190,7 @@ def _target_call(params, spec, state, x_t, t, prefix_positions, prefix):
       {"params": params}, x, tt, state.cond, _table(spec, q_pos),
       _table(spec, np.concatenate([prefix_positions, q_pos])),
       unknown_features(spec, o + pad, bstar), None, prefix, mask,
+      controls=_controls(spec, state, g.context, g.window, pad),
       method=DiT.tokens)
   return out[:, :o]
 
@@ -195,6 +231,7 @@ def bc_fused_step(params, spec, state, x_t, t):
   out, kv_new = _model(spec).apply(
       {"params": params}, x, tt, state.cond, _table(spec, q_pos),
       _table(spec, k_pos), feats, router, state.kv, mask,
+      controls=_controls(spec, state, g.context - o, g.window),
       method=DiT.tokens)
   kv = KV(jnp.concatenate([state.kv.k[:, :, o:], kv_new.k[:, :, :o]], 2),
           jnp.concatenate([state.kv.v[:, :, o:], kv_new.v[:, :, :o]], 2))
@@ -217,7 +254,7 @@ def outpaint_step(params, spec, state, x_t, t):
   tt = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (bstar,))
   out, _ = _model(spec).apply(
       {"params": params}, x, tt, state.cond, table, table, feats, None, None,
-      None, method=DiT.tokens)
+      None, controls=_controls(spec, state, 0, g.window), method=DiT.tokens)
   return state.replace(step=state.step + 1), out[:, g.context:]
 
 

@@ -123,7 +123,9 @@ def _data_build(args) -> int:
   kwargs = json.loads(args.codec_kwargs) if args.codec_kwargs else {}
   report = builders.build(args.audio_dir, args.out, codec=args.codec,
                           codec_kwargs=kwargs, captions=args.captions,
-                          min_frames=args.min_frames)
+                          min_frames=args.min_frames,
+                          controls=[c for c in args.controls.split(",")
+                                    if c])
   print(json.dumps({k: v for k, v in report.items() if k != "skipped"},
                    indent=2))
   if report["skipped"]:
@@ -197,6 +199,10 @@ def register(sub, bsub) -> None:
   b.add_argument("--out", required=True, help="TFDS data_dir to write")
   b.add_argument("--min-frames", type=int, default=256,
                  help="skip files shorter than this many latent frames")
+  b.add_argument("--controls", default="",
+                 help="also store sketch controls computed from the audio, "
+                      "e.g. loudness,brightness,pitch,cqt_topk "
+                      "(lmdm_jax/control/extract.py)")
   b.set_defaults(fn=_data_build)
   dm = dsub.add_parser(
       "demo", help="render the offline demo dataset (music21 + fluidsynth)",

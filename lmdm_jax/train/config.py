@@ -86,3 +86,37 @@ def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
     c.train.update(batch_size=8, log_every=1)
     c.data.source = "synthetic"
   return c
+
+
+# Sketch controls (lmdm_jax/control): loudness, brightness and pitch are
+# 1-dim curves, cqt_topk the paper's 84-bin top-4 CQT melody.
+SKETCH_CONTROLS = dict(loudness=1, brightness=1, pitch=1, cqt_topk=84)
+SKETCH_VARIANTS = ("", "tiny", "jam", "tiny_jam")
+
+
+def add_sketch(c: ml_collections.ConfigDict, jam: bool = False,
+               partner_visibility: int = 0) -> ml_collections.ConfigDict:
+  """Adds sketch controls (and, with `jam`, the partner's latents) to a
+  finetune config: model.controls, the control augmentation in `loss`
+  (Sketch2Sound: per-control dropout 0.5, median filter with p 0.5 and
+  kernels up to 9 frames ~0.4 s at 21.5 Hz) and `data.controls` for
+  `lmdm data build --controls`."""
+  controls = dict(SKETCH_CONTROLS)
+  if jam:
+    controls["partner"] = int(c.model.io_channels)
+  c.model.controls = controls
+  c.loss.update(control_dropout=0.5, median_p=0.5, median_max=9,
+                partner_visibility=int(partner_visibility))
+  c.data.controls = ",".join(n for n in controls if n != "partner")
+  return c
+
+
+def sketch_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
+  """Stage-1 fine-tuning with sketch controls ("jam": plus accompaniment,
+  t_f = 0 frames, the live case); "tiny"/"tiny_jam": test sizes."""
+  arg = (arg or "").strip()
+  if arg not in SKETCH_VARIANTS:
+    raise ValueError(f"unknown sketch variant {arg!r}; known: "
+                     f"{SKETCH_VARIANTS}")
+  c = finetune_config(mode, "tiny" if arg.startswith("tiny") else "")
+  return add_sketch(c, jam=arg.endswith("jam"))

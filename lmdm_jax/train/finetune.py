@@ -21,6 +21,15 @@ device and N devices see the same randomness):
                         independently, with input_add_dropout the whole
                         input-add condition (mask included) becomes zeros.
   noise level           t from `timesteps.sample`, optionally length-shifted.
+  controls              (models with `DiTConfig.controls` only) batch
+                        entries control_<name> [B, T, dim + 1] packed
+                        [values, mask], computed from each example's audio
+                        (dataset features) or latents (the partner); per
+                        control dropout and random median filtering
+                        (lmdm_jax/control/augment.py), then the partner
+                        visibility cut at window index s + partner_visibility
+                        (lmdm_jax/control/inputs.py, shared with streaming).
+                        A control missing from the batch is absent.
 
 Shapes: B examples, T = s + o frames, C latent channels, L text tokens,
 Dc text width, G global-conditioning width.
@@ -33,11 +42,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmdm_jax.control import augment
+from lmdm_jax.control import inputs as control_inputs
 from lmdm_jax.diffusion import flow
 from lmdm_jax.model import masks
 from lmdm_jax.model.config import DiTConfig, Geometry
 from lmdm_jax.model.dit import DiT
 from lmdm_jax.train import timesteps
+
+BATCH_PREFIX = "control_"     # batch["control_<name>"]: [B, T, dim + 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +70,12 @@ class FinetuneSpec:
     sampler, logit_mean, logit_std, logsnr_min, logsnr_max: see timesteps.
     shift: apply SAO's length-dependent time shift.
     shift_min_length, shift_max_length: its length range in frames.
+    control_dropout: per-control probability that a control is absent
+      for a whole example (models with controls only).
+    median_p, median_max: probability of median filtering a control curve,
+      and the largest (odd) kernel in frames.
+    partner_visibility: t_f in frames relative to the block start; partner
+      frames at window index >= context + t_f are hidden.
   """
   model: DiTConfig
   geometry: Geometry
@@ -73,6 +92,10 @@ class FinetuneSpec:
   shift: bool = True
   shift_min_length: int = 256
   shift_max_length: int = 4096
+  control_dropout: float = 0.5
+  median_p: float = 0.5
+  median_max: int = 9
+  partner_visibility: int = 0
 
   def __post_init__(self):
     for name in ("p_uncond", "p_partial", "cfg_dropout", "input_add_dropout"):
@@ -91,6 +114,12 @@ class FinetuneSpec:
     if self.sampler not in timesteps.SAMPLERS:
       raise ValueError(f"unknown timestep sampler {self.sampler!r}; known: "
                        f"{timesteps.SAMPLERS}")
+    augment.check_params(self.control_dropout, self.median_p,
+                         self.median_max)
+    if control_inputs.PARTNER in self.model.control_dims:
+      control_inputs.visibility_cutoff(self.geometry.context,
+                                       self.geometry.block,
+                                       self.partner_visibility)
     if self.model.input_add_dim < 1 + self.model.io_channels:
       raise ValueError(
           f"input_add_dim {self.model.input_add_dim} cannot hold the "
@@ -143,7 +172,38 @@ def draw(spec: FinetuneSpec, key) -> dict:
   text = (jax.random.uniform(k_txt) >= spec.cfg_dropout).astype(jnp.float32)
   add = (jax.random.uniform(k_add) >= spec.input_add_dropout).astype(
       jnp.float32)
-  return dict(t=t[0], eps=eps, keep=keep, text=text, input_add=add)
+  d = dict(t=t[0], eps=eps, keep=keep, text=text, input_add=add)
+  if spec.model.controls:
+    # A key of its own: the draws above are those of a model without
+    # controls.
+    c = augment.draw(jax.random.fold_in(key, 7),
+                     [n for n, _ in spec.model.controls],
+                     spec.control_dropout, spec.median_p, spec.median_max)
+    d.update(control_keep=c["keep"], control_kernel=c["kernel"])
+  return d
+
+
+def window_controls(spec: FinetuneSpec, batch: dict, d: dict):
+  """Augmented, visibility-cut controls {name: [B, T, dim + 1]} of a batch
+  (None for a model without controls). Batch entries control_<name>; a
+  missing one is absent."""
+  m, g = spec.model, spec.geometry
+  if not m.controls:
+    return None
+  names = [n for n, _ in m.controls]
+  given = {n: batch[BATCH_PREFIX + n] for n in names
+           if BATCH_PREFIX + n in batch}
+  if not given:
+    return {}
+
+  def one(ctl, keep, kernel):
+    return augment.apply_all(ctl, names, {"keep": keep, "kernel": kernel},
+                             spec.median_max)
+
+  out = jax.vmap(one)(given, d["control_keep"], d["control_kernel"])
+  return control_inputs.cut_controls(
+      out, control_inputs.visibility_cutoff(g.context, g.block,
+                                            spec.partner_visibility))
 
 
 def model_inputs(spec: FinetuneSpec, latents, d: dict):
@@ -183,7 +243,9 @@ def window_loss(params, spec: FinetuneSpec, batch: dict, d: dict):
 
   Args:
     params: DiT parameters.
-    batch: latents [B, T, C], cross_tokens [B, L, Dc], global_cond [B, G].
+    batch: latents [B, T, C], cross_tokens [B, L, Dc], global_cond [B, G],
+      and for a model with controls optionally control_<name> [B, T,
+      dim + 1].
     d: draws stacked on B (see `draw`).
   """
   g, m = spec.geometry, spec.model
@@ -196,7 +258,7 @@ def window_loss(params, spec: FinetuneSpec, batch: dict, d: dict):
   mask = masks.window_mask(g.mode, g.window, g.context, g.block,
                            g.window_chunks)
   v = DiT(m).apply({"params": params}, x, d["t"], cross, glob, feats,
-                   router, mask)
+                   router, mask, controls=window_controls(spec, batch, d))
   return target_mse(v, v_target, g.context)
 
 
@@ -219,6 +281,10 @@ def check_batch(spec: FinetuneSpec, batch: dict, cond_tokens: int) -> None:
     want["cross_tokens"] = (b, cond_tokens, m.cond_token_dim)
   if m.global_cond_dim:
     want["global_cond"] = (b, m.global_cond_dim)
+  controls = {k[len(BATCH_PREFIX):]: v for k, v in batch.items()
+              if k.startswith(BATCH_PREFIX)}
+  control_inputs.check(m.control_dims, controls, b, g.window,
+                       "batch controls")
   for name, shape in want.items():
     if name not in batch:
       raise ValueError(f"batch has no {name!r}; expected shape {shape}")
