@@ -135,11 +135,44 @@ def _register_study(sub, bsub) -> None:
   s.set_defaults(fn=_bench_study)
 
 
+def _bench_peer(args) -> int:
+  from lmdm_jax.bench import peer
+  from lmdm_jax.configs import load_config
+  cfg = load_config(args.config)
+  log = (lambda *a: print(*a, file=sys.stderr, flush=True))
+  result = peer.run(args.config, cfg, args.steps, args.batch, args.repeats,
+                    args.python, progress=log)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(result, f, indent=2)
+    log(f"[peer] wrote {args.json}")
+  print(peer.markdown(result))
+  return 0
+
+
+def _register_peer(sub, bsub) -> None:
+  """`lmdm bench peer`: ours vs stable-audio-tools' PyTorch DiT."""
+  del sub
+  from lmdm_jax.bench.peer import DEFAULT_PYTHON
+  s = bsub.add_parser("peer", help="ours vs stable-audio-tools (PyTorch) at "
+                      "equal work and equal task, in one run")
+  s.add_argument("--config", required=True)
+  s.add_argument("--steps", type=int, default=8)
+  s.add_argument("--batch", type=int, default=1)
+  s.add_argument("--repeats", type=int, default=3)
+  s.add_argument("--python", default=DEFAULT_PYTHON,
+                 help="interpreter with torch + stable-audio-tools "
+                      "(default: .ci/refenv/bin/python or $LMDM_REFENV_PYTHON)")
+  s.add_argument("--json", default=None)
+  s.set_defaults(fn=_bench_peer)
+
+
 # Each entry registers its subcommands: fn(subparsers, bench_subparsers).
 # Feature modules add one line here and keep their commands to themselves.
 REGISTRARS = [
     _register_core,
     _register_study,
+    _register_peer,
     _register_train,
     convert_cli.register,
     generate_cli.register,
