@@ -38,8 +38,13 @@ from lmdm_jax.streaming.state import StreamSpec, make_controls
 LMDM_MODES = ("outpaint", "ed", "bc")
 
 
-def matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
-  """Dense [n,n] x [n,n] FLOP/s on the default device (best of repeats)."""
+def matmul_peak(dtype=jnp.float32, n: int = 2048, repeats: int = 10) -> float:
+  """Dense [n,n] x [n,n] FLOP/s on the default device (best of repeats).
+
+  Best of 10: on a shared 2-core VM single calls vary by +-30 %
+  (benchmarks/results/bc_step_levers_cpu.json measured 124-171 GFLOP/s in
+  consecutive processes), and the peak is the MFU denominator.
+  """
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a: a @ a)
   jax.block_until_ready(f(a))
