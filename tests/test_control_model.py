@@ -27,14 +27,18 @@ from lmdm_jax.streaming.state import StreamSpec, make_controls
 
 TOL = 1e-4
 CONTROLS = {"loudness": 1, "cqt_topk": 6, "partner": 8}
+_PARAMS = {}
 
 
 def setup(tiny_cfg, mode="ed", controls=CONTROLS, batch=2, steps=2,
           cfg_branch=False, t_f=0):
   base = dit_config(tiny_cfg)
   c = dataclasses.replace(base, controls=controls)
-  params = randomize(init_params(c, jax.random.PRNGKey(0),
-                                 tiny_cfg.cond_tokens), jax.random.PRNGKey(1))
+  if c not in _PARAMS:
+    _PARAMS[c] = jax.jit(lambda k1, k2: randomize(
+        init_params(c, k1, tiny_cfg.cond_tokens), k2))(
+            jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+  params = _PARAMS[c]
   spec = StreamSpec(c, geometry(tiny_cfg, mode), batch=batch,
                     cond_tokens=tiny_cfg.cond_tokens, steps=steps,
                     cfg=cfg_branch, partner_visibility=t_f)
@@ -79,10 +83,12 @@ def test_config_controls_normalised_and_validated():
 
 def test_no_control_model_parameters_unchanged(tiny_cfg):
   base = dit_config(tiny_cfg)
-  p0 = init_params(base, jax.random.PRNGKey(0), tiny_cfg.cond_tokens)
+  p0 = jax.eval_shape(lambda: init_params(base, jax.random.PRNGKey(0),
+                                           tiny_cfg.cond_tokens))
   assert not any(k.startswith("to_control") for k in p0)
   c = dataclasses.replace(base, controls=CONTROLS)
-  p1 = init_params(c, jax.random.PRNGKey(0), tiny_cfg.cond_tokens)
+  p1 = jax.jit(lambda k: init_params(c, k, tiny_cfg.cond_tokens))(
+      jax.random.PRNGKey(0))
   extra = sorted(set(p1) - set(p0))
   assert extra == ["to_control_embed_cqt_topk", "to_control_embed_loudness",
                    "to_control_embed_partner"]
@@ -108,24 +114,23 @@ def test_absent_controls_equal_model_without_controls(tiny_cfg):
   mask = masks.window_mask("bc", g.window, g.context, g.block,
                            g.window_chunks)
   router = np.r_[np.ones(g.context), np.zeros(g.block)].astype(np.float32)
-  base = DiT(dit_config(tiny_cfg)).apply(
-      {"params": strip_controls(params)}, x, t, cross, glob, add, router,
-      mask)
+  base = jax.jit(lambda p: DiT(dit_config(tiny_cfg)).apply(
+      {"params": p}, x, t, cross, glob, add, router, mask))(
+          strip_controls(params))
+  fwd = jax.jit(lambda p, ctl: DiT(m).apply(
+      {"params": p}, x, t, cross, glob, add, router, mask, controls=ctl))
   # Absent: left out, empty, all-zero, or any values under a zero mask.
   garbage = random_frame_controls(key, CONTROLS, 2, g.window)
   garbage = {n: a.at[..., -1].set(0.0) for n, a in garbage.items()}
-  for controls in (None, {}, ci.all_absent(CONTROLS, 2, g.window),
-                   garbage):
-    out = DiT(m).apply({"params": params}, x, t, cross, glob, add, router,
-                       mask, controls=controls)
+  for controls in (None, ci.all_absent(CONTROLS, 2, g.window), garbage):
+    out = fwd(params, controls)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(base))
   # A present control changes the output, on its frames and (through
   # attention) on later ones.
   one = ci.all_absent(CONTROLS, 2, g.window)
   one["loudness"] = one["loudness"].at[:, g.window - 1].set(
       jnp.array([0.5, 1.0]))
-  out = DiT(m).apply({"params": params}, x, t, cross, glob, add, router,
-                     mask, controls=one)
+  out = fwd(params, one)
   diff = np.abs(np.asarray(out - base)).max(axis=(0, 2))
   assert diff[-1] > 1e-3
   assert np.all(diff[:g.context] == 0)        # bc: context can't see it
@@ -159,15 +164,14 @@ def test_bad_controls_raise(tiny_cfg):
 
 
 # -- visibility ---------------------------------------------------------------
-def ed_block_velocity(spec, params, partner, key):
+def ed_block_velocity(spec, params, partner, key, stream):
   """One ED stream step of the first block under a given partner."""
   g, m = spec.geometry, spec.model
   k1, k2, k3 = jax.random.split(key, 3)
   ctx = jax.random.normal(k1, (spec.batch, g.context, m.io_channels))
   fc = random_frame_controls(k2, {"loudness": 1}, spec.batch, g.window)
-  fc["partner"] = ci.pack(partner)
+  fc["partner"] = ci.pack(jnp.asarray(partner))
   controls = make_controls(spec, frame_controls=fc)
-  stream = Stream(spec)
   state = stream.prime(params, ctx, controls)
   state = stream.cache_update(params, state, controls)
   x = jax.random.normal(k3, (spec.batch, g.block, m.io_channels))
@@ -183,15 +187,16 @@ def test_partner_visibility_cutoff_by_perturbation(tiny_cfg, t_f):
   assert spec.partner_cutoff == cut
   key = jax.random.PRNGKey(4)
   partner = np.asarray(jax.random.normal(key, (2, g.window, 8)))
-  base = ed_block_velocity(spec, params, partner, key)
+  stream = Stream(spec)
+  base = ed_block_velocity(spec, params, partner, key, stream)
   hidden = partner.copy()
   hidden[:, cut:] += 100.0 * np.random.default_rng(0).normal(
       size=hidden[:, cut:].shape)
   np.testing.assert_array_equal(
-      ed_block_velocity(spec, params, hidden, key), base)
+      ed_block_velocity(spec, params, hidden, key, stream), base)
   visible = partner.copy()
   visible[:, cut - 1] += 3.0
-  assert np.abs(ed_block_velocity(spec, params, visible, key) -
+  assert np.abs(ed_block_velocity(spec, params, visible, key, stream) -
                 base).max() > 1e-4
 
 

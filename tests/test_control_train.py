@@ -1,0 +1,194 @@
+"""Control training: augmentation, the objective with controls, the data
+pipeline's control crops, the sketch configs."""
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lmdm_jax.configs import load_config
+from lmdm_jax.control import augment
+from lmdm_jax.control import inputs as ci
+from lmdm_jax.data.pipeline import SyntheticSource, WindowPipeline
+from lmdm_jax.model.init import init_params, randomize
+from lmdm_jax.train import finetune, parallel
+from lmdm_jax.train import state as train_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def np_median(x, k):
+  """Reference: edge-padded running median of x [T, d] with odd k."""
+  h = k // 2
+  xp = np.pad(x, [(h, h), (0, 0)], mode="edge")
+  return np.stack([np.median(xp[i:i + k], axis=0) for i in range(len(x))])
+
+
+def test_median_filter_matches_numpy():
+  x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+  f = jax.jit(augment.median_filter, static_argnums=2)
+  for k in (1, 3, 5, 9):
+    np.testing.assert_allclose(f(jnp.asarray(x), k, 9), np_median(x, k),
+                               rtol=0, atol=0)
+  # A spike shorter than half the kernel is removed; a step is kept.
+  step = np.r_[np.zeros(10), np.ones(10)][:, None].astype(np.float32)
+  spiky = step.copy()
+  spiky[4] = 9.0
+  np.testing.assert_array_equal(f(jnp.asarray(spiky), 5, 9), step)
+
+
+def test_augment_draws_and_apply():
+  names = ["loudness", "pitch", "partner"]
+  draws = jax.vmap(lambda k: augment.draw(k, names, 0.3, 0.5, 7))(
+      jax.random.split(jax.random.PRNGKey(0), 4000))
+  keep, kernel = np.asarray(draws["keep"]), np.asarray(draws["kernel"])
+  assert abs(keep.mean() - 0.7) < 0.03
+  assert set(np.unique(kernel)) == {1, 3, 5, 7}
+  assert abs((kernel == 1).mean() - 0.5) < 0.03
+  assert abs(np.corrcoef(keep[:, 0], keep[:, 1])[0, 1]) < 0.05  # independent
+  rng = np.random.default_rng(1)
+  v = rng.normal(size=(20, 2)).astype(np.float32)
+  m = (rng.uniform(size=20) > 0.2).astype(np.float32)
+  packed = jnp.asarray(ci.pack(v, m))
+  # Dropped: exactly absent.
+  np.testing.assert_array_equal(augment.apply(packed, 0.0, 5, 7), 0.0)
+  # Kernel 1: unchanged.
+  np.testing.assert_array_equal(augment.apply(packed, 1.0, 1, 7), packed)
+  # Filtered: values median-filtered, mask by majority, values * mask.
+  out = np.asarray(augment.apply(packed, 1.0, 5, 7))
+  fm = (np_median(m[:, None], 5) >= 0.5).astype(np.float32)
+  np.testing.assert_array_equal(out[:, -1:], fm)
+  np.testing.assert_allclose(out[:, :-1], np_median(np.asarray(
+      packed[:, :-1]), 5) * fm, atol=1e-6)
+  # The partner's latents are never filtered, only dropped.
+  ctl = {"partner": packed, "pitch": packed}
+  res = augment.apply_all(ctl, names, {"keep": jnp.ones(3),
+                                       "kernel": jnp.full(3, 5)}, 7)
+  np.testing.assert_array_equal(res["partner"], packed)
+  assert "loudness" not in res
+  for bad in ((1.5, 0.5, 9), (0.5, -0.1, 9), (0.5, 0.5, 4)):
+    with pytest.raises(ValueError):
+      augment.check_params(*bad)
+
+
+def sketch_tiny(arg="tiny_jam"):
+  return load_config(os.path.join(ROOT, "configs",
+                                  f"finetune_sketch_bc.py:{arg}"))
+
+
+def test_objective_with_all_controls_dropped_is_the_base_objective():
+  cfg = sketch_tiny()
+  spec = finetune.FinetuneSpec.from_config(cfg)
+  assert spec.model.control_dims == {"loudness": 1, "brightness": 1,
+                                     "pitch": 1, "cqt_topk": 84,
+                                     "partner": 8}
+  src = SyntheticSource(4, 40, 8, controls=spec.model.control_dims)
+  pipe = WindowPipeline(src, spec.geometry.window, 4, prefetch=0,
+                        cond_shape=(cfg.cond_tokens, 24), global_dim=16,
+                        controls=spec.model.control_dims)
+  batch = pipe.batch(0)
+  assert batch["control_cqt_topk"].shape == (4, 16, 85)
+  assert batch["control_partner"].shape == (4, 16, 9)
+  finetune.check_batch(spec, batch, cfg.cond_tokens)
+  params = jax.jit(lambda k1, k2: randomize(
+      init_params(spec.model, k1, cfg.cond_tokens), k2))(
+          jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+  base_spec = dataclasses.replace(
+      spec, model=dataclasses.replace(spec.model, controls=()))
+  base_params = {k: v for k, v in params.items()
+                 if not k.startswith("to_control")}
+  keys = jax.random.split(jax.random.PRNGKey(3), 4)
+  loss = jax.jit(lambda p, s, b: finetune.loss_fn(p, s, b, keys)[1],
+                 static_argnums=1)
+  base = loss(base_params, base_spec, batch)
+  dropped = loss(params, dataclasses.replace(spec, control_dropout=1.0),
+                 batch)
+  np.testing.assert_array_equal(np.asarray(dropped), np.asarray(base))
+  kept = loss(params, dataclasses.replace(spec, control_dropout=0.0),
+              batch)
+  assert np.abs(np.asarray(kept - base)).min() > 0
+  # The draws of a model without controls are unchanged by the control ones.
+  d0 = finetune.draw(base_spec, keys[0])
+  d1 = finetune.draw(spec, keys[0])
+  for k in d0:
+    np.testing.assert_array_equal(d0[k], d1[k])
+  with pytest.raises(ValueError, match="unknown batch controls"):
+    finetune.check_batch(spec, {**batch, "control_timbre": batch[
+        "control_pitch"]}, cfg.cond_tokens)
+  with pytest.raises(ValueError, match="control_pitch|'pitch'"):
+    finetune.check_batch(spec, {**batch, "control_pitch": batch[
+        "control_cqt_topk"]}, cfg.cond_tokens)
+
+
+def test_pipeline_crops_controls_with_the_latents():
+  dims = {"loudness": 1, "partner": 3}
+
+  class Source:
+    def __init__(self):
+      z = np.arange(30 * 3, dtype=np.float32).reshape(30, 3)
+      self.items = [
+          {"latents": z, "control_loudness": np.stack(
+              [np.arange(30.0), np.ones(30)], 1).astype(np.float32),
+           "partner_latents": -z},
+          {"latents": z}]                 # no controls: absent
+
+    def __len__(self):
+      return len(self.items)
+
+    def __getitem__(self, i):
+      return self.items[i]
+
+  pipe = WindowPipeline(Source(), 10, 2, prefetch=0, controls=dims)
+  b = pipe.batch(0)
+  for row, rec in enumerate(b["index"]):
+    start = int(b["latents"][row, 0, 0]) // 3
+    if rec == 0:
+      np.testing.assert_array_equal(b["control_loudness"][row, :, 0],
+                                    np.arange(start, start + 10))
+      np.testing.assert_array_equal(b["control_partner"][row, :, :3],
+                                    -b["latents"][row])
+      np.testing.assert_array_equal(b["control_partner"][row, :, 3], 1.0)
+    else:
+      np.testing.assert_array_equal(b["control_loudness"][row], 0.0)
+      np.testing.assert_array_equal(b["control_partner"][row], 0.0)
+  # Without controls the batch is what it always was.
+  plain = WindowPipeline(Source(), 10, 2, prefetch=0).batch(0)
+  assert set(plain) == {"latents", "cross_tokens", "global_cond", "index"}
+  bad = Source()
+  bad.items[0]["control_loudness"] = np.zeros((30, 5), np.float32)
+  with pytest.raises(ValueError, match="control 'loudness' has shape"):
+    for i in range(4):
+      WindowPipeline(bad, 10, 2, prefetch=0, controls=dims).batch(i)
+
+
+def test_sketch_configs_load_and_one_train_step_runs():
+  for name, arg in (("finetune_sketch_ed.py", ""),
+                    ("finetune_sketch_bc.py", "jam"),
+                    ("sketch_demo.py", ""), ("sketch_demo.py", "smoke_jam")):
+    path = os.path.join(ROOT, "configs", name)
+    cfg = load_config(f"{path}:{arg}" if arg else path)
+    spec = finetune.FinetuneSpec.from_config(cfg)
+    assert "cqt_topk" in spec.model.control_dims
+    assert ("partner" in spec.model.control_dims) == arg.endswith("jam")
+  with pytest.raises(ValueError, match="variant"):
+    load_config(os.path.join(ROOT, "configs", "sketch_demo.py:big"))
+  cfg = sketch_tiny()
+  spec = finetune.FinetuneSpec.from_config(cfg)
+  tx = train_state.make_optimizer(cfg.optim)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = parallel.put_replicated(
+      train_state.init_state(cfg, tx, log=lambda *_: None), mesh)
+  from lmdm_jax.data.pipeline import make_pipeline
+  pipe = make_pipeline(cfg)
+  batch = next(pipe)
+  pipe.close()
+  batch.pop("index")
+  assert {f"control_{n}" for n in spec.model.control_dims} <= set(batch)
+  step = parallel.make_train_step(spec, tx, mesh)
+  state, metrics = step(state, parallel.put_batch(batch, mesh))
+  assert np.isfinite(float(metrics["loss"]))
+  # Zero-initialised projections get gradients from the controls.
+  k = jax.device_get(state.params["to_control_embed_loudness"]["kernel"])
+  assert np.abs(k).max() > 0
