@@ -192,3 +192,47 @@ def test_sketch_configs_load_and_one_train_step_runs():
   # Zero-initialised projections get gradients from the controls.
   k = jax.device_get(state.params["to_control_embed_loudness"]["kernel"])
   assert np.abs(k).max() > 0
+
+
+def test_data_build_stores_controls_and_the_pipeline_reads_them(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  from lmdm_jax.data import builders
+  from lmdm_jax.data.pipeline import tfds_source
+  from train_helpers import write_audio_folder
+  audio_dir, out = str(tmp_path / "audio"), str(tmp_path / "out")
+  write_audio_folder(audio_dir)
+  codec = dict(hop=512, latent_channels=8)      # pool codec, 86 frames/s
+  # First without controls (an existing dataset), then with: the cached
+  # encodings are reused and only the controls are computed.
+  plain = builders.build(audio_dir, out, "pool", codec, min_frames=16,
+                         log=lambda *a: None)
+  assert plain["controls"] == {}
+  src = tfds_source(out)
+  assert not any(k.startswith("control_") for k in src[0])
+  report = builders.build(audio_dir, out, "pool", codec,
+                          min_frames=16, log=lambda *a: None,
+                          controls=["loudness", "pitch"])
+  assert report["controls"] == {"loudness": 1, "pitch": 1}
+  assert report["reused_encodings"] == plain["files"]
+  src = tfds_source(out)
+  by_name = {src[i]["source"].decode() if isinstance(src[i]["source"], bytes)
+             else src[i]["source"]: src[i] for i in range(len(src))}
+  rec = by_name["a_tone.wav"]                     # 220 Hz, amplitude 0.3
+  n = rec["latents"].shape[0]
+  assert rec["control_loudness"].shape == (n, 2)
+  assert rec["control_pitch"].shape == (n, 2)
+  inner = slice(5, n - 5)
+  np.testing.assert_allclose(rec["control_pitch"][inner, 0],
+                             (57 - 60) / 24, atol=0.01)
+  np.testing.assert_array_equal(rec["control_pitch"][inner, 1], 1.0)
+  db = 30 * rec["control_loudness"][inner, 0] - 30
+  np.testing.assert_allclose(db, 20 * np.log10(0.3) - 3.01, atol=0.3)
+  with pytest.raises(ValueError, match="unknown audio control"):
+    builders.build(audio_dir, out + "3", "pool", codec, min_frames=16,
+                   log=lambda *a: None, controls=["timbre"])
+  pipe = WindowPipeline(src, 16, 3, prefetch=0,
+                        controls={"loudness": 1, "pitch": 1, "partner": 8})
+  b = pipe.batch(0)
+  assert b["control_pitch"].shape == (3, 16, 2)
+  np.testing.assert_array_equal(b["control_partner"], 0.0)   # no stems
+  assert b["control_loudness"][:, :, 1].all()
