@@ -61,19 +61,53 @@ def _abstract(tree):
                       tree)
 
 
+def _accumulated(loss_fn, accum: int):
+  """value_and_grad of loss_fn averaged over `accum` microbatches (lax.scan).
+
+  loss_fn(params, other, data, key) -> (loss, aux). The batch's leading axis
+  is split into [accum, batch / accum]; only one microbatch's activations
+  are live at a time, as in lmdm_jax/arc/train.py's accumulation. (Within a
+  microbatch the contrastive prompt permutation then spans batch / accum
+  examples; the trainer permutes over the global batch.)
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if accum == 1:
+    return grad_fn
+
+  def fn(params, other, data, key):
+    micro = jax.tree.map(
+        lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), data)
+    keys = jax.random.split(key, accum)
+
+    def body(g_sum, xs):
+      mb, k = xs
+      (loss, aux), g = grad_fn(params, other, mb, k)
+      return jax.tree.map(jnp.add, g_sum, g), (loss, aux)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    g_sum, (losses, auxs) = jax.lax.scan(body, zeros, (micro, keys))
+    grads = jax.tree.map(lambda g: g / accum, g_sum)
+    return (losses.mean(), jax.tree.map(lambda a: a.mean(0), auxs)), grads
+
+  return fn
+
+
 def build(cfg, mode: str, batch: int, blocks: int, k_max: int = 5,
           dtype: str = "float32", remat: str = "none", exit_layer: int = 11,
-          head_channels: int = 128):
+          head_channels: int = 128, accum: int = 1):
   """Step functions and abstract arguments of both players.
 
   Returns {"generator": (fn, args), "discriminator": (fn, args), "info"}.
   fn(params, opt_state, other_params, batch, key) -> (params, opt_state,
-  metrics); args are ShapeDtypeStructs.
+  metrics); args are ShapeDtypeStructs. `accum` > 1 computes the gradient
+  of the per-device batch as that many microbatches (batch % accum == 0).
   """
+  if accum < 1 or batch % accum:
+    raise ValueError(f"accum {accum} must be >= 1 and divide batch {batch}")
   m = dataclasses.replace(dit_config(cfg), dtype=dtype, remat=remat)
   geo = geometry(cfg, mode)
-  spec = StreamSpec(m, geo, batch=batch, cond_tokens=cfg.cond_tokens,
-                    steps=k_max)
+  spec = StreamSpec(m, geo, batch=batch // accum,
+                    cond_tokens=cfg.cond_tokens, steps=k_max)
   dcfg = DiscriminatorConfig(
       backbone=dataclasses.replace(m, input_add_dim=0),
       exit_layer=min(exit_layer, m.depth - 1), channels=head_channels)
@@ -100,19 +134,23 @@ def build(cfg, mode: str, batch: int, blocks: int, k_max: int = 5,
   opt_g = _abstract(jax.eval_shape(tx.init, params_g))
   opt_d = _abstract(jax.eval_shape(tx.init, params_d))
 
+  g_grad = _accumulated(lambda p, o, d, k: generator_loss(
+      p, o, spec, dcfg, arc, d, k), accum)
+  d_grad = _accumulated(lambda p, o, d, k: discriminator_loss(
+      p, o, spec, dcfg, arc, d, k), accum)
+
   def g_step(pg, og, pd, data, key):
-    (_, aux), grads = jax.value_and_grad(generator_loss, has_aux=True)(
-        pg, pd, spec, dcfg, arc, data, key)
+    (_, aux), grads = g_grad(pg, pd, data, key)
     updates, og = tx.update(grads, og, pg)
     return optax.apply_updates(pg, updates), og, aux
 
   def d_step(pd, od, pg, data, key):
-    (_, aux), grads = jax.value_and_grad(discriminator_loss, has_aux=True)(
-        pd, pg, spec, dcfg, arc, data, key)
+    (_, aux), grads = d_grad(pd, pg, data, key)
     updates, od = tx.update(grads, od, pd)
     return optax.apply_updates(pd, updates), od, aux
 
-  info = {"mode": mode, "batch": batch, "blocks": blocks, "k_max": k_max,
+  info = {"mode": mode, "batch": batch, "accum": accum,
+          "microbatch": batch // accum, "blocks": blocks, "k_max": k_max,
           "dtype": dtype, "remat": remat, "frames": n, "context": s,
           "block": geo.block, "window_chunks": geo.window_chunks,
           "width": m.embed_dim, "depth": m.depth, "heads": m.num_heads,
@@ -184,9 +222,9 @@ def device() -> dict:
 
 
 def run_one(config: str, mode: str, batch: int, blocks: int, k_max: int,
-            dtype: str, remat: str, steps=STEPS) -> dict:
+            dtype: str, remat: str, steps=STEPS, accum: int = 1) -> dict:
   built = build(load_config(config), mode, batch, blocks, k_max, dtype,
-                remat)
+                remat, accum=accum)
   res = {"config": config, **built["info"], **device(), "steps": {}}
   for step in steps:
     fn, args = built[step]
@@ -199,13 +237,13 @@ def _split(text, kind=str):
 
 
 def _table(runs) -> str:
-  lines = [f"{'step':14s} {'batch':>5s} {'dtype':>8s} {'remat':>10s} "
+  lines = [f"{'step':14s} {'batch':>5s} {'accum':>5s} {'dtype':>8s} {'remat':>10s} "
            f"{'arg':>7s} {'out':>7s} {'temp':>8s} {'alias':>7s} "
            f"{'peak':>8s} GiB  {'compile':>7s} s  {'rss':>5s} GiB"]
   for r in runs:
     for step, a in r["steps"].items():
       lines.append(
-          f"{step:14s} {r['batch']:5d} {r['dtype']:>8s} {r['remat']:>10s} "
+          f"{step:14s} {r['batch']:5d} {r.get('accum', 1):5d} {r['dtype']:>8s} {r['remat']:>10s} "
           f"{a['argument_gib']:7.2f} {a['output_gib']:7.2f} "
           f"{a['temp_gib']:8.2f} {a['alias_gib']:7.2f} "
           f"{a['peak_gib']:8.2f}      {a['compile_s']:7.1f}    "
@@ -226,6 +264,9 @@ def main(argv=None):
   p.add_argument("--remat", default="none",
                  help="DiTConfig.remat value(s): none,layer,layer_dots")
   p.add_argument("--steps", default="generator,discriminator")
+  p.add_argument("--accum", type=int, default=1,
+                 help="microbatches per per-device batch (gradient "
+                      "accumulation by lax.scan)")
   p.add_argument("--inline", action="store_true",
                  help="compile every combination in this process")
   p.add_argument("--json", default=None)
@@ -240,14 +281,15 @@ def main(argv=None):
   for batch, dtype, remat in combos:
     if a.inline or (len(combos) == 1 and len(steps) == 1):
       runs.append(run_one(a.config, a.mode, batch, a.blocks, a.k_max, dtype,
-                          remat, steps))
+                          remat, steps, a.accum))
       continue
     merged = None
     for step in steps:      # a fresh process per compile: its own RSS
       cmd = [sys.executable, os.path.abspath(__file__), "--config",
              a.config, "--mode", a.mode, "--batch", str(batch), "--blocks",
              str(a.blocks), "--k-max", str(a.k_max), "--dtype", dtype,
-             "--remat", remat, "--steps", step, "--json", "-"]
+             "--remat", remat, "--steps", step, "--accum", str(a.accum),
+             "--json", "-"]
       env = dict(os.environ)
       env["PYTHONPATH"] = os.pathsep.join(
           [ROOT] + [v for v in [env.get("PYTHONPATH")] if v])

@@ -36,7 +36,8 @@ def get_config(arg: str = ""):
   c.disc.update(exit_layer=4, channels=64)
   c.optim_g.update(lr=5e-5, warmup_steps=10)
   c.optim_d.update(lr=1e-4, warmup_steps=10)
-  c.train.update(steps=200, batch_size=8, ema_decay=0.99, log_every=2)
+  c.train.update(steps=200, batch_size=8, accum_steps=1, ema_decay=0.99,
+                 log_every=2)
   c.ckpt.update(every_steps=20, keep=2)
   c.init.params = os.path.join(os.path.dirname(HERE), "lmdm_jax", "assets",
                                "demo")

@@ -97,3 +97,19 @@ def test_remat_keeps_params_outputs_and_gradients(tiny_cfg, remat):
 def test_remat_is_validated(tiny_cfg):
   with pytest.raises(ValueError, match="remat"):
     dataclasses.replace(dit_config(tiny_cfg), remat="everything")
+
+
+def test_accumulation_lowers_temp_and_checks_divisibility(tmp_path):
+  """Microbatching a per-device batch (lax.scan over microbatches) keeps one
+  microbatch's activations live: temporaries fall with accum."""
+  bench = _bench()
+  temp = {}
+  for accum in (1, 4):
+    r = bench.run_one(os.path.join(ROOT, "configs", "tiny.py"), "bc", 8, 2, 2,
+                      "float32", "none", ("discriminator",), accum)
+    assert r["accum"] == accum and r["microbatch"] == 8 // accum
+    temp[accum] = r["steps"]["discriminator"]["temp_size_in_bytes"]
+  assert temp[4] < temp[1]
+  with pytest.raises(ValueError, match="divide batch"):
+    bench.build(__import__("lmdm_jax.configs", fromlist=["x"]).load_config(
+        os.path.join(ROOT, "configs", "tiny.py")), "bc", 6, 2, accum=4)
