@@ -79,6 +79,9 @@ class LiveSession:
     self._fade: List[Prompts] = []
     self.log: List[dict] = []
     self.recorded: List[np.ndarray] = []
+    # Time-aligned controls of the next block's window (models with
+    # DiTConfig.controls): name -> [B, T, dim + 1]; absent until set.
+    self.frame_controls: Dict[str, np.ndarray] = {}
     if context is None:
       context = np.zeros((spec.batch, g.context, m.io_channels), np.float32)
     self._check_context(context)
@@ -135,6 +138,24 @@ class LiveSession:
       self._fade.append({n: (1 - a) * old.get(n, 0.0) + a * new.get(n, 0.0)
                          for n in names})
 
+  def set_frame_controls(self, controls: Dict[str, np.ndarray]) -> None:
+    """Sets the time-aligned controls of the next block's window [context |
+    block]: name -> packed [T, dim + 1] or [B, T, dim + 1] (lmdm_jax/
+    control/inputs.py); names left out are absent. Stays in force until set
+    again (a live host passes each block its sliding window). Values and
+    masks change without recompiling."""
+    from lmdm_jax.control import inputs as control_inputs
+    b, t = self.spec.batch, self.spec.geometry.window
+    out = {}
+    for name, a in controls.items():
+      a = np.asarray(a, np.float32)
+      if a.ndim == 2:
+        a = np.broadcast_to(a, (b,) + a.shape)
+      out[name] = a
+    control_inputs.check(self.spec.model.control_dims, out, b, t,
+                         "frame_controls")
+    self.frame_controls = out
+
   def set_cfg(self, scale: float, rescale: float = 0.0) -> None:
     if not 0.0 <= rescale <= 1.0:
       raise ValueError(f"rescale must be in [0, 1], got {rescale}")
@@ -177,11 +198,18 @@ class LiveSession:
                              (b,) + (self.spec.cond_tokens,
                                      self.spec.model.cond_token_dim))
     glob = np.broadcast_to(self.global_cond, (b,) + self.global_cond.shape)
+    frame_controls = {}
+    if self.spec.model.controls:
+      from lmdm_jax.control import inputs as control_inputs
+      frame_controls = control_inputs.all_absent(
+          self.spec.model.control_dims, b, self.spec.geometry.window)
+      frame_controls.update({n: jnp.asarray(a)
+                             for n, a in self.frame_controls.items()})
     return Controls(cross_tokens=jnp.asarray(tokens),
                     global_cond=jnp.asarray(glob),
                     cfg_scale=jnp.float32(self.cfg_scale),
                     rescale=jnp.float32(self.rescale),
-                    seed=jnp.int32(self.seed))
+                    seed=jnp.int32(self.seed), frame_controls=frame_controls)
 
   def _prime(self, context) -> StreamState:
     self._check_context(context)
@@ -230,6 +258,8 @@ class LiveSession:
                      "cfg_scale": self.cfg_scale, "rescale": self.rescale,
                      "steps": self.steps, "seed": self.seed,
                      "compute_s": time.perf_counter() - t0})
+    if self.spec.model.controls:
+      self.log[-1]["frame_controls"] = sorted(self.frame_controls)
     self.recorded.append(x)
     return x
 
@@ -253,7 +283,9 @@ class LiveSession:
              meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
              tokens=np.stack([self._encode(p) for p in self._all_prompts()]),
              names=np.frombuffer(json.dumps(self._all_prompts()).encode(),
-                                 np.uint8))
+                                 np.uint8),
+             **{f"frame_control_{n}": a
+                for n, a in self.frame_controls.items()})
 
   def _all_prompts(self) -> List[str]:
     names = list(self.prompts)
@@ -270,6 +302,9 @@ class LiveSession:
         self._cache[n] = t
       self.state = flax.serialization.from_bytes(self.state,
                                                  bytes(z["state"]))
+      self.frame_controls = {k[len("frame_control_"):]: np.asarray(z[k])
+                             for k in z.files
+                             if k.startswith("frame_control_")}
     self.prompts = meta["prompts"]
     self._fade = meta["fade"]
     self.cfg_scale, self.rescale = meta["cfg_scale"], meta["rescale"]
