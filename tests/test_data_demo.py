@@ -102,3 +102,30 @@ def test_render_failure_is_reported_not_raised(tmp_path):
   meta = demo.render_job(job)
   assert "parts outside" in meta["error"]
   assert not os.path.exists(job.out_path)
+
+
+@needs_synth
+def test_render_with_stems_sums_to_the_mix(tmp_path):
+  """Each part rendered alone (jamming data): one stem per part, each
+  audible, different from the others, and summing to the mix."""
+  import soundfile as sf
+  g = dataclasses.replace(demo.RECIPE[0], max_pieces=1)
+  out = tmp_path / "audio/train/bach/bwv66_6__0.flac"
+  job = demo.Job(g, "bach/bwv66.6", 0, "string quartet", 80,
+                 demo.find_soundfonts()[0], str(out), 5.0, stems=True)
+  meta = demo.render_job(job)
+  assert "error" not in meta, meta
+  assert len(meta["stems"]) == meta["parts"] == 4
+  assert demo.stems_dir(str(out)) == str(tmp_path / "stems/train/bach/"
+                                          "bwv66_6__0")
+  mix, _ = sf.read(job.out_path)
+  stems = [sf.read(p)[0] for p in meta["stems"]]
+  for s in stems:
+    assert s.shape == mix.shape and np.abs(s).max() > 0.01
+  assert not np.allclose(stems[0], stems[1], atol=1e-3)
+  np.testing.assert_allclose(np.sum(stems, axis=0), mix, atol=2e-4)
+  # A run without stems already on disk is re-rendered when stems are asked.
+  plain = dataclasses.replace(job, out_path=str(tmp_path / "p/audio/x.flac"),
+                              stems=False)
+  assert "stems" not in demo.render_job(plain)
+  assert demo.render_job(dataclasses.replace(plain, stems=True))["stems"]

@@ -183,6 +183,37 @@ class Job:
   soundfont: str
   out_path: str             # .flac (caption beside it as .txt)
   max_seconds: float
+  stems: bool = False       # also render each part alone (see stems_dir)
+
+
+def stems_dir(out_path: str) -> str:
+  """Where a rendering's stems go: <out>/stems/<split>/<group>/<name>/
+  part00.flac, ... (outside audio/, so they never become training examples
+  of their own). The mix at out_path is exactly their sum."""
+  head, name = os.path.split(out_path)
+  parts = head.split(os.sep)
+  if "audio" in parts:
+    i = len(parts) - 1 - parts[::-1].index("audio")
+    parts[i] = "stems"
+  return os.path.join(os.sep.join(parts), os.path.splitext(name)[0])
+
+
+def split_parts(mid: str, out_dir: str) -> List[str]:
+  """One MIDI file per note track of a retimed file (tempo tracks kept)."""
+  import mido
+  src = mido.MidiFile(mid)
+  note_tracks = [i for i, t in enumerate(src.tracks)
+                 if any(m.type == "note_on" for m in t)]
+  paths = []
+  for k, i in enumerate(note_tracks):
+    out = mido.MidiFile(type=1, ticks_per_beat=src.ticks_per_beat)
+    for j, t in enumerate(src.tracks):
+      if j == i or j not in note_tracks:
+        out.tracks.append(t)
+    path = os.path.join(out_dir, f"part{k:02d}.mid")
+    out.save(path)
+    paths.append(path)
+  return paths
 
 
 def retime_midi(src: str, dst: str, programs: Sequence[int], bpm: float,
@@ -310,7 +341,9 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
   if os.path.exists(job.out_path) and os.path.exists(
       job.out_path[:-5] + ".json"):
     with open(job.out_path[:-5] + ".json") as f:
-      return json.load(f)                      # rendered by an earlier run
+      done = json.load(f)
+    if not job.stems or done.get("stems"):
+      return done                              # rendered by an earlier run
   try:
     score = corpus.parse(job.piece)
     if hasattr(score, "scores"):               # an Opus: take its first
@@ -335,12 +368,36 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
         return dict(meta, error="no notes")
       import mido
       seconds = mido.MidiFile(mid).length + RELEASE_SECONDS
-      x = synthesise(mid, job.soundfont, seconds, timeout_s)
+      stems = None
+      if job.stems:
+        # Each part alone; the mix is their sum (fluidsynth is linear in
+        # the voices), so stems and mix agree exactly.
+        stems = [synthesise(p, job.soundfont, seconds, timeout_s)
+                 for p in split_parts(mid, tmp)]
+        n_max = max(a.shape[0] for a in stems)
+        stems = [np.pad(a, ((0, n_max - a.shape[0]), (0, 0)))
+                 for a in stems]
+        x = np.sum(stems, axis=0)
+      else:
+        x = synthesise(mid, job.soundfont, seconds, timeout_s)
       sr = SAMPLE_RATE
     peak = float(np.abs(x).max()) if x.size else 0.0
     if peak < 1e-3:
       return dict(meta, error="silent render")
-    x = x * min(1.0, 0.89 / peak)              # no clipping
+    gain = min(1.0, 0.89 / peak)               # no clipping
+    x = x * gain
+    if stems is not None:
+      sdir = stems_dir(job.out_path)
+      os.makedirs(sdir, exist_ok=True)
+      meta["stems"] = []
+      for k, a in enumerate(stems):
+        path = os.path.join(sdir, f"part{k:02d}.flac")
+        # 24-bit so the stems sum to the (16-bit) mix within its rounding.
+        sf.write(path, a * gain, sr, format="FLAC", subtype="PCM_24")
+        meta["stems"].append(path)
+      meta["stem_programs"] = [
+          ENSEMBLES[job.ensemble][k % len(ENSEMBLES[job.ensemble])]
+          for k in range(len(stems))]
     os.makedirs(os.path.dirname(job.out_path), exist_ok=True)
     tmp_out = f"{job.out_path}.{os.getpid()}.part"
     sf.write(tmp_out, x, sr, format="FLAC")
@@ -366,7 +423,7 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
 def plan(out: str, recipe: Sequence[Group] = RECIPE, seed: int = 0,
          soundfonts: Optional[Sequence[str]] = None,
          heldout_fraction: float = 0.05, max_seconds: float = 240.0,
-         limit: Optional[int] = None) -> List[Job]:
+         limit: Optional[int] = None, stems: bool = False) -> List[Job]:
   """Every rendering of the recipe, deterministic in seed."""
   soundfonts = list(soundfonts or find_soundfonts())
   if not soundfonts:
@@ -390,7 +447,7 @@ def plan(out: str, recipe: Sequence[Group] = RECIPE, seed: int = 0,
         name = f"{_slug(os.path.splitext(piece)[0])}__{v}.flac"
         jobs.append(Job(g, str(piece), v, ens, bpm, sf2,
                         os.path.join(out, "audio", split, g.name, name),
-                        max_seconds))
+                        max_seconds, stems))
   if limit is not None:
     jobs = jobs[:limit]
   return jobs
@@ -429,15 +486,18 @@ def build_demo(out: str, workers: int = 2, seed: int = 0,
                heldout_fraction: float = 0.05, max_seconds: float = 240.0,
                limit: Optional[int] = None, wesnoth: bool = True,
                soundfont_dirs: Sequence[str] = SOUNDFONT_DIRS,
-               log=print) -> dict:
-  """Renders the recipe into `out`; resumable. -> the report dict."""
+               log=print, stems: bool = False) -> dict:
+  """Renders the recipe into `out`; resumable. -> the report dict.
+
+  stems: also render every part alone into out/stems/ (`stems_dir`), for
+  accompaniment (jamming) training; the mix is the sum of its stems."""
   if shutil.which("fluidsynth") is None:
     raise FileNotFoundError("fluidsynth not found; `apt-get install "
                             "fluidsynth` (Debian) first")
   t0 = time.time()
   jobs = plan(out, seed=seed, heldout_fraction=heldout_fraction,
               max_seconds=max_seconds, limit=limit,
-              soundfonts=find_soundfonts(soundfont_dirs))
+              soundfonts=find_soundfonts(soundfont_dirs), stems=stems)
   log(f"[demo] {len(jobs)} renderings with {workers} worker(s)")
   results = []
   if workers > 1:
@@ -458,6 +518,7 @@ def build_demo(out: str, workers: int = 2, seed: int = 0,
   failed = [r for r in results if "error" in r]
   report = dict(
       renderings=len(ok), failed=len(failed),
+      stems=sum(len(r.get("stems", [])) for r in ok),
       pieces=len({r["piece"] for r in ok}),
       hours=sum(r["seconds"] for r in ok) / 3600.0,
       build_seconds=time.time() - t0, seed=seed,

@@ -144,7 +144,7 @@ def _data_demo(args) -> int:
   report = demo.build_demo(
       args.out, workers=args.workers, seed=args.seed,
       heldout_fraction=args.heldout_fraction, max_seconds=args.max_seconds,
-      limit=args.limit, wesnoth=not args.no_wesnoth,
+      limit=args.limit, wesnoth=not args.no_wesnoth, stems=args.stems,
       soundfont_dirs=args.soundfont_dir or demo.SOUNDFONT_DIRS,
       log=lambda *a: print(*a, file=sys.stderr, flush=True))
   print(json.dumps({k: v for k, v in report.items() if k != "failures"},
@@ -218,6 +218,9 @@ def register(sub, bsub) -> None:
   dm.add_argument("--limit", type=int, default=None,
                   help="render only the first N planned pieces (smoke)")
   dm.add_argument("--no-wesnoth", action="store_true")
+  dm.add_argument("--stems", action="store_true",
+                  help="also render each part alone into OUT/stems/ (the "
+                       "mix is their sum): accompaniment training data")
   dm.add_argument("--soundfont-dir", action="append", default=None,
                   help="folder of GM .sf2/.sf3 fonts (repeatable; default "
                        "/usr/share/sounds/sf2)")
