@@ -263,9 +263,6 @@ def make_steps(spec: ARCSpec, tx_g, tx_d, mesh, accum_steps: int = 1,
 
   def per_device(state: ARCState, batch: dict, player: str):
     local_b = batch["latents"].shape[0]
-    if local_b % accum_steps:
-      raise ValueError(f"per-device batch {local_b} is not a multiple of "
-                       f"accum_steps {accum_steps}")
     step_key = jax.random.fold_in(state.rng, state.step)
     # The same k per block on every device and microbatch.
     steps = sample_steps(jax.random.fold_in(step_key, 2**31 - 1), arc.blocks,
@@ -281,29 +278,16 @@ def make_steps(spec: ARCSpec, tx_g, tx_d, mesh, accum_steps: int = 1,
       mine, other = state.g_params, state.d_params
       fn = generator_loss
     mine_v = jax.lax.pcast(mine, AXIS, to="varying")
-    micro = jax.tree.map(
-        lambda x: x.reshape(accum_steps, local_b // accum_steps,
-                            *x.shape[1:]), (batch, keys))
+    micro = parallel.microbatches((batch, keys), accum_steps)
     grad_fn = jax.value_and_grad(
         lambda p, b, k: fn(p, other, spec, b, k, steps), has_aux=True)
 
-    def accumulate(carry, mb):
-      g_sum, m_sum = carry
-      (_, m), g = grad_fn(mine_v, *mb)
-      return (jax.tree.map(jnp.add, g_sum, g),
-              jax.tree.map(jnp.add, m_sum, m)), None
+    def metrics_and_grads(p, b, k):
+      (_, m), g = grad_fn(p, b, k)
+      return m, g
 
-    _, m_shape = jax.eval_shape(grad_fn, mine_v,
-                                *jax.tree.map(lambda x: x[0], micro))[0]
-    m0 = jax.tree.map(
-        lambda s: jax.lax.pcast(jnp.zeros(s.shape, s.dtype), AXIS,
-                                to="varying"), m_shape)
-    zeros = jax.tree.map(jnp.zeros_like, mine_v)
-    (g_sum, m_sum), _ = jax.lax.scan(accumulate, (zeros, m0), micro)
-    grads = jax.lax.pmean(jax.tree.map(lambda g: g / accum_steps, g_sum),
-                          AXIS)
-    metrics = jax.lax.pmean(
-        jax.tree.map(lambda m: m / accum_steps, m_sum), AXIS)
+    grads, metrics = parallel.accumulated_grads(metrics_and_grads, mine_v,
+                                                micro, accum_steps)
     metrics = {f"{player}_{k}": v for k, v in metrics.items()}
     metrics[f"{player}_grad_norm"] = optax.tree.norm(grads)
     if player == "d":

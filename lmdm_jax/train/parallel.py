@@ -68,6 +68,45 @@ def put_batch(batch: dict, mesh: Mesh) -> dict:
           for k, v in batch.items()}
 
 
+def microbatches(tree, accum_steps: int):
+  """Splits every leaf's leading (local batch) axis into [accum_steps, b/a]."""
+  local_b = jax.tree.leaves(tree)[0].shape[0]
+  if local_b % accum_steps:
+    raise ValueError(f"per-device batch {local_b} is not a multiple of "
+                     f"accum_steps {accum_steps}")
+  return jax.tree.map(
+      lambda x: x.reshape(accum_steps, local_b // accum_steps, *x.shape[1:]),
+      tree)
+
+
+def accumulated_grads(value_and_grad, params, micro, accum_steps: int):
+  """Mean gradient and mean values over microbatches, averaged over devices.
+
+  Runs inside shard_map. value_and_grad(params, *microbatch) -> (values,
+  grads), values any pytree of arrays (a loss, a metrics dict); `micro` is a
+  tuple of pytrees with a leading [accum_steps] axis (`microbatches`). One
+  microbatch's activations are live at a time (`lax.scan`); the sums are
+  divided by accum_steps and `pmean`ed over the data axis. Used by stage 1
+  and by both ARC-Forcing players, so they accumulate identically.
+  """
+  first = jax.tree.map(lambda x: x[0], micro)
+  v_shape = jax.eval_shape(value_and_grad, params, *first)[0]
+  v0 = jax.tree.map(lambda s: jax.lax.pcast(jnp.zeros(s.shape, s.dtype),
+                                            AXIS, to="varying"), v_shape)
+
+  def body(carry, mb):
+    g_sum, v_sum = carry
+    v, g = value_and_grad(params, *mb)
+    return (jax.tree.map(jnp.add, g_sum, g),
+            jax.tree.map(jnp.add, v_sum, v)), None
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  (g_sum, v_sum), _ = jax.lax.scan(body, (zeros, v0), micro)
+  mean = lambda t: jax.lax.pmean(  # noqa: E731
+      jax.tree.map(lambda x: x / accum_steps, t), AXIS)
+  return mean(g_sum), mean(v_sum)
+
+
 def make_train_step(spec: finetune.FinetuneSpec,
                     tx: optax.GradientTransformation, mesh: Mesh,
                     accum_steps: int = 1, ema_decay: float = 0.0,
@@ -93,33 +132,17 @@ def make_train_step(spec: finetune.FinetuneSpec,
 
   def per_device(state: TrainState, batch: dict):
     local_b = batch["latents"].shape[0]
-    if local_b % accum_steps:
-      raise ValueError(f"per-device batch {local_b} is not a multiple of "
-                       f"accum_steps {accum_steps}")
     ids = jax.lax.axis_index(AXIS) * local_b + jnp.arange(local_b)
     step_key = jax.random.fold_in(state.rng, state.step)
     keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(ids)
     params = jax.lax.pcast(state.params, AXIS, to="varying")
-    micro = jax.tree.map(
-        lambda x: x.reshape(accum_steps, local_b // accum_steps,
-                            *x.shape[1:]), (batch, keys))
+    micro = microbatches((batch, keys), accum_steps)
     if hasattr(spec, "loss"):      # other objectives (arc.warmup.BaseSpec)
       grad_fn = jax.value_and_grad(lambda p, b, k: spec.loss(p, b, k)[0])
     else:
       grad_fn = jax.value_and_grad(
           lambda p, b, k: finetune.loss_fn(p, spec, b, k)[0])
-
-    def accumulate(carry, mb):
-      g_sum, l_sum = carry
-      loss, g = grad_fn(params, *mb)
-      return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss), None
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    l0 = jax.lax.pcast(jnp.zeros((), jnp.float32), AXIS, to="varying")
-    (g_sum, l_sum), _ = jax.lax.scan(accumulate, (zeros, l0), micro)
-    grads = jax.lax.pmean(jax.tree.map(lambda g: g / accum_steps, g_sum),
-                          AXIS)
-    loss = jax.lax.pmean(l_sum / accum_steps, AXIS)
+    grads, loss = accumulated_grads(grad_fn, params, micro, accum_steps)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
