@@ -11,12 +11,8 @@ platform="${1:-cpu}"
 config="${2:-configs/sao_small.py}"
 steps="${3:-8}"
 blocks="${4:-5}"
-case "$platform" in
-  cpu)  python3 -m pip install -q -e . ;;
-  cuda) python3 -m pip install -q -e . "jax[cuda12]" ;;
-  tpu)  python3 -m pip install -q -e . "jax[tpu]" ;;
-  *) echo "platform must be cpu, cuda or tpu, got $platform" >&2; exit 2 ;;
-esac
+source launch/_install.sh
+install_for "$platform"
 mkdir -p benchmarks/results
 out="benchmarks/results/$(basename "$config" .py)_stream_${platform}_$(hostname).json"
 lmdm bench stream --config "$config" --modes outpaint,ed,bc --steps "$steps" \

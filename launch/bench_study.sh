@@ -22,12 +22,8 @@ cd "$(dirname "$0")/.."
 platform="${1:-cpu}"
 sweep="${2:-configs/bench/study_sao_small.py}"
 peer="${3:-}"
-case "$platform" in
-  cpu)  python3 -m pip install -q -e . ;;
-  cuda) python3 -m pip install -q -e . "jax[cuda12]" ;;
-  tpu)  python3 -m pip install -q -e . "jax[tpu]" ;;
-  *) echo "platform must be cpu, cuda or tpu, got $platform" >&2; exit 2 ;;
-esac
+source launch/_install.sh
+install_for "$platform"
 tag="$(basename "$sweep" .py)_${platform}_$(hostname)"
 mkdir -p benchmarks/results
 lmdm bench study --config "$sweep" --json "benchmarks/results/$tag.json" \

@@ -1,7 +1,6 @@
 """ARC memory benchmark at tiny size, and layer rematerialisation of the DiT:
 same parameters, same outputs, same gradients, less temporary memory."""
 import dataclasses
-import importlib.util
 import json
 import os
 
@@ -10,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import load_benchmark
 from lmdm_jax.configs import dit_config
 from lmdm_jax.model.dit import DiT
 from lmdm_jax.model.init import init_params, randomize
@@ -18,11 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench():
-  path = os.path.join(ROOT, "benchmarks", "arc_memory.py")
-  spec = importlib.util.spec_from_file_location("arc_memory", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark("arc_memory")
 
 
 def test_memory_json_has_every_field_and_layer_remat_lowers_temp(tmp_path):

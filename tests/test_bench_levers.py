@@ -1,19 +1,15 @@
 """benchmarks/bc_step_levers.py: the HLO dot reader and a tiny run."""
-import importlib.util
 import os
 
 import jax
 import jax.numpy as jnp
 
 from conftest import ROOT
+from helpers import load_benchmark
 
 
 def _levers():
-  path = os.path.join(ROOT, "benchmarks", "bc_step_levers.py")
-  spec = importlib.util.spec_from_file_location("bc_step_levers", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_benchmark("bc_step_levers")
 
 
 def test_dots_reads_shapes_and_flops_from_optimised_hlo():
