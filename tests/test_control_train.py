@@ -230,6 +230,22 @@ def test_data_build_stores_controls_and_the_pipeline_reads_them(tmp_path):
   with pytest.raises(ValueError, match="unknown audio control"):
     builders.build(audio_dir, out + "3", "pool", codec, min_frames=16,
                    log=lambda *a: None, controls=["timbre"])
+  with pytest.raises(ValueError, match="pitch_method"):
+    builders.build(audio_dir, out + "3", "pool", codec, min_frames=16,
+                   log=lambda *a: None, controls=["pitch"],
+                   pitch_method="crepe")
+  # yin: its own cache files beside pyin's, the same note.
+  yin = builders.build(audio_dir, out, "pool", codec, min_frames=16,
+                       log=lambda *a: None, controls=["loudness", "pitch"],
+                       pitch_method="yin")
+  assert yin["reused_encodings"] == plain["files"]
+  rec_yin = [tfds_source(out)[i] for i in range(len(src))
+             if "a_tone" in str(tfds_source(out)[i]["source"])][0]
+  np.testing.assert_allclose(rec_yin["control_pitch"][inner, 0],
+                             (57 - 60) / 24, atol=0.01)
+  cached = os.listdir(os.path.join(out, "lmdm_latents_encoded"))
+  assert any(f.endswith(".yin.npz") for f in cached)
+  assert any(f.endswith("pitch.npz") for f in cached)
   pipe = WindowPipeline(src, 16, 3, prefetch=0,
                         controls={"loudness": 1, "pitch": 1, "partner": 8})
   b = pipe.batch(0)
