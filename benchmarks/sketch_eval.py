@@ -1,0 +1,156 @@
+"""Sketch-control adherence of a control model on held-out audio (JSON).
+
+For each held-out clip: the codec's latents of its first s frames are the
+context; the controls extracted from the *whole* clip (loudness,
+brightness, pitch, top-k CQT: whatever the model has) are given block by
+block over each block's window [context | block]; the model continues for
+`--blocks` blocks with the clip's caption as prompt. The generated audio's
+features are compared with the clip's own over the generated span
+(lmdm_jax/eval/adherence.py: pitch / chroma accuracy, top-k CQT match,
+onset F1, loudness correlation). The same clips are generated again with
+every control absent (the unconditioned baseline, same model, same seeds).
+
+  python benchmarks/sketch_eval.py --model PKG --audio DEMO/audio/heldout/folk \
+      --audio DEMO/audio/heldout/bach_chorales --clips 6 --blocks 8 \
+      --json benchmarks/results/sketch_eval.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+
+def clips(dirs, n, seconds, sample_rate):
+  """Up to n (name, caption, audio [2, samples]) clips of `seconds`: files
+  in sorted order, consecutive non-overlapping segments of each."""
+  import soundfile as sf
+  from scipy.signal import resample_poly
+  out = []
+  for d in dirs:
+    files = sorted(f for f in os.listdir(d) if f.endswith((".flac", ".wav",
+                                                            ".ogg")))
+    for f in files:
+      x, sr = sf.read(os.path.join(d, f), dtype="float32", always_2d=True)
+      x = x.T
+      if x.shape[0] == 1:
+        x = np.repeat(x, 2, 0)
+      if sr != sample_rate:
+        g = np.gcd(sr, sample_rate)
+        x = resample_poly(x, sample_rate // g, sr // g, axis=1)
+      cap_path = os.path.join(d, os.path.splitext(f)[0] + ".txt")
+      cap = open(cap_path).read().strip() if os.path.exists(cap_path) else ""
+      n_seg = x.shape[1] // int(seconds * sample_rate)
+      for k in range(n_seg):
+        seg = x[:, k * int(seconds * sample_rate):
+                (k + 1) * int(seconds * sample_rate)]
+        if np.abs(seg).max() > 1e-3:
+          out.append((f"{os.path.basename(d)}/{f}#{k}", cap, seg))
+        if len([c for c in out if c[0].startswith(
+            f"{os.path.basename(d)}/")]) >= n:
+          break
+      if len([c for c in out if c[0].startswith(
+          f"{os.path.basename(d)}/")]) >= n:
+        break
+  return out
+
+
+def run(model, dirs, n_clips, blocks, seed=0, pitch_method="yin",
+        log=print) -> dict:
+  from lmdm_jax import pretrained
+  from lmdm_jax.control import extract
+  from lmdm_jax.eval import adherence as A
+  from lmdm_jax.streaming.sampler import Stream
+  from lmdm_jax.streaming.state import StreamSpec, make_controls
+
+  pkg = pretrained.load(model)
+  names = [n for n, _ in pkg.dit.controls if n != "partner"]
+  if not names:
+    raise ValueError(f"{model} has no sketch controls (DiTConfig.controls)")
+  codec = pkg.make_codec()
+  g = pkg.geometry
+  d = pkg.defaults
+  steps, cfg_scale = int(d.get("steps", 8)), float(d.get("cfg_scale", 1.0))
+  spec = StreamSpec(pkg.dit, g, batch=1, cond_tokens=pkg.cond_tokens,
+                    steps=steps, sampler=d.get("sampler", "pingpong"),
+                    cfg=cfg_scale != 1.0)
+  stream = Stream(spec)
+  params = jax.tree.map(np.asarray, pkg.params["dit"])
+  encoder = pkg.text_encoder()
+  total = g.context + blocks * g.block
+  seconds = total * codec.hop / codec.sample_rate + 0.5
+  rows = []
+  for name, caption, audio in clips(dirs, n_clips, seconds,
+                                    codec.sample_rate):
+    z = np.asarray(codec.encode(audio))[:total]
+    feats = extract.extract(names, audio, codec.sample_rate,
+                            codec.frame_rate, total,
+                            pitch_method=pitch_method)
+    tokens = np.asarray(encoder.encode_one(caption or "music"))[None]
+    row = {"clip": name, "caption": caption}
+    for cond in ("controls", "none"):
+      t0 = time.perf_counter()
+
+      def controls_for(i):
+        start = g.context + i * g.block
+        fc = ({n: f[None, start - g.context:start + g.block]
+               for n, f in feats.items()} if cond == "controls" else None)
+        return make_controls(spec, cross_tokens=tokens, cfg_scale=cfg_scale,
+                             seed=seed, frame_controls=fc)
+
+      state = stream.prime(params, z[None, :g.context], controls_for(0))
+      out = []
+      for i in range(blocks):
+        state, x = stream.block(params, state, controls_for(i))
+        out.append(np.asarray(x[0]))
+      gen = np.asarray(codec.decode(np.concatenate(out)))
+      ref = np.asarray(codec.decode(z[g.context:]))   # same codec path
+      row[cond] = A.adherence(ref, gen, codec.sample_rate, codec.frame_rate,
+                              frames=blocks * g.block,
+                              pitch_method=pitch_method)
+      row[cond]["seconds"] = time.perf_counter() - t0
+    log(f"[sketch-eval] {name}: "
+        + ", ".join(f"{k} {row['controls'][k]:.2f} vs {row['none'][k]:.2f}"
+                    for k in ("pitch_accuracy", "chroma_accuracy",
+                              "cqt_topk_match", "onset_f1",
+                              "loudness_correlation")))
+    rows.append(row)
+  keys = ("pitch_accuracy", "chroma_accuracy", "cqt_topk_match", "onset_f1",
+          "loudness_correlation")
+  summary = {}
+  for group in sorted({r["clip"].split("/")[0] for r in rows}) + ["all"]:
+    sel = [r for r in rows if group == "all" or r["clip"].startswith(group)]
+    summary[group] = {
+        cond: {k: float(np.nanmean([r[cond][k] for r in sel])) for k in keys}
+        for cond in ("controls", "none")}
+    summary[group]["clips"] = len(sel)
+  return {"model": os.path.abspath(model), "controls": names,
+          "steps": steps, "cfg_scale": cfg_scale, "blocks": blocks,
+          "context_frames": g.context, "block_frames": g.block,
+          "pitch_method": pitch_method, "device": jax.devices()[0].platform,
+          "jax": jax.__version__, "summary": summary, "clips": rows}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--model", required=True, help="an exported package")
+  ap.add_argument("--audio", action="append", required=True,
+                  help="folder of held-out audio with .txt captions "
+                       "(repeatable)")
+  ap.add_argument("--clips", type=int, default=6, help="clips per folder")
+  ap.add_argument("--blocks", type=int, default=8)
+  ap.add_argument("--pitch-method", default="yin", choices=("yin", "pyin"))
+  ap.add_argument("--json", required=True)
+  a = ap.parse_args()
+  r = run(a.model, a.audio, a.clips, a.blocks, pitch_method=a.pitch_method)
+  with open(a.json, "w") as f:
+    json.dump(r, f, indent=2)
+  print(json.dumps(r["summary"], indent=2))
+
+
+if __name__ == "__main__":
+  main()
