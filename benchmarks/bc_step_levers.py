@@ -113,7 +113,6 @@ def _time_dot(d, dtype):
 def measure(config_path: str, variants, profile: bool) -> dict:
   import jax
   import jax.numpy as jnp
-  import numpy as np
 
   from lmdm_jax.bench.stream import call_flops, device_info
   from lmdm_jax.bench.study import matmul_peak

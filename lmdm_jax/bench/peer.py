@@ -26,13 +26,11 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lmdm_jax.bench.stream import device_info
 from lmdm_jax.model.dit import DiT
