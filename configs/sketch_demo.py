@@ -7,14 +7,21 @@ input-add path: loudness, brightness, pitch and the 84-bin top-4 CQT melody
 median filtering (p 0.5, kernels 3..9 frames). It can start from the
 shipped demo checkpoint (`init.params`): the new control projections are
 zero-initialised, so step 0 plays exactly like the demo model. Variant
-"jam" adds the partner's latents (t_f = 0, the live case); "smoke" is a
-seconds-long run for tests. Not trained yet (docs/control.md).
+"jam" adds the partner's latents, with the visibility t_f drawn per example
+from {-43, 0, +24} frames (-2 s, 0, +1.1 s = the whole block: the most a
+1.1 s block can see ahead), so one model streams at any of them; its data
+holds mix records (sketch controls) and accompaniment records (partner)
+from `lmdm data build --stems`. It is the shipped sketch/jam demo model
+(lmdm_jax/assets/sketch, docs/control.md). "smoke"/"smoke_jam" are
+seconds-long runs for tests.
 
-  lmdm data demo --out DEMO
-  lmdm data build --audio-dir DEMO/audio/train --codec mel --out DEMO/tfds \
-      --controls loudness,brightness,pitch,cqt_topk
-  lmdm train --config configs/sketch_demo.py --workdir W \
-      --config.data.dir=DEMO/tfds
+  lmdm data demo --out JAM --stems --no-wesnoth
+  lmdm data build --audio-dir JAM/audio/train --codec mel --out JAM/tfds \
+      --controls loudness,brightness,pitch,cqt_topk --pitch-method yin \
+      --stems
+  lmdm train --config configs/sketch_demo.py:jam --workdir W \
+      --config.data.dir=JAM/tfds \
+      --config.init.params=lmdm_jax/assets/demo
 """
 import os
 
@@ -38,8 +45,13 @@ def get_config(arg: str = ""):
   if arg not in known:
     raise ValueError(f"unknown sketch demo variant {arg!r}; known: {known}")
   c = _demo("smoke" if arg.startswith("smoke") else "")
-  # Fine-tuning from the demo model: a shorter schedule at a lower rate.
+  # Fine-tuning from the demo model. 1e-3 (the demo's own peak rate): at
+  # 3e-4 the zero-initialised control projections had not moved the
+  # outputs after 400 steps (docs/control.md, first training run).
   if not arg.startswith("smoke"):
-    c.optim.update(lr=3e-4, warmup_steps=50, decay_steps=1500)
-    c.train.update(steps=1500)
-  return add_sketch(c, jam=arg.endswith("jam"))
+    c.optim.update(lr=1e-3, warmup_steps=50, decay_steps=2000)
+    c.train.update(steps=2000)
+  jam = arg.endswith("jam")
+  return add_sketch(c, jam=jam,
+                    partner_visibilities=(-43, 0, 24) if jam and
+                    not arg.startswith("smoke") else ())

@@ -12,6 +12,23 @@ crossfade), and written as 16-bit WAV. The figures printed (and written
 with --json) are per-block latency (model, decode, both), the real-time
 factor (audio seconds per block / compute seconds per block; > 1 keeps up
 live) and the compile time, on whatever machine runs it.
+
+Models with controls (the sketch/jam demo model, lmdm_jax/assets/sketch;
+docs/control.md) also take time-aligned controls from audio files:
+
+  lmdm generate --checkpoint lmdm_jax/assets/sketch --prompt "..." \
+      --sketch hum.wav [--sketch-controls cqt_topk,loudness] --out out.wav
+  lmdm generate --checkpoint lmdm_jax/assets/sketch --prompt "..." \
+      --accompany melody.wav [--visibility 0] --out band.wav
+
+--sketch: the file's loudness, brightness, pitch and top-k CQT melody (all
+the model has, or those named) steer the generation frame by frame
+(--delay S plays them S seconds late). --accompany: the file is the
+partner's part; the model plays along, seeing the partner up to
+--visibility seconds past each block's start (t_f: 0 = what a live
+player has heard, negative = a live system's latency, positive = a look
+ahead, at most one block); the mix of both is also written
+(<out>_mix.wav). Generation lasts --seconds or, by default, the file.
 """
 from __future__ import annotations
 
@@ -32,12 +49,23 @@ def _percentiles(xs):
           "max": float(xs.max()), "mean": float(xs.mean())}
 
 
-def check_args(prompt: str, seconds: float, out: str,
-               steps: Optional[int], cfg_scale: Optional[float]) -> None:
+def check_args(prompt: str, seconds: Optional[float], out: str,
+               steps: Optional[int], cfg_scale: Optional[float],
+               sketch: Optional[str] = None,
+               accompany: Optional[str] = None,
+               delay_s: float = 0.0) -> None:
   """Raises ValueError for arguments that cannot make a file."""
   if not isinstance(prompt, str):
     raise ValueError("prompt must be a string")
-  if not math.isfinite(seconds) or not 0 < seconds <= 3600:
+  for flag, path in (("--sketch", sketch), ("--accompany", accompany)):
+    if path is not None and not os.path.isfile(path):
+      raise ValueError(f"{flag} file does not exist: {path}")
+  if not math.isfinite(delay_s) or delay_s < 0:
+    raise ValueError(f"--delay must be >= 0 seconds, got {delay_s}")
+  if seconds is None:
+    if sketch is None and accompany is None:
+      raise ValueError("seconds is needed without --sketch/--accompany")
+  elif not math.isfinite(seconds) or not 0 < seconds <= 3600:
     raise ValueError(f"seconds must be in (0, 3600], got {seconds}")
   if not out.lower().endswith(".wav"):
     raise ValueError(f"--out must name a .wav file, got {out!r}")
@@ -51,18 +79,71 @@ def check_args(prompt: str, seconds: float, out: str,
     raise ValueError(f"cfg scale must be finite and >= 0, got {cfg_scale}")
 
 
-def generate(prompt: str, seconds: float, out: str,
+def _read_input(path: str, codec) -> np.ndarray:
+  """A control file as [codec channels, samples] at the codec's rate."""
+  from lmdm_jax.data import audio as audio_lib
+  try:
+    x, sr = audio_lib.read(path)
+  except Exception as e:  # noqa: BLE001  (any decoder error: say which file)
+    raise ValueError(f"cannot read {path}: {e}") from e
+  if not np.isfinite(x).all():
+    raise ValueError(f"{path} holds NaN or inf samples")
+  return audio_lib.convert(x, sr, codec.channels, codec.sample_rate)
+
+
+def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
+                   sketch_controls=None, accompany: Optional[str] = None,
+                   delay: int = 0, pitch_method: str = "yin"):
+  """(ControlTrack or None, partner audio or None) for generate's files."""
+  from lmdm_jax.control import track as track_lib
+  from lmdm_jax.control.inputs import PARTNER
+  dims = pkg.dit.control_dims
+  controls, partner_audio = {}, None
+  if sketch is not None:
+    names = track_lib.sketch_names(dims, sketch_controls)
+    x = _read_input(sketch, codec)
+    controls.update(track_lib.sketch_track(
+        x, codec, names, frames, pitch_method=pitch_method).controls)
+  elif sketch_controls:
+    raise ValueError("--sketch-controls needs --sketch FILE")
+  if accompany is not None:
+    if PARTNER not in dims:
+      raise ValueError(f"{pkg.path} has no partner control (it has "
+                       f"{sorted(dims) or 'no controls'}); --accompany needs "
+                       f"a jam model such as lmdm_jax/assets/sketch")
+    partner_audio = _read_input(accompany, codec)
+    controls.update(track_lib.partner_track(partner_audio, codec).controls)
+  if not controls:
+    return None, None
+  n = max(a.shape[0] for a in controls.values())
+  controls = {k: np.pad(a, [(0, n - a.shape[0]), (0, 0)])
+              for k, a in controls.items()}
+  return track_lib.ControlTrack(controls, delay=delay), partner_audio
+
+
+def generate(prompt: str, seconds: Optional[float], out: str,
              checkpoint: Optional[str] = None, steps: Optional[int] = None,
              cfg_scale: Optional[float] = None, seed: int = 0,
              sampler: Optional[str] = None, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict:
-  """Streams `seconds` of music for `prompt` into the WAV `out`.
+             log: Callable[[str], None] = print,
+             sketch: Optional[str] = None, sketch_controls=None,
+             accompany: Optional[str] = None,
+             visibility_s: Optional[float] = None, delay_s: float = 0.0,
+             pitch_method: str = "yin",
+             latents_out: Optional[str] = None) -> dict:
+  """Streams `seconds` of music for `prompt` into the WAV `out` (with
+  --sketch / --accompany files: steered by them; see the module doc).
 
   -> figures: blocks, block_s, latency_s {model, decode, total} as
   {median, p90, max, mean}, real_time_factor, compile_s, wall_s, rms_dbfs,
-  unknown_words, and the settings used.
+  unknown_words, and the settings used. `latents_out`: also save the
+  generated latents [frames, C] there (.npy), before decoding.
   """
-  check_args(prompt, seconds, out, steps, cfg_scale)
+  check_args(prompt, seconds, out, steps, cfg_scale, sketch, accompany,
+             delay_s)
+  if latents_out is not None and not latents_out.endswith(".npy"):
+    raise ValueError(f"--save-latents must name a .npy file, got "
+                     f"{latents_out!r}")
   from lmdm_jax import pretrained
   from lmdm_jax.streaming.player import Player, write_wav
   from lmdm_jax.streaming.session import LiveSession
@@ -87,18 +168,42 @@ def generate(prompt: str, seconds: float, out: str,
   if unknown:
     log(f"[generate] words the model never saw in training (no effect): "
         f"{' '.join(unknown)}")
+  codec = pkg.make_codec()
+  g = pkg.geometry
+  delay = int(round(delay_s * codec.frame_rate))
+  track, partner_audio = control_tracks(
+      pkg, codec, frames=10 ** 7 if seconds is None else
+      int(math.ceil(seconds * codec.frame_rate)) + 1, sketch=sketch,
+      sketch_controls=sketch_controls, accompany=accompany, delay=delay,
+      pitch_method=pitch_method)
+  if seconds is None:
+    seconds = (track.frames + delay) / codec.frame_rate
+  t_f = 0
+  if visibility_s is not None:
+    if accompany is None:
+      raise ValueError("--visibility applies to --accompany only")
+    t_f = int(round(visibility_s * codec.frame_rate))
+    if not -g.context <= t_f <= g.block:
+      raise ValueError(
+          f"--visibility must be in [{-g.context / codec.frame_rate:.2f}, "
+          f"{g.block / codec.frame_rate:.2f}] s for this model (context "
+          f"{g.context}, block {g.block} frames), got {visibility_s:g}")
+  elif accompany is not None:
+    t_f = int(d.get("partner_visibility", 0))
   spec = StreamSpec(pkg.dit, pkg.geometry, batch=1,
                     cond_tokens=pkg.cond_tokens, steps=steps,
-                    sampler=sampler, cfg=cfg_scale != 1.0)
-  codec = pkg.make_codec()
+                    sampler=sampler, cfg=cfg_scale != 1.0,
+                    partner_visibility=t_f)
   t0 = time.perf_counter()
   session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
                         seed=seed, progress=lambda s: log(f"[generate] {s}"))
   session.set_prompts({prompt: 1.0})
   session.set_cfg(cfg_scale)
+  if track is not None:
+    session.control_source = lambda i: track.block_window(i, g.context,
+                                                          g.block)
   compile_s = time.perf_counter() - t0
   player = Player(session, codec, overlap=1)
-  g = pkg.geometry
   block_s = g.block * codec.hop / codec.sample_rate
   blocks = max(1, math.ceil(seconds / block_s))
   bar = None
@@ -122,6 +227,16 @@ def generate(prompt: str, seconds: float, out: str,
   if peak > 0.89:                       # never clip the file
     audio = audio * (0.89 / peak)
   write_wav(out, audio, codec.sample_rate)
+  if latents_out is not None:
+    np.save(latents_out, session.performance()[0])
+  mix_out = None
+  if partner_audio is not None:
+    n = audio.shape[1]
+    p = np.pad(partner_audio, [(0, 0), (0, max(0, n - partner_audio.shape[1]))])
+    mix = audio + p[:, :n]
+    mix = mix * min(1.0, 0.89 / max(float(np.abs(mix).max()), 1e-9))
+    mix_out = os.path.splitext(out)[0] + "_mix.wav"
+    write_wav(mix_out, mix, codec.sample_rate)
   model_s = [e["compute_s"] for e in session.log]
   total_s = list(player.compute_s)
   decode_s = [t - m for t, m in zip(total_s, model_s)]
@@ -142,6 +257,11 @@ def generate(prompt: str, seconds: float, out: str,
       "wall_s": time.perf_counter() - t_start,
       "rms_dbfs": 20 * math.log10(max(rms, 1e-12)),
       "unknown_words": unknown,
+      "sketch": sketch, "sketch_controls": (
+          sorted(track.controls) if track is not None else []),
+      "accompany": accompany, "mix_out": mix_out,
+      "partner_visibility_frames": t_f if accompany is not None else None,
+      "delay_frames": delay,
       "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
       "jax": jax.__version__,
   }
@@ -150,11 +270,21 @@ def generate(prompt: str, seconds: float, out: str,
 
 def _cli(args) -> int:
   try:
-    figures = generate(args.prompt, args.seconds, args.out,
+    seconds = args.seconds
+    if seconds is None and args.sketch is None and args.accompany is None:
+      seconds = 30.0
+    figures = generate(args.prompt, seconds, args.out,
                        checkpoint=args.checkpoint, steps=args.steps,
                        cfg_scale=args.cfg, seed=args.seed,
                        sampler=args.sampler, progress=not args.no_progress,
-                       log=lambda s: print(s, file=sys.stderr, flush=True))
+                       log=lambda s: print(s, file=sys.stderr, flush=True),
+                       sketch=args.sketch,
+                       sketch_controls=[c for c in (args.sketch_controls or
+                                                    "").split(",") if c],
+                       accompany=args.accompany,
+                       visibility_s=args.visibility, delay_s=args.delay,
+                       pitch_method=args.pitch_method,
+                       latents_out=args.save_latents)
   except (ValueError, FileNotFoundError) as e:
     print(f"lmdm generate: error: {e}", file=sys.stderr)
     return 2
@@ -170,6 +300,8 @@ def _cli(args) -> int:
   print(f"real-time factor {figures['real_time_factor']:.2f}x "
         f"(model only {figures['real_time_factor_model_only']:.2f}x); "
         f"compile {figures['compile_s']:.1f} s; {figures['device']}")
+  if figures["mix_out"]:
+    print(f"wrote {figures['mix_out']} (partner + generation)")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(figures, f, indent=2)
@@ -183,7 +315,9 @@ def register(sub, bsub) -> None:
                      description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
   g.add_argument("--prompt", required=True)
-  g.add_argument("--seconds", type=float, default=30.0)
+  g.add_argument("--seconds", type=float, default=None,
+                 help="length (default 30 s, or the --sketch/--accompany "
+                      "file's)")
   g.add_argument("--out", default="out.wav")
   g.add_argument("--checkpoint", default=None,
                  help="an `lmdm export` package (default: the shipped demo)")
@@ -194,5 +328,21 @@ def register(sub, bsub) -> None:
   g.add_argument("--sampler", default=None, choices=("euler", "pingpong"))
   g.add_argument("--seed", type=int, default=0)
   g.add_argument("--json", default=None, help="write the figures here")
+  g.add_argument("--sketch", default=None, metavar="FILE",
+                 help="audio whose sketch features steer the generation "
+                      "(models with controls)")
+  g.add_argument("--sketch-controls", default=None,
+                 help="which of the model's sketch controls to take from "
+                      "--sketch, e.g. cqt_topk,loudness (default: all)")
+  g.add_argument("--accompany", default=None, metavar="FILE",
+                 help="the partner's part to play along with (jam models)")
+  g.add_argument("--visibility", type=float, default=None, metavar="S",
+                 help="--accompany: partner seen up to S seconds past each "
+                      "block's start (default: the model's, 0)")
+  g.add_argument("--delay", type=float, default=0.0, metavar="S",
+                 help="--sketch: play the controls S seconds late")
+  g.add_argument("--pitch-method", default="yin", choices=("yin", "pyin"))
+  g.add_argument("--save-latents", default=None, metavar="FILE.npy",
+                 help="also save the generated latents [frames, channels]")
   g.add_argument("--no-progress", action="store_true")
   g.set_defaults(fn=_cli)

@@ -27,6 +27,14 @@ control log, JSON: every command with the block it first applied to, and
 every block's controls) and, with --json, the latency figures and underrun
 count. Commands may also come from a pipe or file (`wait N` then waits for N
 more blocks, for scripts); --no-tui reads none and plays --seconds.
+
+Generative delay (models with controls, e.g. lmdm_jax/assets/sketch):
+--input FILE (played in step with the output clock) or --input mic (the
+sound card's input) is analysed block by block into the model's sketch
+controls (--input-as sketch: it re-plays your line in its own sound) or
+its partner control (--input-as partner: it accompanies you); the output
+follows the input --delay seconds late (default: the buffering's minimum,
+(buffer blocks + 1) blocks; see lmdm_jax/control/live_input.py).
 """
 from __future__ import annotations
 
@@ -394,6 +402,15 @@ def check_args(args) -> None:
                      f"{args.buffer_blocks}")
   if args.drop_frames < 0:
     raise ValueError(f"--drop-frames must be >= 0, got {args.drop_frames}")
+  if args.input is not None and args.input != "mic" and not os.path.isfile(
+      args.input):
+    raise ValueError(f"--input must be an audio file or 'mic', got "
+                     f"{args.input!r} (no such file)")
+  if args.delay is not None and (not math.isfinite(args.delay) or
+                                 args.delay < 0):
+    raise ValueError(f"--delay must be >= 0 seconds, got {args.delay}")
+  if args.input is None and (args.delay is not None or args.input_as):
+    raise ValueError("--delay and --input-as need --input FILE|mic")
   parse_steps_options(args.steps_options)
 
 
@@ -519,6 +536,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   player = Player(session, codec, buffer_blocks=args.buffer_blocks,
                   overlap=1)
   app = LiveApp(session, player, encoder)
+  live_in, mic = _attach_input(args, pkg, session, player, codec, log)
   if args.prompt.strip():
     session.set_prompts({args.prompt: 1.0})
     log(f"prompt {args.prompt!r}"
@@ -592,6 +610,9 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
         say(msg)
   except KeyboardInterrupt:
     say("interrupted")
+  if mic is not None:
+    mic.stop()
+    mic.close()
   try:
     report = player.stop()
   except Exception as e:                # noqa: BLE001  (reported, not lost)
@@ -609,6 +630,11 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
               "cfg_branch": cfg_branch, "plus_plus": bool(args.plus_plus),
               "drop_frames": args.drop_frames,
               "buffer_blocks": args.buffer_blocks, "output": output,
+              "input": args.input,
+              "input_as": live_in.names if live_in is not None else None,
+              "delay_frames": live_in.delay if live_in is not None else None,
+              "input_heard_fraction": (live_in.given_fraction
+                                       if live_in is not None else None),
               "block_s": latency["block_s"],
               "sample_rate": codec.sample_rate}
   with open(log_path, "w") as f:
@@ -630,6 +656,45 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
       f"{player.underruns} underruns; wrote {args.out}, {log_path}"
       + (f", {args.json}" if args.json else ""))
   return rc
+
+
+def _attach_input(args, pkg, session, player, codec, log):
+  """--input FILE|mic: the generative delay. -> (LiveInput, mic stream)."""
+  if args.input is None:
+    return None, None
+  from lmdm_jax.control import inputs as control_inputs
+  from lmdm_jax.control import live_input
+  from lmdm_jax.control import track
+  dims = pkg.dit.control_dims
+  kind = args.input_as or ("sketch" if any(
+      n != control_inputs.PARTNER for n in dims) else "partner")
+  if kind == "partner":
+    if control_inputs.PARTNER not in dims:
+      raise ValueError(f"{pkg.path} has no partner control; --input-as "
+                       f"partner needs a jam model (lmdm_jax/assets/sketch)")
+    names = [control_inputs.PARTNER]
+  else:
+    names = track.sketch_names(dims)
+  g = pkg.geometry
+  delay = (live_input.default_delay(g.block, args.buffer_blocks)
+           if args.delay is None
+           else int(round(args.delay * codec.frame_rate)))
+  channels = 1 if args.input == "mic" else codec.channels
+  live = live_input.LiveInput(codec, names, g.context, g.block, delay,
+                              channels=channels)
+  log(f"input {args.input} as {kind} ({', '.join(names)}), generative "
+      f"delay {delay} frames = {delay / codec.frame_rate:.2f} s (analysis "
+      f"warmed up in {live.warm_up():.1f} s)")
+  if args.input == "mic":
+    try:
+      return live, live_input.attach_mic(session, live, codec.sample_rate,
+                                         channels)
+    except RuntimeError as e:
+      raise ValueError(f"--input mic: {e}") from e
+  from lmdm_jax.generate import _read_input
+  live_input.attach_file(session, player, live, _read_input(args.input,
+                                                            codec))
+  return live, None
 
 
 def _cli(args) -> int:
@@ -692,4 +757,15 @@ def register(sub, bsub) -> None:
                  "changes, and `drop`'s default (0: never)")
   p.add_argument("--no-tui", action="store_true",
                  help="read no commands: play --seconds and stop")
+  p.add_argument("--input", default=None, metavar="FILE|mic",
+                 help="generative delay: audio played along (a file in step "
+                 "with the output, or the sound card's input) steers the "
+                 "model's controls")
+  p.add_argument("--input-as", default=None, choices=("sketch", "partner"),
+                 help="--input as sketch controls (re-synthesis) or as the "
+                 "partner (accompaniment); default: sketch if the model has "
+                 "sketch controls")
+  p.add_argument("--delay", type=float, default=None, metavar="S",
+                 help="--input: the output follows the input S seconds "
+                 "late (default (buffer blocks + 1) blocks)")
   p.set_defaults(fn=_cli)

@@ -18,11 +18,14 @@ VOCABULARY = ("slow", "fast", "organ", "piano", "ragtime", "chorale",
 
 
 def make_smoke_package(out: str, seed: int = 0, steps: int = 2,
-                       cfg_scale: float = 1.0) -> str:
-  """Writes a package to `out` (a directory) and returns its path."""
+                       cfg_scale: float = 1.0,
+                       config: str = "demo.py:smoke") -> str:
+  """Writes a package to `out` (a directory) and returns its path.
+  `config`: a file:variant under configs/ (e.g. "sketch_demo.py:smoke_jam"
+  for a model with sketch controls and a partner)."""
   from lmdm_jax import pretrained
   from lmdm_jax.configs import load_config
-  cfg = load_config(os.path.join(REPO, "configs", "demo.py:smoke"))
+  cfg = load_config(os.path.join(REPO, "configs", config))
   params = random_params(cfg, seed)
   return pretrained.save(
       out, dit_params=params, cfg=cfg,

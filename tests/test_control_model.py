@@ -146,3 +146,30 @@ def test_training_window_uses_the_same_cut(tiny_cfg):
   early["control_partner"] = batch["control_partner"].at[
       :, g.context - 5, :-1].add(5.0)
   assert np.abs(window_loss(early) - loss).max() > 1e-6
+
+
+def test_training_draws_the_visibility_per_example(tiny_cfg):
+  """partner_visibilities: each example's cut is one of the given t_f, and
+  it is exactly `partner_cut` at that t_f (the rule streaming uses)."""
+  from lmdm_jax.train import finetune
+  spec, _ = setup(tiny_cfg, "bc", t_f=0)
+  g = spec.geometry
+  choices = (-4, 0, g.block)
+  fspec = finetune.FinetuneSpec(spec.model, g, control_dropout=0.0,
+                                median_p=0.0, max_partial_chunks=2,
+                                partner_visibilities=list(choices))
+  assert fspec.partner_visibilities == choices       # hashable
+  n = 24
+  key = jax.random.PRNGKey(3)
+  partner = ci.pack(jax.random.normal(key, (n, g.window, 8)))
+  batch = {"control_partner": partner}
+  d = jax.vmap(lambda k: finetune.draw(fspec, k))(jax.random.split(key, n))
+  cut = np.asarray(d["partner_cutoff"]) - g.context
+  assert set(cut.tolist()) == set(choices)           # all drawn, nothing else
+  ctl = finetune.window_controls(fspec, batch, d)
+  for b in range(n):
+    want = ci.partner_cut(partner[b:b + 1], g.context + int(cut[b]))
+    np.testing.assert_array_equal(ctl["partner"][b:b + 1], want)
+  with pytest.raises(ValueError, match="visibility"):
+    finetune.FinetuneSpec(spec.model, g, max_partial_chunks=2,
+                          partner_visibilities=(g.block + 1,))

@@ -252,3 +252,68 @@ def test_data_build_stores_controls_and_the_pipeline_reads_them(tmp_path):
   assert b["control_pitch"].shape == (3, 16, 2)
   np.testing.assert_array_equal(b["control_partner"], 0.0)   # no stems
   assert b["control_loudness"][:, :, 1].all()
+
+
+def test_data_build_stems_writes_accompaniment_records(tmp_path):
+  """--stems: per part k of a mix, latents = the other parts, partner = part
+  k (the pool codec is linear, so the two sum to the mix's latents); silent
+  parts are skipped with their reason; mix records keep their controls and
+  have no partner, part records have the partner and no sketch controls."""
+  pytest.importorskip("tensorflow_datasets")
+  import soundfile as sf
+  from lmdm_jax.data import builders
+  from lmdm_jax.data.pipeline import tfds_source
+  sr, n = 44100, 44100 * 2
+  t = np.arange(n) / sr
+  parts = [0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 330.0)]
+  parts.append(np.zeros(n))                        # a part that never plays
+  audio_dir, stems = tmp_path / "audio", tmp_path / "parts"
+  (stems / "trio").mkdir(parents=True)
+  audio_dir.mkdir()
+  for k, p in enumerate(parts):
+    sf.write(str(stems / "trio" / f"part{k:02d}.wav"),
+             np.stack([p, p], 1), sr, subtype="FLOAT")
+  mix = np.sum(parts, axis=0)
+  sf.write(str(audio_dir / "trio.wav"), np.stack([mix, mix], 1), sr,
+           subtype="FLOAT")
+  sf.write(str(audio_dir / "solo.wav"), np.stack([parts[0]] * 2, 1), sr,
+           subtype="FLOAT")
+  codec = dict(hop=512, latent_channels=8)
+  out = str(tmp_path / "out")
+  with pytest.raises(ValueError, match="not a directory"):
+    builders.build(str(audio_dir), out, "pool", codec, min_frames=16,
+                   stems_dir=str(tmp_path / "nowhere"))
+  with pytest.raises(ValueError, match="no file .* has stems"):
+    builders.build(str(audio_dir), out, "pool", codec, min_frames=16,
+                   stems=True)                     # no demo-layout stems
+  report = builders.build(str(audio_dir), out, "pool", codec, min_frames=16,
+                          controls=["loudness"], stems_dir=str(stems))
+  assert report["controls"] == {"loudness": 1, "partner": 8}
+  assert report["examples"] == 4 and report["part_records"] == 2
+  assert [s["reason"] for s in report["skipped"]] == ["silent part"]
+  src = tfds_source(out)
+  recs = {str(src[i]["source"], "utf-8") if isinstance(src[i]["source"],
+                                                       bytes)
+          else src[i]["source"]: src[i] for i in range(len(src))}
+  assert set(recs) == {"solo.wav", "trio.wav", "trio.wav#part00",
+                       "trio.wav#part01"}
+  full = recs["trio.wav"]
+  np.testing.assert_array_equal(full["control_partner"], 0.0)
+  assert full["control_loudness"][:, 1].all()
+  for k in (0, 1):
+    r = recs[f"trio.wav#part{k:02d}"]
+    assert r["control_partner"][:, -1].all()
+    np.testing.assert_array_equal(r["control_loudness"], 0.0)
+    np.testing.assert_allclose(r["latents"] + r["control_partner"][:, :-1],
+                               full["latents"], atol=1e-5)
+  # Part 0 alone is the solo file; its accompaniment is part 1.
+  np.testing.assert_allclose(recs["trio.wav#part00"]["control_partner"][:, :-1],
+                             recs["solo.wav"]["latents"], atol=1e-5)
+  # A re-run reuses the part encodings (cached by the stems' identity).
+  again = builders.build(str(audio_dir), out, "pool", codec, min_frames=16,
+                         controls=["loudness"], stems_dir=str(stems))
+  assert again["part_records"] == 2 and again["reused_encodings"] == 2
+  pipe = WindowPipeline(src, 16, 4, prefetch=0,
+                        controls={"loudness": 1, "partner": 8})
+  b = pipe.batch(0)
+  assert b["control_partner"].shape == (4, 16, 9)

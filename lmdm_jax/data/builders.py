@@ -13,6 +13,21 @@ and plain features only, so it is read back without TensorFlow
   control_<n>   Tensor [frames, dim + 1] float32, only with --controls:
                 sketch control n packed [values, mask] at the latent frame
                 rate (lmdm_jax/control/extract.py)
+  control_partner  Tensor [frames, latent_channels + 1] float32, only with
+                --stems: a partner's latents packed [latents, mask]
+                (jamming); all zeros (absent) on mix records
+
+Stems (--stems, accompaniment/jamming data): a file whose parts were
+rendered alone (`lmdm data demo --stems` writes them to
+`lmdm_jax.data.demo.stems_dir`, or --stems-dir DIR holds
+DIR/<file without extension>/*.flac|wav) gives, besides its mix record, one
+record per part k: `latents` = the codec's latents of the other parts'
+sum (the accompaniment to generate), `control_partner` = part k's latents
+(what the partner plays), source "<file>#part<k>". Sketch controls of
+those records are absent (they are computed for mix records only: the
+model learns each conditioning alone and the two together via dropout,
+and the controls' cost is not paid once per part). Silent parts or
+accompaniments are skipped with their reason.
 
 Files that are unreadable/corrupt, silent, contain NaN/inf, or are shorter
 than `min_frames` latent frames are skipped and listed with their reason in
@@ -31,6 +46,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lmdm_jax.control.inputs import PARTNER
 from lmdm_jax.data import audio as audio_lib
 
 VERSION = "1.0.0"
@@ -94,10 +110,13 @@ class LmdmLatents(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version(VERSION)
 
   def __init__(self, *, items=None, latent_channels: int = 64,
-               controls: Optional[Dict[str, int]] = None, **kwargs):
+               controls: Optional[Dict[str, int]] = None,
+               partner: bool = False, **kwargs):
     self._items = items or []
     self._latent_channels = latent_channels
     self._controls = dict(controls or {})
+    if partner:
+      self._controls[PARTNER] = latent_channels
     super().__init__(**kwargs)
 
   def _info(self):
@@ -134,10 +153,94 @@ class LmdmLatents(tfds.core.GeneratorBasedBuilder):
 
 
 def _load_controls(item, controls: Dict[str, int]) -> dict:
-  if not controls:
-    return {}
-  with np.load(item["controls_path"]) as f:
-    return {f"control_{n}": f[n].astype(np.float32) for n in controls}
+  """control_<name> arrays of a record; absent ones (a mix record's
+  partner, a part record's sketch controls) are zeros."""
+  out = {}
+  frames = int(item["frames"])
+  stored = {}
+  if item.get("controls_path"):
+    with np.load(item["controls_path"]) as f:
+      stored = {n: f[n].astype(np.float32) for n in f.files}
+  for n, d in controls.items():
+    if n == PARTNER and item.get("partner_path"):
+      z = np.load(item["partner_path"]).astype(np.float32)
+      out[f"control_{n}"] = np.concatenate(
+          [z, np.ones((z.shape[0], 1), np.float32)], axis=1)
+    elif n in stored:
+      out[f"control_{n}"] = stored[n]
+    else:
+      out[f"control_{n}"] = np.zeros((frames, d + 1), np.float32)
+  return out
+
+
+def find_stems(path: str, rel: str, stems_root: Optional[str]):
+  """Sorted stem files of one mix (empty if it has none): under
+  stems_root/<rel without extension>/, else the demo layout
+  (`lmdm_jax.data.demo.stems_dir`)."""
+  from lmdm_jax.data import demo
+  d = (os.path.join(stems_root, os.path.splitext(rel)[0]) if stems_root
+       else demo.stems_dir(os.path.abspath(path)))
+  if not os.path.isdir(d):
+    return []
+  return [os.path.join(d, f) for f in sorted(os.listdir(d))
+          if f.lower().endswith(audio_lib.AUDIO_EXTENSIONS)]
+
+
+def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
+                  min_frames: int, codec_key: str):
+  """(records, skipped) of one mix's parts: per part k the accompaniment
+  (sum of the other parts) as latents and part k as the partner."""
+  key = hashlib.sha1(json.dumps(
+      [codec_key] + [[os.path.abspath(p), os.stat(p).st_size,
+                      os.stat(p).st_mtime_ns] for p in stem_paths]
+  ).encode()).hexdigest()
+  meta_path = os.path.join(cache, key + ".parts.json")
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      done = json.load(f)
+    return done["records"], done["skipped"]
+  records, skipped = [], []
+  if len(stem_paths) < 2:
+    skipped.append({"file": rel, "reason": f"{len(stem_paths)} stem(s): "
+                    "accompaniment needs >= 2 parts"})
+  else:
+    xs = []
+    for p in stem_paths:
+      x, sr = audio_lib.read(p)
+      xs.append(audio_lib.convert(x, sr, cod.channels, cod.sample_rate))
+    n = max(x.shape[-1] for x in xs)
+    xs = [np.pad(x, [(0, 0), (0, n - x.shape[-1])]) for x in xs]
+    total = np.sum(xs, axis=0)
+    for k, part in enumerate(xs):
+      src = f"{rel}#part{k:02d}"
+      acc = total - part
+      if np.abs(part).max() < audio_lib.SILENCE_PEAK:
+        skipped.append({"file": src, "reason": "silent part"})
+        continue
+      if np.abs(acc).max() < audio_lib.SILENCE_PEAK:
+        skipped.append({"file": src, "reason": "silent accompaniment"})
+        continue
+      z, zp = cod.encode(acc), cod.encode(part)
+      if z.shape[0] < min_frames:
+        skipped.append({"file": src, "reason": f"too short: {z.shape[0]} "
+                        f"latent frames < {min_frames}"})
+        continue
+      if not (np.isfinite(z).all() and np.isfinite(zp).all()):
+        skipped.append({"file": src, "reason": "codec produced non-finite "
+                        "latents"})
+        continue
+      lat = os.path.join(cache, f"{key}.part{k:02d}.acc.npy")
+      par = os.path.join(cache, f"{key}.part{k:02d}.partner.npy")
+      np.save(lat, z.astype(np.float32))
+      np.save(par, zp.astype(np.float32))
+      records.append({"source": src, "latents_path": lat,
+                      "partner_path": par, "sample_rate": int(sr),
+                      "duration": float(n / cod.sample_rate),
+                      "frames": int(z.shape[0])})
+  with open(meta_path + ".tmp", "w") as f:
+    json.dump({"records": records, "skipped": skipped}, f)
+  os.replace(meta_path + ".tmp", meta_path)
+  return records, skipped
 
 
 def _controls_file(cache: str, key: str, names,
@@ -168,7 +271,8 @@ def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
 def build(audio_dir: str, out: str, codec: str = "pool",
           codec_kwargs: Optional[dict] = None, captions: Optional[str] = None,
           min_frames: int = 256, name: str = "lmdm_latents",
-          log=print, controls=(), pitch_method: str = "pyin") -> dict:
+          log=print, controls=(), pitch_method: str = "pyin",
+          stems: bool = False, stems_dir: Optional[str] = None) -> dict:
   """Encodes audio_dir with the codec and writes the TFDS dataset to out.
 
   Returns the report (also written to <out>/<name>_build_report.json):
@@ -177,6 +281,9 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   (lmdm_jax/control/extract.py; cached per file like the latents).
   `pitch_method`: "pyin" (default, ~0.36 s per second of audio on a
   2-core CPU) or "yin" (~25x faster, loudness-gated voicing).
+  `stems` / `stems_dir`: also write one accompaniment record per part of
+  every file that has stems (see the module docstring); `stems_dir` implies
+  `stems`.
   """
   from lmdm_jax.codecs import get_codec
   from lmdm_jax.control import extract
@@ -193,13 +300,16 @@ def build(audio_dir: str, out: str, codec: str = "pool",
                      f"{name!r}")
   if min_frames < 1:
     raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+  if stems_dir is not None and not os.path.isdir(stems_dir):
+    raise ValueError(f"--stems-dir is not a directory: {stems_dir}")
+  stems = stems or stems_dir is not None
   codec_kwargs = dict(codec_kwargs or {})
   cod = get_codec(codec, **codec_kwargs)
   caps = read_captions(captions)
   os.makedirs(out, exist_ok=True)
   cache = os.path.join(out, f"{name}_encoded")
   os.makedirs(cache, exist_ok=True)
-  items, skipped, reused = [], [], 0
+  items, skipped, reused, parts = [], [], 0, 0
   files = find_audio(audio_dir)
   for rel in files:
     path = os.path.join(audio_dir, rel)
@@ -239,12 +349,25 @@ def build(audio_dir: str, out: str, codec: str = "pool",
         _write_controls(meta["controls_path"], controls, x, cod, frames,
                         pitch_method)
     meta["caption"] = caption_for(rel, audio_dir, caps)
+    meta["frames"] = int(np.load(meta["latents_path"], mmap_mode="r").shape[0])
     items.append(meta)
+    if stems:
+      stem_paths = find_stems(path, rel, stems_dir)
+      if stem_paths:
+        recs, skip = _part_records(path, rel, stem_paths, cod, cache,
+                                   min_frames, json.dumps(
+                                       [codec, sorted(codec_kwargs.items())]))
+        items.extend(dict(r, caption=meta["caption"]) for r in recs)
+        skipped.extend(skip)
+        parts += len(recs)
   if not items:
     raise ValueError(f"no usable audio in {audio_dir} ({len(skipped)} "
                      f"skipped)")
+  if stems and not parts:
+    raise ValueError(f"--stems: no file in {audio_dir} has stems (looked in "
+                     f"{stems_dir or 'the demo layout, <out>/stems/...'})")
   builder = LmdmLatents(items=items, latent_channels=cod.latent_channels,
-                        controls=control_dims, data_dir=out,
+                        controls=control_dims, partner=stems, data_dir=out,
                         file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS))
@@ -252,10 +375,11 @@ def build(audio_dir: str, out: str, codec: str = "pool",
       "dataset_dir": builder.data_dir, "name": name, "codec": codec,
       "codec_kwargs": codec_kwargs, "frame_rate": cod.frame_rate,
       "latent_channels": cod.latent_channels, "files": len(files),
-      "controls": control_dims,
-      "examples": len(items), "reused_encodings": reused,
-      "frames": int(sum(np.load(i["latents_path"], mmap_mode="r").shape[0]
-                        for i in items)),
+      "controls": dict(control_dims, **(
+          {PARTNER: cod.latent_channels} if stems else {})),
+      "examples": len(items), "part_records": parts,
+      "reused_encodings": reused,
+      "frames": int(sum(i["frames"] for i in items)),
       "skipped": skipped,
       "report_path": os.path.join(out, f"{name}_build_report.json")}
   with open(report["report_path"], "w") as f:

@@ -82,6 +82,10 @@ class LiveSession:
     # Time-aligned controls of the next block's window (models with
     # DiTConfig.controls): name -> [B, T, dim + 1]; absent until set.
     self.frame_controls: Dict[str, np.ndarray] = {}
+    # Optional block index -> frame controls, asked before every block (a
+    # control track or live input: lmdm_jax/control/track.py).
+    self.control_source: Optional[Callable[[int], Dict[str,
+                                                       np.ndarray]]] = None
     if context is None:
       context = np.zeros((spec.batch, g.context, m.io_channels), np.float32)
     self._check_context(context)
@@ -251,6 +255,8 @@ class LiveSession:
     if self._fade:
       self._apply_prompts(self._fade.pop(0))
     t0 = time.perf_counter()
+    if self.control_source is not None:
+      self.set_frame_controls(self.control_source(len(self.recorded)))
     self.state, x = self.streams[self.steps].block(self.params, self.state,
                                                    self.controls())
     x = np.asarray(x)

@@ -126,7 +126,8 @@ def _data_build(args) -> int:
                           min_frames=args.min_frames,
                           controls=[c for c in args.controls.split(",")
                                     if c],
-                          pitch_method=args.pitch_method)
+                          pitch_method=args.pitch_method,
+                          stems=args.stems, stems_dir=args.stems_dir)
   print(json.dumps({k: v for k, v in report.items() if k != "skipped"},
                    indent=2))
   if report["skipped"]:
@@ -207,6 +208,14 @@ def register(sub, bsub) -> None:
   b.add_argument("--pitch-method", default="pyin", choices=("pyin", "yin"),
                  help="pitch tracker for the pitch control (yin is ~25x "
                       "faster; pyin tracks voicing better)")
+  b.add_argument("--stems", action="store_true",
+                 help="also write one accompaniment record per part of "
+                      "every file with stems (`lmdm data demo --stems` "
+                      "layout): latents = the other parts, control_partner "
+                      "= the part (jamming data)")
+  b.add_argument("--stems-dir", default=None,
+                 help="stems of AUDIO/x/y.flac are in STEMS_DIR/x/y/*.flac "
+                      "(implies --stems)")
   b.set_defaults(fn=_data_build)
   dm = dsub.add_parser(
       "demo", help="render the offline demo dataset (music21 + fluidsynth)",

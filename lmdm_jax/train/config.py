@@ -95,18 +95,22 @@ SKETCH_VARIANTS = ("", "tiny", "jam", "tiny_jam")
 
 
 def add_sketch(c: ml_collections.ConfigDict, jam: bool = False,
-               partner_visibility: int = 0) -> ml_collections.ConfigDict:
+               partner_visibility: int = 0,
+               partner_visibilities=()) -> ml_collections.ConfigDict:
   """Adds sketch controls (and, with `jam`, the partner's latents) to a
   finetune config: model.controls, the control augmentation in `loss`
   (Sketch2Sound: per-control dropout 0.5, median filter with p 0.5 and
   kernels up to 9 frames ~0.4 s at 21.5 Hz) and `data.controls` for
-  `lmdm data build --controls`."""
+  `lmdm data build --controls`. `partner_visibilities`: t_f values (frames)
+  drawn per example in training (one model for several visibilities)."""
   controls = dict(SKETCH_CONTROLS)
   if jam:
     controls["partner"] = int(c.model.io_channels)
   c.model.controls = controls
   c.loss.update(control_dropout=0.5, median_p=0.5, median_max=9,
-                partner_visibility=int(partner_visibility))
+                partner_visibility=int(partner_visibility),
+                partner_visibilities=tuple(int(v) for v in
+                                           partner_visibilities))
   c.data.controls = ",".join(n for n in controls if n != "partner")
   return c
 

@@ -76,6 +76,9 @@ class FinetuneSpec:
       and the largest (odd) kernel in frames.
     partner_visibility: t_f in frames relative to the block start; partner
       frames at window index >= context + t_f are hidden.
+    partner_visibilities: if given, t_f is drawn per example uniformly from
+      these values instead (one model then streams at any of them; the
+      mask channel tells it where the partner stops).
   """
   model: DiTConfig
   geometry: Geometry
@@ -96,8 +99,11 @@ class FinetuneSpec:
   median_p: float = 0.5
   median_max: int = 9
   partner_visibility: int = 0
+  partner_visibilities: tuple = ()
 
   def __post_init__(self):
+    object.__setattr__(self, "partner_visibilities",
+                       tuple(int(v) for v in self.partner_visibilities))
     for name in ("p_uncond", "p_partial", "cfg_dropout", "input_add_dropout"):
       p = getattr(self, name)
       if not 0.0 <= p <= 1.0:
@@ -117,9 +123,9 @@ class FinetuneSpec:
     augment.check_params(self.control_dropout, self.median_p,
                          self.median_max)
     if control_inputs.PARTNER in self.model.control_dims:
-      control_inputs.visibility_cutoff(self.geometry.context,
-                                       self.geometry.block,
-                                       self.partner_visibility)
+      for t_f in (self.partner_visibility,) + self.partner_visibilities:
+        control_inputs.visibility_cutoff(self.geometry.context,
+                                         self.geometry.block, t_f)
     if self.model.input_add_dim < 1 + self.model.io_channels:
       raise ValueError(
           f"input_add_dim {self.model.input_add_dim} cannot hold the "
@@ -180,6 +186,10 @@ def draw(spec: FinetuneSpec, key) -> dict:
                      [n for n, _ in spec.model.controls],
                      spec.control_dropout, spec.median_p, spec.median_max)
     d.update(control_keep=c["keep"], control_kernel=c["kernel"])
+    if spec.partner_visibilities:
+      choices = jnp.asarray(spec.partner_visibilities, jnp.int32)
+      d["partner_cutoff"] = spec.geometry.context + jax.random.choice(
+          jax.random.fold_in(key, 11), choices)
   return d
 
 
@@ -201,6 +211,13 @@ def window_controls(spec: FinetuneSpec, batch: dict, d: dict):
                              spec.median_max)
 
   out = jax.vmap(one)(given, d["control_keep"], d["control_kernel"])
+  if "partner_cutoff" in d and control_inputs.PARTNER in out:
+    # Per-example cut-off: the same rule as `partner_cut`, traced.
+    keep = (jnp.arange(g.window)[None, :] <
+            d["partner_cutoff"][:, None]).astype(jnp.float32)
+    out = dict(out)
+    out[control_inputs.PARTNER] = out[control_inputs.PARTNER] * keep[..., None]
+    return out
   return control_inputs.cut_controls(
       out, control_inputs.visibility_cutoff(g.context, g.block,
                                             spec.partner_visibility))
