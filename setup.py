@@ -16,7 +16,7 @@ setup(
     package_data={"lmdm_jax.eval": ["weights/*.npz",
                                     "weights/LICENSE.musicnn"],
                   # The shipped demo model (`lmdm generate` default).
-                  "lmdm_jax": ["assets/demo/*"]},
+                  "lmdm_jax": ["assets/demo/*", "assets/sketch/*"]},
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",

@@ -9,7 +9,10 @@ A package is a directory:
   params.npz   flat float32 arrays "dit/..." (EMA parameters when the run
                kept them), readable with numpy alone
 
-The embedded demo model ships as such a package in lmdm_jax/assets/demo/.
+The embedded demo model ships as such a package in lmdm_jax/assets/demo/,
+the sketch/jam demo model (controls and a partner) in
+lmdm_jax/assets/sketch/; `load("demo")` / `load("sketch")` name them from
+anywhere.
 `load` also accepts a `lmdm convert sao` directory (config.json +
 params.npz); such a model needs its text encoder and codec given separately.
 """
@@ -24,6 +27,8 @@ import numpy as np
 
 FORMAT = "lmdm_jax.model/1"
 DEMO_DIR = os.path.join(os.path.dirname(__file__), "assets", "demo")
+SHIPPED = {name: os.path.join(os.path.dirname(__file__), "assets", name)
+           for name in ("demo", "sketch")}
 
 
 @dataclasses.dataclass
@@ -99,10 +104,14 @@ def save(out: str, *, dit_params, cfg, text: dict, codec: dict,
 
 
 def load(path: Optional[str] = None) -> Pretrained:
-  """A package directory (default: the shipped demo model)."""
+  """A package directory (default: the shipped demo model; "demo" and
+  "sketch" name the shipped packages unless a directory of that name
+  exists here)."""
   import jax.numpy as jnp
   from lmdm_jax.model.config import DiTConfig, Geometry
   path = path or DEMO_DIR
+  if path in SHIPPED and not os.path.isdir(path):
+    path = SHIPPED[path]
   if not os.path.isdir(path):
     raise FileNotFoundError(f"model directory {path!r} does not exist")
   model_json = os.path.join(path, "model.json")

@@ -188,3 +188,31 @@ def test_live_generative_delay_from_a_file(jam_package, tmp_path):
        "--input", str(tmp_path / "missing.wav"), "--seconds", "1",
        "--no-tui"], env=env, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and "--input must be" in r.stderr
+
+
+def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
+  """benchmarks/jam_eval.py: part k of piece k is the partner, the other
+  parts' sum the accompaniment; every condition and reference is scored."""
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import jam_eval
+  adir, sdir = tmp_path / "audio", tmp_path / "stems"
+  adir.mkdir()
+  for p, freqs in enumerate(((220.0, 330.0), (262.0, 392.0, 523.0))):
+    (sdir / f"p{p}").mkdir(parents=True)
+    parts = [tone(6.0, f) for f in freqs]
+    for k, x in enumerate(parts):
+      sf.write(str(sdir / f"p{p}" / f"part{k:02d}.wav"), x.T, SR,
+               subtype="FLOAT")
+    sf.write(str(adir / f"p{p}.wav"), np.sum(parts, 0).T, SR,
+             subtype="FLOAT")
+  codec = get_codec("mel")
+  data = jam_eval.clips([str(adir)], [str(sdir)], 5, 5.0, codec)
+  assert [d[0] for d in data] == ["audio/p0.wav#part00", "audio/p1.wav#part01"]
+  np.testing.assert_allclose(data[1][2], tone(5.0, 392.0), atol=1e-5)
+  np.testing.assert_allclose(data[1][3], tone(5.0, 262.0) + tone(5.0, 523.0),
+                             atol=1e-5)
+  r = jam_eval.run(jam_package, [str(adir)], [str(sdir)], 5, 1, [0],
+                   log=lambda s: None)
+  assert set(r["summary"]) == {"tf+0", "none", "real", "random", "clips"}
+  for cond in ("tf+0", "none", "real", "random"):
+    assert 0.0 <= r["summary"][cond]["chroma_agreement"] <= 1.0

@@ -317,3 +317,17 @@ def test_data_build_stems_writes_accompaniment_records(tmp_path):
                         controls={"loudness": 1, "partner": 8})
   b = pipe.batch(0)
   assert b["control_partner"].shape == (4, 16, 9)
+  one = builders.build(str(audio_dir), out, "pool", codec, min_frames=16,
+                       controls=["loudness"], stems_dir=str(stems),
+                       parts_per_file=1)
+  assert one["part_records"] == 1 and one["examples"] == 3
+  # A corrupt stem skips that file's parts (its mix stays), with the reason.
+  (stems / "solo").mkdir()
+  (stems / "solo" / "part00.wav").write_bytes(b"RIFF....not audio")
+  sf.write(str(stems / "solo" / "part01.wav"), np.stack([parts[1]] * 2, 1),
+           sr, subtype="FLOAT")
+  bad = builders.build(str(audio_dir), out, "pool", codec, min_frames=16,
+                       controls=["loudness"], stems_dir=str(stems))
+  assert bad["part_records"] == 2 and bad["examples"] == 4
+  assert any(s["file"] == "solo.wav" and "part00.wav unreadable" in
+             s["reason"] for s in bad["skipped"])

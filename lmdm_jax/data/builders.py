@@ -206,7 +206,12 @@ def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
   else:
     xs = []
     for p in stem_paths:
-      x, sr = audio_lib.read(p)
+      try:
+        x, sr = audio_lib.read(p)
+      except audio_lib.BadAudio as e:
+        skipped.append({"file": rel, "reason": f"stem {os.path.basename(p)}"
+                        f" {e}"})
+        return records, skipped           # not cached: fixable by re-render
       xs.append(audio_lib.convert(x, sr, cod.channels, cod.sample_rate))
     n = max(x.shape[-1] for x in xs)
     xs = [np.pad(x, [(0, 0), (0, n - x.shape[-1])]) for x in xs]
@@ -272,7 +277,8 @@ def build(audio_dir: str, out: str, codec: str = "pool",
           codec_kwargs: Optional[dict] = None, captions: Optional[str] = None,
           min_frames: int = 256, name: str = "lmdm_latents",
           log=print, controls=(), pitch_method: str = "pyin",
-          stems: bool = False, stems_dir: Optional[str] = None) -> dict:
+          stems: bool = False, stems_dir: Optional[str] = None,
+          parts_per_file: Optional[int] = None) -> dict:
   """Encodes audio_dir with the codec and writes the TFDS dataset to out.
 
   Returns the report (also written to <out>/<name>_build_report.json):
@@ -283,7 +289,10 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   2-core CPU) or "yin" (~25x faster, loudness-gated voicing).
   `stems` / `stems_dir`: also write one accompaniment record per part of
   every file that has stems (see the module docstring); `stems_dir` implies
-  `stems`.
+  `stems`. `parts_per_file`: keep at most this many part records per
+  file (parts picked by a hash of the file name, so a re-build keeps the
+  same ones; all parts are encoded and cached either way), to balance
+  accompaniment records against mix records.
   """
   from lmdm_jax.codecs import get_codec
   from lmdm_jax.control import extract
@@ -303,6 +312,8 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   if stems_dir is not None and not os.path.isdir(stems_dir):
     raise ValueError(f"--stems-dir is not a directory: {stems_dir}")
   stems = stems or stems_dir is not None
+  if parts_per_file is not None and parts_per_file < 1:
+    raise ValueError(f"parts_per_file must be >= 1, got {parts_per_file}")
   codec_kwargs = dict(codec_kwargs or {})
   cod = get_codec(codec, **codec_kwargs)
   caps = read_captions(captions)
@@ -357,6 +368,10 @@ def build(audio_dir: str, out: str, codec: str = "pool",
         recs, skip = _part_records(path, rel, stem_paths, cod, cache,
                                    min_frames, json.dumps(
                                        [codec, sorted(codec_kwargs.items())]))
+        if parts_per_file is not None and len(recs) > parts_per_file:
+          first = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % len(recs)
+          recs = [recs[(first + j) % len(recs)]
+                  for j in range(parts_per_file)]
         items.extend(dict(r, caption=meta["caption"]) for r in recs)
         skipped.extend(skip)
         parts += len(recs)

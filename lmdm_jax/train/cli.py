@@ -127,7 +127,8 @@ def _data_build(args) -> int:
                           controls=[c for c in args.controls.split(",")
                                     if c],
                           pitch_method=args.pitch_method,
-                          stems=args.stems, stems_dir=args.stems_dir)
+                          stems=args.stems, stems_dir=args.stems_dir,
+                          parts_per_file=args.parts_per_file)
   print(json.dumps({k: v for k, v in report.items() if k != "skipped"},
                    indent=2))
   if report["skipped"]:
@@ -216,6 +217,9 @@ def register(sub, bsub) -> None:
   b.add_argument("--stems-dir", default=None,
                  help="stems of AUDIO/x/y.flac are in STEMS_DIR/x/y/*.flac "
                       "(implies --stems)")
+  b.add_argument("--parts-per-file", type=int, default=None,
+                 help="at most this many accompaniment records per file "
+                      "(default: one per part)")
   b.set_defaults(fn=_data_build)
   dm = dsub.add_parser(
       "demo", help="render the offline demo dataset (music21 + fluidsynth)",
