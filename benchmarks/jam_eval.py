@@ -4,7 +4,8 @@ For each held-out piece with stems (`lmdm data demo --stems` layout: the
 mix in AUDIO/<group>/<name>.flac, its parts in STEMS/<group>/<name>/): part
 k (k = clip index mod parts) is the partner, the sum of the other parts the
 real accompaniment. The model continues the accompaniment from its first s
-frames (its codec latents) for --blocks blocks, given the partner's latents
+frames (its codec latents; --context none: from zeros, so only the partner
+and the text can set the harmony) for --blocks blocks, given the partner's latents
 with visibility t_f (frames past each block's start; each --tf value) or no
 partner at all (the unconditioned baseline), same seeds. Coherence with
 the partner over the generated span (lmdm_jax/eval/adherence.py
@@ -65,7 +66,7 @@ def clips(audio_dirs, stems_dirs, n, seconds, codec):
 
 
 def run(model, audio_dirs, stems_dirs, n_clips, blocks, tfs, seed=0,
-        log=print) -> dict:
+        log=print, context: str = "real") -> dict:
   from lmdm_jax import pretrained
   from lmdm_jax.control import inputs as ci
   from lmdm_jax.eval import adherence as A
@@ -113,7 +114,9 @@ def run(model, audio_dirs, stems_dirs, n_clips, blocks, tfs, seed=0,
         return make_controls(spec, cross_tokens=tokens, cfg_scale=cfg_scale,
                              seed=seed, frame_controls=fc)
 
-      state = stream.prime(params, za[None, :g.context], controls_for(0))
+      ctx = (za[None, :g.context] if context == "real" else
+             np.zeros((1, g.context, za.shape[1]), np.float32))
+      state = stream.prime(params, ctx, controls_for(0))
       out = []
       for i in range(blocks):
         state, x = stream.block(params, state, controls_for(i))
@@ -145,6 +148,7 @@ def run(model, audio_dirs, stems_dirs, n_clips, blocks, tfs, seed=0,
              for c in conds + ["real", "random"]}
   summary["clips"] = len(rows)
   return {"model": os.path.abspath(model), "steps": steps,
+          "context": context,
           "cfg_scale": cfg_scale, "blocks": blocks, "t_f_frames": list(tfs),
           "t_f_seconds": [t / codec.frame_rate for t in tfs],
           "frame_rate": codec.frame_rate, "context_frames": g.context,
@@ -163,12 +167,16 @@ def main():
   ap.add_argument("--blocks", type=int, default=8)
   ap.add_argument("--tf", default="24,0,-43",
                   help="visibilities in frames past the block start")
+  ap.add_argument("--context", default="real", choices=("real", "none"),
+                  help="prime with the real accompaniment's first s frames, "
+                       "or with zeros (the partner and text alone)")
   ap.add_argument("--json", required=True)
   a = ap.parse_args()
   if len(a.audio) != len(a.stems):
     ap.error("give one --stems per --audio")
   tfs = [int(v) for v in a.tf.split(",") if v.strip()]
-  r = run(a.model, a.audio, a.stems, a.clips, a.blocks, tfs)
+  r = run(a.model, a.audio, a.stems, a.clips, a.blocks, tfs,
+          context=a.context)
   with open(a.json, "w") as f:
     json.dump(r, f, indent=2)
   print(json.dumps(r["summary"], indent=2))

@@ -59,8 +59,10 @@ def plot_jam(doc: dict, path: str) -> None:
     ax.set_title(key.replace("_", " "), fontsize=9)
     ax.invert_xaxis()
   axes[0].legend(fontsize=7)
+  ctx = {"real": "real context", "none": "zero context"}.get(
+      doc.get("context", "real"), "")
   fig.suptitle(f"jamming coherence with the partner, {s['clips']} held-out "
-               f"clips x {doc['blocks']} blocks", fontsize=9)
+               f"clips x {doc['blocks']} blocks, {ctx}", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

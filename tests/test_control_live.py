@@ -216,3 +216,28 @@ def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
   assert set(r["summary"]) == {"tf+0", "none", "real", "random", "clips"}
   for cond in ("tf+0", "none", "real", "random"):
     assert 0.0 <= r["summary"][cond]["chroma_agreement"] <= 1.0
+
+
+def test_shipped_sketch_model_plays_a_sketch_and_a_partner(tmp_path):
+  """The shipped sketch/jam model (lmdm_jax/assets/sketch) loads by name,
+  has every sketch control and a partner, and its melody control moves its
+  output (the trained control projections are not zero)."""
+  from lmdm_jax import pretrained
+  pkg = pretrained.load("sketch")
+  assert sorted(pkg.dit.control_dims) == ["brightness", "cqt_topk",
+                                          "loudness", "partner", "pitch"]
+  w = np.asarray(pkg.params["dit"]["to_control_embed_cqt_topk"]["kernel"])
+  assert np.abs(w).max() > 1e-2
+  hum = str(tmp_path / "hum.wav")
+  sf.write(hum, tone(2.3, 440.0).T, SR)
+  z = {}
+  for name, kw in (("sketch", dict(sketch=hum,
+                                   sketch_controls=["cqt_topk"])),
+                   ("partner", dict(accompany=hum)), ("plain", {})):
+    z[name] = str(tmp_path / f"{name}.npy")
+    generate("slow Bach chorale for string ensemble", 2.2,
+             str(tmp_path / f"{name}.wav"), checkpoint="sketch", steps=2,
+             progress=False, log=lambda s: None, latents_out=z[name], **kw)
+  plain = np.load(z["plain"])
+  assert np.abs(np.load(z["sketch"]) - plain).max() > 1e-3
+  assert np.abs(np.load(z["partner"]) - plain).max() > 1e-3

@@ -278,7 +278,8 @@ def build(audio_dir: str, out: str, codec: str = "pool",
           min_frames: int = 256, name: str = "lmdm_latents",
           log=print, controls=(), pitch_method: str = "pyin",
           stems: bool = False, stems_dir: Optional[str] = None,
-          parts_per_file: Optional[int] = None) -> dict:
+          parts_per_file: Optional[int] = None,
+          mem_buffer_gb: float = 8.0) -> dict:
   """Encodes audio_dir with the codec and writes the TFDS dataset to out.
 
   Returns the report (also written to <out>/<name>_build_report.json):
@@ -292,7 +293,9 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   `stems`. `parts_per_file`: keep at most this many part records per
   file (parts picked by a hash of the file name, so a re-build keeps the
   same ones; all parts are encoded and cached either way), to balance
-  accompaniment records against mix records.
+  accompaniment records against mix records. `mem_buffer_gb`: the
+  dataset is shuffled in memory up to this size (past it TFDS needs
+  TensorFlow).
   """
   from lmdm_jax.codecs import get_codec
   from lmdm_jax.control import extract
@@ -381,6 +384,13 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   if stems and not parts:
     raise ValueError(f"--stems: no file in {audio_dir} has stems (looked in "
                      f"{stems_dir or 'the demo layout, <out>/stems/...'})")
+  # TFDS shuffles in memory up to a buffer limit (1 GB) and past it spills
+  # to disk through tf.io.gfile, i.e. needs TensorFlow, which this project
+  # does not install. Raise the limit (datasets with controls and partner
+  # latents pass 1 GB at demo scale); beyond it, install tensorflow-cpu.
+  from tensorflow_datasets.core import shuffle as tfds_shuffle
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = max(tfds_shuffle.MAX_MEM_BUFFER_SIZE,
+                                         int(mem_buffer_gb * (1 << 30)))
   builder = LmdmLatents(items=items, latent_channels=cod.latent_channels,
                         controls=control_dims, partner=stems, data_dir=out,
                         file_format="array_record")
