@@ -79,29 +79,18 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
     raise ValueError(f"cfg scale must be finite and >= 0, got {cfg_scale}")
 
 
-def _read_input(path: str, codec) -> np.ndarray:
-  """A control file as [codec channels, samples] at the codec's rate."""
-  from lmdm_jax.data import audio as audio_lib
-  try:
-    x, sr = audio_lib.read(path)
-  except Exception as e:  # noqa: BLE001  (any decoder error: say which file)
-    raise ValueError(f"cannot read {path}: {e}") from e
-  if not np.isfinite(x).all():
-    raise ValueError(f"{path} holds NaN or inf samples")
-  return audio_lib.convert(x, sr, codec.channels, codec.sample_rate)
-
-
 def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
                    sketch_controls=None, accompany: Optional[str] = None,
                    delay: int = 0, pitch_method: str = "yin"):
   """(ControlTrack or None, partner audio or None) for generate's files."""
   from lmdm_jax.control import track as track_lib
   from lmdm_jax.control.inputs import PARTNER
+  from lmdm_jax.data.audio import read_converted
   dims = pkg.dit.control_dims
   controls, partner_audio = {}, None
   if sketch is not None:
     names = track_lib.sketch_names(dims, sketch_controls)
-    x = _read_input(sketch, codec)
+    x = read_converted(sketch, codec)
     controls.update(track_lib.sketch_track(
         x, codec, names, frames, pitch_method=pitch_method).controls)
   elif sketch_controls:
@@ -111,7 +100,7 @@ def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
       raise ValueError(f"{pkg.path} has no partner control (it has "
                        f"{sorted(dims) or 'no controls'}); --accompany needs "
                        f"a jam model such as lmdm_jax/assets/sketch")
-    partner_audio = _read_input(accompany, codec)
+    partner_audio = read_converted(accompany, codec)
     controls.update(track_lib.partner_track(partner_audio, codec).controls)
   if not controls:
     return None, None

@@ -691,9 +691,9 @@ def _attach_input(args, pkg, session, player, codec, log):
                                          channels)
     except RuntimeError as e:
       raise ValueError(f"--input mic: {e}") from e
-  from lmdm_jax.generate import _read_input
-  live_input.attach_file(session, player, live, _read_input(args.input,
-                                                            codec))
+  from lmdm_jax.data.audio import read_converted
+  live_input.attach_file(session, player, live, read_converted(args.input,
+                                                               codec))
   return live, None
 
 

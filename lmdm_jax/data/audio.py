@@ -60,3 +60,16 @@ def load_for_codec(path: str, codec):
     raise BadAudio(f"silent (peak below {SILENCE_PEAK})")
   duration = x.shape[1] / sr
   return convert(x, sr, codec.channels, codec.sample_rate), sr, duration
+
+
+def read_converted(path: str, codec) -> np.ndarray:
+  """A control/partner file as [codec channels, samples] at the codec's
+  rate. Unlike `load_for_codec`, silence is allowed (a part may rest);
+  unreadable or non-finite files raise ValueError naming the file."""
+  try:
+    x, sr = read(path)
+  except Exception as e:  # noqa: BLE001  (any decoder error: say which file)
+    raise ValueError(f"cannot read {path}: {e}") from e
+  if not np.isfinite(x).all():
+    raise ValueError(f"{path} holds NaN or inf samples")
+  return convert(x, sr, codec.channels, codec.sample_rate)
