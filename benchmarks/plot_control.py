@@ -40,29 +40,48 @@ def plot_sketch(doc: dict, path: str) -> None:
 
 
 def plot_jam(doc: dict, path: str) -> None:
+  """Held-out loss with the partner (relative to none), chord-tone agreement
+  and onset F1 vs t_f, with their references."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   s = doc["summary"]
   tfs = doc["t_f_seconds"]
   order = np.argsort(tfs)[::-1]
-  fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-  for ax, key in zip(axes, ("chroma_agreement", "onset_f1")):
-    ys = [s[f"tf{doc['t_f_frames'][i]:+d}"][key] for i in order]
-    ax.plot([tfs[i] for i in order], ys, "o-", label="partner visible to t_f")
-    for ref, style in (("none", "--"), ("real", ":"), ("random", "-.")):
-      ax.axhline(s[ref][key], ls=style, color="grey" if ref != "real"
-                 else "k", label={"none": "no partner", "real":
-                                  "real accompaniment",
-                                  "random": "random pairing"}[ref])
+  xs = [tfs[i] for i in order]
+  conds = [f"tf{doc['t_f_frames'][i]:+d}" for i in order]
+  panels = [k for k in ("loss", "chord_tone", "onset_f1")
+            if k == "loss" and "loss" in s or k != "loss" and "none" in s]
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3))
+  axes = np.atleast_1d(axes)
+  for ax, key in zip(axes, panels):
+    if key == "loss":
+      base = s["loss"]["none"]
+      rel = lambda c: 100.0 * (s["loss"][c] / base - 1.0)
+      ax.plot(xs, [rel(c) for c in conds], "o-",
+              label="own partner, visible to t_f")
+      ax.axhline(0.0, ls="--", color="grey", label="no partner")
+      ax.axhline(rel("random"), ls="-.", color="grey",
+                 label="another piece's partner")
+      ax.set_title("held-out loss vs no partner (%)", fontsize=9)
+    else:
+      ax.plot(xs, [s[c][key] for c in conds], "o-",
+              label="partner visible to t_f")
+      refs = (("none", "--", "grey", "no partner"),
+              ("real", ":", "k", "real acc. through the codec"),
+              ("real_raw", "-", "k", "real acc. (raw audio)"),
+              ("random", "-.", "grey", "random pairing"))
+      for ref, style, colour, label in refs:
+        if ref in s:
+          ax.axhline(s[ref][key], ls=style, color=colour, label=label)
+      ax.set_title(key.replace("_", " "), fontsize=9)
     ax.set_xlabel("t_f (s past the block start)")
-    ax.set_title(key.replace("_", " "), fontsize=9)
     ax.invert_xaxis()
-  axes[0].legend(fontsize=7)
+    ax.legend(fontsize=6)
   ctx = {"real": "real context", "none": "zero context"}.get(
       doc.get("context", "real"), "")
-  fig.suptitle(f"jamming coherence with the partner, {s['clips']} held-out "
-               f"clips x {doc['blocks']} blocks, {ctx}", fontsize=9)
+  fig.suptitle(f"jamming, {s['clips']} held-out clips x {doc['blocks']} "
+               f"blocks, {ctx}", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -89,3 +89,31 @@ def test_coherence_prefers_consonant_partner():
   c_same = A.coherence(partner, same, SR, FR)["chroma_agreement"]
   c_other = A.coherence(partner, fifth, SR, FR)["chroma_agreement"]
   assert c_same > 0.8 and c_same > c_other + 0.3
+
+
+def _chord(freqs, seconds=3):
+  return sum(_tone([f] * seconds, amp=0.3) for f in freqs)
+
+
+def test_chord_tone_agreement_on_triads():
+  c4, e4, g4, a3 = 261.63, 329.63, 392.0, 220.0
+  fs4, as4, cs5 = 369.99, 466.16, 554.37
+  partner = _tone([c4] * 3)
+  frames = int(3 * FR) - 1
+  pcs = A.partner_pitch_classes(partner, SR, FR, frames)
+  assert (pcs == 0).all()                       # C everywhere
+  def score(gen):
+    return A.chord_tone_agreement(pcs, A.chroma_cqt(gen, SR, FR, frames))
+  assert score(_chord([c4 / 2, e4, g4])) > 0.95         # C major: C is a tone
+  assert score(_chord([a3, c4 * 2, e4])) > 0.95         # A minor: also
+  assert score(_chord([fs4, as4, cs5])) < 0.05          # F# major: not
+  # Triad templates: rows 2r major, 2r + 1 minor.
+  np.testing.assert_array_equal(np.flatnonzero(A.TRIADS[2 * 9 + 1]),
+                                [0, 4, 9])              # A minor = A C E
+  # A rest in the partner is not scored; an all-silent partner is NaN.
+  rest = A.partner_pitch_classes(_tone([c4, 0, c4]), SR, FR, frames)
+  assert (rest[int(1.2 * FR):int(1.8 * FR)] == -1).all()
+  assert np.isnan(A.chord_tone_agreement(np.full(frames, -1),
+                                         np.ones((frames, 12))))
+  with pytest.raises(ValueError, match="frames"):
+    A.chord_tone_agreement(pcs, np.ones((frames + 1, 12)))

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import soundfile as sf
@@ -211,11 +212,32 @@ def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
   np.testing.assert_allclose(data[1][2], tone(5.0, 392.0), atol=1e-5)
   np.testing.assert_allclose(data[1][3], tone(5.0, 262.0) + tone(5.0, 523.0),
                              atol=1e-5)
-  r = jam_eval.run(jam_package, [str(adir)], [str(sdir)], 5, 1, [0],
-                   log=lambda s: None)
-  assert set(r["summary"]) == {"tf+0", "none", "real", "random", "clips"}
-  for cond in ("tf+0", "none", "real", "random"):
-    assert 0.0 <= r["summary"][cond]["chroma_agreement"] <= 1.0
+  r = jam_eval.run(jam_package, [str(adir)], [str(sdir)], 5, 1, [0, 4],
+                   log=lambda s: None, loss_draws=2)
+  summ = r["summary"]
+  assert set(summ) == {"tf+0", "tf+4", "none", "real", "real_raw", "random",
+                       "real_raw_random", "clips", "loss"}
+  for cond in ("tf+0", "none", "real", "real_raw", "random"):
+    for k in ("chord_tone", "chroma_agreement", "onset_f1"):
+      assert 0.0 <= summ[cond][k] <= 1.0, (cond, k)
+  assert -1.0 <= summ["none"]["latent_r"] <= 1.0
+  loss = summ["loss"]
+  assert all(np.isfinite(loss[c]) for c in ("tf+0", "tf+4", "none",
+                                            "random"))
+  # A random partner projection changes the loss once the partner is seen;
+  # with it zeroed, every condition is the no-partner loss exactly.
+  assert loss["tf+4"] != loss["none"]
+  from lmdm_jax import pretrained
+  pkg = pretrained.load(jam_package)
+  params = jax.tree.map(np.asarray, pkg.params["dit"])
+  params["to_control_embed_partner"]["kernel"] = np.zeros_like(
+      params["to_control_embed_partner"]["kernel"])
+  codec_ = pkg.make_codec()
+  long = jam_eval.clips([str(adir)], [str(sdir)], 5, 6.1, codec_)
+  zeroed = jam_eval.partner_losses(pkg, params, long, [0, 4], codec_,
+                                   pkg.text_encoder(), 1, draws=2)
+  for c in ("tf+0", "tf+4", "random"):
+    assert zeroed[c] == pytest.approx(zeroed["none"], rel=1e-6)
 
 
 def test_shipped_sketch_model_plays_a_sketch_and_a_partner(tmp_path):

@@ -122,6 +122,31 @@ def test_objective_with_all_controls_dropped_is_the_base_objective():
         "control_cqt_topk"]}, cfg.cond_tokens)
 
 
+def test_partner_dropout_is_separate_from_the_sketch_dropout():
+  spec = finetune.FinetuneSpec.from_config(sketch_tiny())
+  names = [n for n, _ in spec.model.controls]
+  j = names.index("partner")
+  keys = jax.random.split(jax.random.PRNGKey(5), 64)
+  draw = jax.vmap(lambda k, s: finetune.draw(s, k)["control_keep"],
+                  in_axes=(0, None))
+  only_partner = np.asarray(jax.jit(draw, static_argnums=1)(
+      keys, dataclasses.replace(spec, control_dropout=1.0,
+                                partner_dropout=0.0)))
+  assert only_partner[:, j].all()
+  assert not np.delete(only_partner, j, axis=1).any()
+  no_partner = np.asarray(jax.jit(draw, static_argnums=1)(
+      keys, dataclasses.replace(spec, control_dropout=0.0,
+                                partner_dropout=1.0)))
+  assert not no_partner[:, j].any()
+  assert np.delete(no_partner, j, axis=1).all()
+  # Negative (the default): the partner follows control_dropout.
+  same = np.asarray(jax.jit(draw, static_argnums=1)(
+      keys, dataclasses.replace(spec, control_dropout=1.0)))
+  assert not same.any()
+  with pytest.raises(ValueError, match="partner_dropout"):
+    dataclasses.replace(spec, partner_dropout=1.5)
+
+
 def test_pipeline_crops_controls_with_the_latents():
   dims = {"loudness": 1, "partner": 3}
 

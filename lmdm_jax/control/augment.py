@@ -27,8 +27,9 @@ import jax.numpy as jnp
 from lmdm_jax.control.inputs import PARTNER
 
 
-def check_params(dropout: float, median_p: float, median_max: int) -> None:
-  for name, p in (("control_dropout", dropout), ("median_p", median_p)):
+def check_params(dropout: float, median_p: float, median_max: int,
+                 dropout_name: str = "control_dropout") -> None:
+  for name, p in ((dropout_name, dropout), ("median_p", median_p)):
     if not 0.0 <= p <= 1.0:
       raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
   if not (isinstance(median_max, int) and median_max >= 1
@@ -58,13 +59,15 @@ def median_filter(x, kernel, max_kernel: int):
   return jnp.sort(win, axis=1)[:, half]
 
 
-def draw(key, names: Sequence[str], dropout: float, median_p: float,
+def draw(key, names: Sequence[str], dropout, median_p: float,
          median_max: int) -> Dict[str, jnp.ndarray]:
   """Random choices of one example: keep [n] (1 = control given) and
-  kernel [n] (odd median kernel sizes, 1 = no filtering), in `names` order."""
+  kernel [n] (odd median kernel sizes, 1 = no filtering), in `names` order.
+  `dropout`: one probability, or one per name."""
   n = len(names)
   k_drop, k_med, k_size = jax.random.split(key, 3)
-  keep = (jax.random.uniform(k_drop, (n,)) >= dropout).astype(jnp.float32)
+  p = jnp.broadcast_to(jnp.asarray(dropout, jnp.float32), (n,))
+  keep = (jax.random.uniform(k_drop, (n,)) >= p).astype(jnp.float32)
   sizes = max((median_max - 1) // 2, 1)
   size = 2 * jax.random.randint(k_size, (n,), 1, sizes + 1) + 1
   use = jax.random.uniform(k_med, (n,)) < median_p

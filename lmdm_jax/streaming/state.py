@@ -43,6 +43,9 @@ class StreamSpec:
   # Jamming: partner frames at window index >= context + this are hidden
   # (frames, relative to the block start; lmdm_jax/control/inputs.py).
   partner_visibility: int = 0
+  # BC only: re-encode the context from its window every block (None: only
+  # when a partner control is cut at t_f < 0). See `reencodes_context`.
+  bc_reencode: Optional[bool] = None
 
   def __post_init__(self):
     if self.batch < 1:
@@ -67,6 +70,26 @@ class StreamSpec:
       control_inputs.visibility_cutoff(self.geometry.context,
                                        self.geometry.block,
                                        self.partner_visibility)
+
+  @property
+  def reencodes_context(self) -> bool:
+    """Whether a BC stream re-encodes its context every block.
+
+    A BC stream encodes each chunk once, with the controls of the block in
+    which it was generated, and keeps it (history beyond the window). With
+    a partner cut at t_f < 0 a chunk's partner frames become visible only
+    blocks after the chunk was encoded, so it would never see them. Then
+    the context (minus its newest chunk, which the fused step encodes) is
+    re-encoded from the block's window under the current cut, one prefill
+    of s - o frames per block, and each block equals the training window's
+    forward exactly (tests/test_control_stream.py).
+    """
+    if self.geometry.mode != "bc":
+      return False
+    if self.bc_reencode is not None:
+      return bool(self.bc_reencode)
+    return (control_inputs.PARTNER in self.model.control_dims and
+            self.partner_cutoff < self.geometry.context)
 
   @property
   def partner_cutoff(self) -> int:

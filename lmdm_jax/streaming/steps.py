@@ -139,13 +139,18 @@ def cache_update(params, spec: StreamSpec, state: StreamState,
   conditioning (BC writes the newest chunk in the next fused step). The
   controls' frame controls (window [context | block]) are cut at the
   partner visibility and kept in the state for this block's steps; BC's
-  cached chunks keep the controls they were encoded with.
+  cached chunks keep the controls they were encoded with, unless
+  `spec.reencodes_context` (a partner at t_f < 0): then BC re-encodes its
+  context like the prefill, so chunks see partner frames that became
+  visible since they were encoded.
   """
   cond = conditioning(params, spec, controls)
   fc = window_controls(spec, controls)
   kv = state.kv
   if spec.geometry.mode == "ed":
     kv = prefill_ed(params, spec, state.context, cond, fc)
+  elif spec.reencodes_context:
+    kv = prefill_bc(params, spec, state.context, cond, fc)
   return state.replace(kv=kv, cond=cond, seed=controls.seed,
                        step=jnp.zeros((), jnp.int32), frame_controls=fc)
 

@@ -79,6 +79,9 @@ class FinetuneSpec:
     partner_visibilities: if given, t_f is drawn per example uniformly from
       these values instead (one model then streams at any of them; the
       mask channel tells it where the partner stops).
+    partner_dropout: probability that the partner is absent for a whole
+      example; negative: `control_dropout`. A jam model learns to use its
+      partner only if it sees one often enough (docs/control.md).
   """
   model: DiTConfig
   geometry: Geometry
@@ -100,6 +103,7 @@ class FinetuneSpec:
   median_max: int = 9
   partner_visibility: int = 0
   partner_visibilities: tuple = ()
+  partner_dropout: float = -1.0
 
   def __post_init__(self):
     object.__setattr__(self, "partner_visibilities",
@@ -122,6 +126,9 @@ class FinetuneSpec:
                        f"{timesteps.SAMPLERS}")
     augment.check_params(self.control_dropout, self.median_p,
                          self.median_max)
+    if self.partner_dropout >= 0:
+      augment.check_params(self.partner_dropout, self.median_p,
+                           self.median_max, "partner_dropout")
     if control_inputs.PARTNER in self.model.control_dims:
       for t_f in (self.partner_visibility,) + self.partner_visibilities:
         control_inputs.visibility_cutoff(self.geometry.context,
@@ -182,9 +189,12 @@ def draw(spec: FinetuneSpec, key) -> dict:
   if spec.model.controls:
     # A key of its own: the draws above are those of a model without
     # controls.
-    c = augment.draw(jax.random.fold_in(key, 7),
-                     [n for n, _ in spec.model.controls],
-                     spec.control_dropout, spec.median_p, spec.median_max)
+    names = [n for n, _ in spec.model.controls]
+    dropout = [spec.partner_dropout if (n == control_inputs.PARTNER and
+                                        spec.partner_dropout >= 0)
+               else spec.control_dropout for n in names]
+    c = augment.draw(jax.random.fold_in(key, 7), names, dropout,
+                     spec.median_p, spec.median_max)
     d.update(control_keep=c["keep"], control_kernel=c["kernel"])
     if spec.partner_visibilities:
       choices = jnp.asarray(spec.partner_visibilities, jnp.int32)
