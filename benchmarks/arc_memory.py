@@ -1,9 +1,11 @@
 """XLA memory analysis of the ARC-Forcing generator and discriminator steps.
 
-Each step is value_and_grad of the objective (`generator_loss` w.r.t. the
-generator's parameters, `discriminator_loss` w.r.t. the discriminator's)
-followed by an AdamW update (optax: clip 1.0, lr 1e-6, betas 0.9/0.95,
-wd 0.01), jitted with the player's parameters and optimiser state donated.
+Each step is the trainer's own (`lmdm_jax.arc.train.make_steps`, what one
+device of a data-parallel run executes): per-example rollouts, the
+player's loss (`lmdm_jax.arc.objective`) and its gradient accumulated over
+microbatches, an AdamW update (optax: clip 1.0, lr 1e-6, betas 0.9/0.95,
+wd 0.01) and, for the generator, its EMA; the whole ARCState (both
+players' parameters and optimiser states, the EMA) is donated.
 Everything is abstract (`jax.ShapeDtypeStruct`, `jax.eval_shape`): no
 parameter is ever materialised, so the SAO-Small shape at the paper's
 per-device batch compiles on a CPU host. The figures are those of the
@@ -35,11 +37,12 @@ import jax.numpy as jnp
 import optax
 
 from lmdm_jax.arc.discriminator import Discriminator, DiscriminatorConfig
-from lmdm_jax.arc.objective import (ARCConfig, discriminator_loss,
-                                    generator_loss)
+from lmdm_jax.arc.objective import ARCConfig, ARCSpec
+from lmdm_jax.arc.train import ARCState, make_steps
 from lmdm_jax.configs import dit_config, geometry, load_config
 from lmdm_jax.model.init import count_params, param_shapes
 from lmdm_jax.streaming.state import StreamSpec
+from lmdm_jax.train import parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "finetune_bc.py")
@@ -61,65 +64,38 @@ def _abstract(tree):
                       tree)
 
 
-def _accumulated(loss_fn, accum: int):
-  """value_and_grad of loss_fn averaged over `accum` microbatches (lax.scan).
-
-  loss_fn(params, other, data, key) -> (loss, aux). The batch's leading axis
-  is split into [accum, batch / accum]; only one microbatch's activations
-  are live at a time, as in lmdm_jax/arc/train.py's accumulation. (Within a
-  microbatch the contrastive prompt permutation then spans batch / accum
-  examples; the trainer permutes over the global batch.)
-  """
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  if accum == 1:
-    return grad_fn
-
-  def fn(params, other, data, key):
-    micro = jax.tree.map(
-        lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), data)
-    keys = jax.random.split(key, accum)
-
-    def body(g_sum, xs):
-      mb, k = xs
-      (loss, aux), g = grad_fn(params, other, mb, k)
-      return jax.tree.map(jnp.add, g_sum, g), (loss, aux)
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    g_sum, (losses, auxs) = jax.lax.scan(body, zeros, (micro, keys))
-    grads = jax.tree.map(lambda g: g / accum, g_sum)
-    return (losses.mean(), jax.tree.map(lambda a: a.mean(0), auxs)), grads
-
-  return fn
-
-
 def build(cfg, mode: str, batch: int, blocks: int, k_max: int = 5,
           dtype: str = "float32", remat: str = "none", exit_layer: int = 11,
-          head_channels: int = 128, accum: int = 1):
-  """Step functions and abstract arguments of both players.
+          head_channels: int = 128, accum: int = 1, ema: bool = True):
+  """The trainer's own generator and discriminator steps, abstractly.
 
-  Returns {"generator": (fn, args), "discriminator": (fn, args), "info"}.
-  fn(params, opt_state, other_params, batch, key) -> (params, opt_state,
-  metrics); args are ShapeDtypeStructs. `accum` > 1 computes the gradient
-  of the per-device batch as that many microbatches (batch % accum == 0).
+  `lmdm_jax.arc.train.make_steps` on a one-device mesh (what each device of
+  a data-parallel run executes: its per-device batch as `accum`
+  microbatches under `lax.scan`, the whole ARCState donated), for an
+  ARCSpec built from a stage-1 config's model and geometry. Returns
+  {"generator": (step, args), "discriminator": (step, args), "info"}; args
+  are ShapeDtypeStructs (state, batch). `ema`: the state carries the
+  generator's EMA (paper code: decay 0.99), as a real run's does.
   """
   if accum < 1 or batch % accum:
     raise ValueError(f"accum {accum} must be >= 1 and divide batch {batch}")
   m = dataclasses.replace(dit_config(cfg), dtype=dtype, remat=remat)
   geo = geometry(cfg, mode)
-  spec = StreamSpec(m, geo, batch=batch // accum,
-                    cond_tokens=cfg.cond_tokens, steps=k_max)
+  stream = StreamSpec(m, geo, batch=1, cond_tokens=cfg.cond_tokens,
+                      steps=k_max, sampler="pingpong", cfg=False,
+                      min_query_rows=0)
   dcfg = DiscriminatorConfig(
       backbone=dataclasses.replace(m, input_add_dim=0),
       exit_layer=min(exit_layer, m.depth - 1), channels=head_channels)
-  arc = ARCConfig(blocks=blocks, k_min=1, k_max=k_max)
-  s, n = geo.context, geo.context + blocks * geo.block
+  spec = ARCSpec(stream, dcfg, ARCConfig(blocks=blocks, k_min=1,
+                                         k_max=k_max))
+  s, n = geo.context, spec.window
   f32 = jnp.float32
   data = {"latents": jax.ShapeDtypeStruct((batch, n, m.io_channels), f32),
           "cross_tokens": jax.ShapeDtypeStruct(
               (batch, cfg.cond_tokens, m.cond_token_dim), f32),
           "global_cond": jax.ShapeDtypeStruct((batch, m.global_cond_dim),
                                               f32)}
-  key = jax.ShapeDtypeStruct((2,), jnp.uint32)
   params_g = _abstract(param_shapes(m, cfg.cond_tokens))
 
   def init_d():
@@ -131,24 +107,15 @@ def build(cfg, mode: str, batch: int, blocks: int, k_max: int = 5,
 
   params_d = _abstract(jax.eval_shape(init_d))
   tx = optimizer()
-  opt_g = _abstract(jax.eval_shape(tx.init, params_g))
-  opt_d = _abstract(jax.eval_shape(tx.init, params_d))
-
-  g_grad = _accumulated(lambda p, o, d, k: generator_loss(
-      p, o, spec, dcfg, arc, d, k), accum)
-  d_grad = _accumulated(lambda p, o, d, k: discriminator_loss(
-      p, o, spec, dcfg, arc, d, k), accum)
-
-  def g_step(pg, og, pd, data, key):
-    (_, aux), grads = g_grad(pg, pd, data, key)
-    updates, og = tx.update(grads, og, pg)
-    return optax.apply_updates(pg, updates), og, aux
-
-  def d_step(pd, od, pg, data, key):
-    (_, aux), grads = d_grad(pd, pg, data, key)
-    updates, od = tx.update(grads, od, pd)
-    return optax.apply_updates(pd, updates), od, aux
-
+  state = ARCState(
+      step=jax.ShapeDtypeStruct((), jnp.int32), g_params=params_g,
+      g_opt=_abstract(jax.eval_shape(tx.init, params_g)), d_params=params_d,
+      d_opt=_abstract(jax.eval_shape(tx.init, params_d)),
+      rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+      g_ema=params_g if ema else None)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  g_step, d_step = make_steps(spec, tx, tx, mesh, accum_steps=accum,
+                              ema_decay=0.99 if ema else 0.0)
   info = {"mode": mode, "batch": batch, "accum": accum,
           "microbatch": batch // accum, "blocks": blocks, "k_max": k_max,
           "dtype": dtype, "remat": remat, "frames": n, "context": s,
@@ -159,11 +126,11 @@ def build(cfg, mode: str, batch: int, blocks: int, k_max: int = 5,
           "cond_token_dim": m.cond_token_dim,
           "global_cond_dim": m.global_cond_dim,
           "disc_exit_layer": dcfg.exit_layer,
-          "disc_head_channels": dcfg.channels,
+          "disc_head_channels": dcfg.channels, "generator_ema": ema,
           "params_generator": count_params(params_g),
           "params_discriminator": count_params(params_d)}
-  return {"generator": (g_step, (params_g, opt_g, params_d, data, key)),
-          "discriminator": (d_step, (params_d, opt_d, params_g, data, key)),
+  return {"generator": (g_step, (state, data)),
+          "discriminator": (d_step, (state, data)),
           "info": info}
 
 
@@ -180,9 +147,9 @@ def _flops(compiled):
 
 
 def analyse(fn, args) -> dict:
-  """Lowers and compiles fn (params and optimiser state donated)."""
+  """Lowers and compiles a jitted step (its state donated)."""
   t0 = time.perf_counter()
-  lowered = jax.jit(fn, donate_argnums=(0, 1)).lower(*args)
+  lowered = fn.lower(*args)
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()

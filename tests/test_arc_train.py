@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from lmdm_jax.arc import objective as ao
 from lmdm_jax.arc import train as at
 from lmdm_jax.configs import load_config
 from lmdm_jax.model.init import randomize
@@ -57,7 +58,7 @@ def _max_diff(a, b):
 def test_eight_devices_equal_one_device_with_accumulation():
   """G, D, G updates on a global batch of 16: 8 devices (no accumulation)
   and 1 device (2 microbatches) give the same players, metrics and EMA."""
-  spec = at.ARCSpec.from_config(tiny_arc())
+  spec = ao.ARCSpec.from_config(tiny_arc())
   state0 = jax.device_get(random_state(tiny_arc(), spec))
   batch = {k: v.astype(np.float32) for k, v in
            random_batch(spec, 16).items()}
@@ -117,7 +118,7 @@ def _write_stage1(tmp_path, cfg, spec):
 
 def test_train_resumes_exactly_and_starts_from_stage1(tmp_path):
   cfg = tiny_arc()
-  spec = at.ARCSpec.from_config(cfg)
+  spec = ao.ARCSpec.from_config(cfg)
   cfg.init.params, g0 = _write_stage1(tmp_path, cfg, spec)
   cfg.ckpt.every_steps = 2
   quiet = lambda *a: None
@@ -144,13 +145,13 @@ def test_bad_configs_are_refused(tmp_path):
   cfg = tiny_arc()
   cfg.data.window = 99
   with pytest.raises(ValueError, match="data.window 99 must be s"):
-    at.ARCSpec.from_config(cfg)
+    ao.ARCSpec.from_config(cfg)
   cfg = tiny_arc()
   cfg.arc.k_min = 3
   with pytest.raises(ValueError, match="k_min <= arc.k_max"):
-    at.ARCSpec.from_config(cfg)
+    ao.ARCSpec.from_config(cfg)
   cfg = tiny_arc()
-  spec = at.ARCSpec.from_config(cfg)
+  spec = ao.ARCSpec.from_config(cfg)
   with pytest.raises(ValueError, match="starts from a stage-1 model"):
     at.init_state(cfg, spec, train_state.make_optimizer(cfg.optim_g),
                   train_state.make_optimizer(cfg.optim_d))
@@ -184,7 +185,7 @@ def test_r1_r2_penalties_are_the_perturbation_estimate():
   import dataclasses
   import jax.numpy as jnp
   cfg = tiny_arc()
-  spec = at.ARCSpec.from_config(cfg)
+  spec = ao.ARCSpec.from_config(cfg)
   pen = dataclasses.replace(spec, r1_weight=0.5, r2_weight=0.25,
                             penalty_sigma=0.1)
   state = random_state(cfg, spec)
@@ -194,11 +195,36 @@ def test_r1_r2_penalties_are_the_perturbation_estimate():
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
       jnp.arange(2))
   steps = jnp.asarray([1, 2], jnp.int32)
-  base, m0 = at.discriminator_loss(state.d_params, state.g_params, spec,
+  base, m0 = ao.discriminator_loss(state.d_params, state.g_params, spec,
                                    batch, keys, steps)
-  total, m1 = at.discriminator_loss(state.d_params, state.g_params, pen,
+  total, m1 = ao.discriminator_loss(state.d_params, state.g_params, pen,
                                     batch, keys, steps)
   assert "r1" not in m0 and float(m1["r1"]) > 0 and float(m1["r2"]) > 0
   np.testing.assert_allclose(
       float(total), float(base) + 0.5 * float(m1["r1"]) +
       0.25 * float(m1["r2"]), rtol=1e-5)
+
+
+def test_objectives_give_finite_losses_and_separate_gradients():
+  """Each player's loss is finite and its gradient reaches only its own
+  parameters (the other player is a constant in it)."""
+  import jax.numpy as jnp
+  cfg = tiny_arc()
+  spec = ao.ARCSpec.from_config(cfg)
+  state = random_state(cfg, spec)
+  batch = {k: jnp.asarray(v, jnp.float32)
+           for k, v in random_batch(spec, 2, seed=3).items()}
+  batch["wrong_tokens"] = jnp.roll(batch["cross_tokens"], 1, axis=0)
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  steps = jnp.asarray([2, 1], jnp.int32)
+  g_loss, (gg, gd) = jax.jit(jax.value_and_grad(
+      lambda pg, pd: ao.generator_loss(pg, pd, spec, batch, keys, steps)[0],
+      argnums=(0, 1)))(state.g_params, state.d_params)
+  d_loss, (dd, dg) = jax.jit(jax.value_and_grad(
+      lambda pd, pg: ao.discriminator_loss(pd, pg, spec, batch, keys,
+                                           steps)[0],
+      argnums=(0, 1)))(state.d_params, state.g_params)
+  assert np.isfinite(float(g_loss)) and np.isfinite(float(d_loss))
+  norm = lambda t: max(float(jnp.abs(a).max()) for a in jax.tree.leaves(t))
+  assert norm(gg) > 0 and norm(dd) > 0
+  assert norm(gd) == 0 and norm(dg) == 0     # each player moves only itself
