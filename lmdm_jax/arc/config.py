@@ -59,9 +59,9 @@ def arc_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
   c.optim_d = _optim(1e-6)
   del c["optim"]
   # Paper: per-device batch 40 (320 on 8 accelerators). As 4 microbatches of
-  # 10 both steps fit 80 GB by XLA's memory analysis (generator 2 x 20:
-  # 54.6 GiB, discriminator 4 x 10: 65.4 GiB; unaccumulated 101 / 281 GiB):
-  # docs/arc-memory.md.
+  # 10 both of the trainer's steps fit 80 GB by XLA's memory analysis
+  # (generator 34.1 GiB, discriminator 66.4 GiB; unaccumulated ~101 / 281
+  # GiB): docs/arc-memory.md.
   c.train.update(steps=4000, batch_size=320, accum_steps=4, ema_decay=0.99,
                  log_every=10)
   c.samples.every_steps = 0
