@@ -16,7 +16,8 @@ setup(
     package_data={"lmdm_jax.eval": ["weights/*.npz",
                                     "weights/LICENSE.musicnn"],
                   # The shipped demo model (`lmdm generate` default).
-                  "lmdm_jax": ["assets/demo/*", "assets/sketch/*"]},
+                  "lmdm_jax": ["assets/demo/*", "assets/sketch/*",
+                               "assets/jam/*"]},
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",

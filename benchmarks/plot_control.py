@@ -3,7 +3,8 @@ coherence vs visibility (benchmarks/jam_eval.py JSON) for docs/control.md.
 
   python benchmarks/plot_control.py \\
       --sketch benchmarks/results/sketch_eval_sketch_demo.json \\
-      --jam benchmarks/results/jam_eval_sketch_demo.json --out docs/img
+      --jam benchmarks/results/jam_eval_sketch_demo.json --out docs/img \
+      [--jam-name jam_visibility.png]
 """
 from __future__ import annotations
 
@@ -92,14 +93,15 @@ def main():
   ap.add_argument("--sketch", default=None)
   ap.add_argument("--jam", default=None)
   ap.add_argument("--out", default="docs/img")
+  ap.add_argument("--jam-name", default="jam_visibility.png",
+                  help="file name of the jamming plot in --out")
   a = ap.parse_args()
   os.makedirs(a.out, exist_ok=True)
   if a.sketch:
     plot_sketch(json.load(open(a.sketch)),
                 os.path.join(a.out, "sketch_adherence.png"))
   if a.jam:
-    plot_jam(json.load(open(a.jam)), os.path.join(a.out,
-                                                  "jam_visibility.png"))
+    plot_jam(json.load(open(a.jam)), os.path.join(a.out, a.jam_name))
 
 
 if __name__ == "__main__":

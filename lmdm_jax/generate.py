@@ -13,13 +13,15 @@ with --json) are per-block latency (model, decode, both), the real-time
 factor (audio seconds per block / compute seconds per block; > 1 keeps up
 live) and the compile time, on whatever machine runs it.
 
-Models with controls (the sketch/jam demo model, lmdm_jax/assets/sketch;
-docs/control.md) also take time-aligned controls from audio files:
+Models with controls (the sketch and jam demo models,
+lmdm_jax/assets/{sketch,jam}; docs/control.md) also take time-aligned
+controls from audio files; without --checkpoint, --sketch plays the sketch
+model and --accompany the jam model:
 
-  lmdm generate --checkpoint lmdm_jax/assets/sketch --prompt "..." \
-      --sketch hum.wav [--sketch-controls cqt_topk,loudness] --out out.wav
-  lmdm generate --checkpoint lmdm_jax/assets/sketch --prompt "..." \
-      --accompany melody.wav [--visibility 0] --out band.wav
+  lmdm generate --prompt "..." --sketch hum.wav \
+      [--sketch-controls cqt_topk,loudness] --out out.wav
+  lmdm generate --prompt "..." --accompany melody.wav [--visibility 0] \
+      --out band.wav
 
 --sketch: the file's loudness, brightness, pitch and top-k CQT melody (all
 the model has, or those named) steer the generation frame by frame
@@ -99,7 +101,7 @@ def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
     if PARTNER not in dims:
       raise ValueError(f"{pkg.path} has no partner control (it has "
                        f"{sorted(dims) or 'no controls'}); --accompany needs "
-                       f"a jam model such as lmdm_jax/assets/sketch")
+                       f"a jam model such as lmdm_jax/assets/jam")
     partner_audio = read_converted(accompany, codec)
     controls.update(track_lib.partner_track(partner_audio, codec).controls)
   if not controls:
@@ -139,7 +141,8 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   from lmdm_jax.streaming.state import StreamSpec
 
   t_start = time.perf_counter()
-  pkg = pretrained.load(checkpoint)
+  pkg = pretrained.load(pretrained.for_controls(
+      checkpoint, sketch=sketch is not None, partner=accompany is not None))
   if "needs" in pkg.text or "needs" in pkg.codec:
     raise ValueError(
         f"{pkg.path} is a converted SAO checkpoint: generating with it needs "
@@ -309,7 +312,9 @@ def register(sub, bsub) -> None:
                       "file's)")
   g.add_argument("--out", default="out.wav")
   g.add_argument("--checkpoint", default=None,
-                 help="an `lmdm export` package (default: the shipped demo)")
+                 help="an `lmdm export` package (default: the shipped demo; "
+                      "with --accompany the shipped jam model, with --sketch "
+                      "the sketch model)")
   g.add_argument("--steps", type=int, default=None,
                  help="denoising steps per block (default: the model's)")
   g.add_argument("--cfg", type=float, default=None,

@@ -28,7 +28,9 @@ every block's controls) and, with --json, the latency figures and underrun
 count. Commands may also come from a pipe or file (`wait N` then waits for N
 more blocks, for scripts); --no-tui reads none and plays --seconds.
 
-Generative delay (models with controls, e.g. lmdm_jax/assets/sketch):
+Generative delay (models with controls; without --checkpoint the shipped
+sketch model, lmdm_jax/assets/sketch, or with --input-as partner the jam
+model, lmdm_jax/assets/jam):
 --input FILE (played in step with the output clock) or --input mic (the
 sound card's input) is analysed block by block into the model's sketch
 controls (--input-as sketch: it re-plays your line in its own sound) or
@@ -497,7 +499,9 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   from lmdm_jax.streaming.state import StreamSpec
   import jax
 
-  pkg = pretrained.load(args.checkpoint)
+  pkg = pretrained.load(pretrained.for_controls(
+      args.checkpoint, sketch=args.input is not None and
+      args.input_as != "partner", partner=args.input_as == "partner"))
   if "needs" in pkg.text or "needs" in pkg.codec:
     raise ValueError(
         f"{pkg.path} is a converted SAO checkpoint: playing it needs its T5 "
@@ -671,7 +675,7 @@ def _attach_input(args, pkg, session, player, codec, log):
   if kind == "partner":
     if control_inputs.PARTNER not in dims:
       raise ValueError(f"{pkg.path} has no partner control; --input-as "
-                       f"partner needs a jam model (lmdm_jax/assets/sketch)")
+                       f"partner needs a jam model (lmdm_jax/assets/jam)")
     names = [control_inputs.PARTNER]
   else:
     names = track.sketch_names(dims)
@@ -722,7 +726,9 @@ def register(sub, bsub) -> None:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--prompt", required=True)
   p.add_argument("--checkpoint", default=None,
-                 help="an `lmdm export` package (default: the shipped demo)")
+                 help="an `lmdm export` package (default: the shipped demo; "
+                 "with --input the shipped sketch model, with --input-as "
+                 "partner the jam model)")
   p.add_argument("--steps-options", default="2,4,8",
                  help="step counts compiled at start, the choices of "
                  "`steps K` (default 2,4,8; --steps is added)")

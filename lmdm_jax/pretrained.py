@@ -10,9 +10,11 @@ A package is a directory:
                kept them), readable with numpy alone
 
 The embedded demo model ships as such a package in lmdm_jax/assets/demo/,
-the sketch/jam demo model (controls and a partner) in
-lmdm_jax/assets/sketch/; `load("demo")` / `load("sketch")` name them from
-anywhere.
+the sketch demo model (sketch controls; also a partner, weakly used) in
+lmdm_jax/assets/sketch/ and the jam demo model (chorale accompaniment that
+uses its partner) in lmdm_jax/assets/jam/; `load("demo")`,
+`load("sketch")` and `load("jam")` name them from anywhere, and
+`for_controls` picks the one a command's controls need.
 `load` also accepts a `lmdm convert sao` directory (config.json +
 params.npz); such a model needs its text encoder and codec given separately.
 """
@@ -28,7 +30,7 @@ import numpy as np
 FORMAT = "lmdm_jax.model/1"
 DEMO_DIR = os.path.join(os.path.dirname(__file__), "assets", "demo")
 SHIPPED = {name: os.path.join(os.path.dirname(__file__), "assets", name)
-           for name in ("demo", "sketch")}
+           for name in ("demo", "sketch", "jam")}
 
 
 @dataclasses.dataclass
@@ -103,10 +105,25 @@ def save(out: str, *, dit_params, cfg, text: dict, codec: dict,
   return out
 
 
+def for_controls(checkpoint: Optional[str], sketch: bool = False,
+                 partner: bool = False) -> Optional[str]:
+  """The model a command loads: `checkpoint` when given, else the shipped
+  model that has the controls asked for — "jam" for a partner (it is
+  trained to use one), "sketch" for sketch controls — else None (the demo
+  model)."""
+  if checkpoint is not None:
+    return checkpoint
+  if partner:
+    return "jam"
+  if sketch:
+    return "sketch"
+  return None
+
+
 def load(path: Optional[str] = None) -> Pretrained:
-  """A package directory (default: the shipped demo model; "demo" and
-  "sketch" name the shipped packages unless a directory of that name
-  exists here)."""
+  """A package directory (default: the shipped demo model; "demo",
+  "sketch" and "jam" name the shipped packages unless a directory of that
+  name exists here)."""
   import jax.numpy as jnp
   from lmdm_jax.model.config import DiTConfig, Geometry
   path = path or DEMO_DIR

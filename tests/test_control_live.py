@@ -241,7 +241,7 @@ def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
 
 
 def test_shipped_sketch_model_plays_a_sketch_and_a_partner(tmp_path):
-  """The shipped sketch/jam model (lmdm_jax/assets/sketch) loads by name,
+  """The shipped sketch model (lmdm_jax/assets/sketch) loads by name,
   has every sketch control and a partner, and its melody control moves its
   output (the trained control projections are not zero)."""
   from lmdm_jax import pretrained
@@ -263,3 +263,34 @@ def test_shipped_sketch_model_plays_a_sketch_and_a_partner(tmp_path):
   plain = np.load(z["plain"])
   assert np.abs(np.load(z["sketch"]) - plain).max() > 1e-3
   assert np.abs(np.load(z["partner"]) - plain).max() > 1e-3
+
+
+def test_shipped_jam_model_is_the_default_for_a_partner(tmp_path):
+  """`--accompany` without --checkpoint plays the shipped jam model
+  (lmdm_jax/assets/jam), whose partner projection is trained (not zero) and
+  moves its output; `--sketch` alone plays the sketch model; a given
+  checkpoint always wins."""
+  from lmdm_jax import pretrained
+  assert pretrained.for_controls(None, partner=True) == "jam"
+  assert pretrained.for_controls(None, sketch=True) == "sketch"
+  assert pretrained.for_controls(None, sketch=True, partner=True) == "jam"
+  assert pretrained.for_controls(None) is None
+  assert pretrained.for_controls("x", partner=True) == "x"
+  pkg = pretrained.load("jam")
+  assert "partner" in pkg.dit.control_dims
+  w = np.asarray(pkg.params["dit"]["to_control_embed_partner"]["kernel"])
+  assert np.abs(w).max() > 1e-2
+  part = str(tmp_path / "soprano.wav")
+  sf.write(part, tone(2.3, 392.0).T, SR)
+  z, fig = {}, {}
+  for name, kw in (("partner", dict(accompany=part)), ("plain", {})):
+    z[name] = str(tmp_path / f"{name}.npy")
+    fig[name] = generate("slow Bach chorale for string ensemble", 2.2,
+                         str(tmp_path / f"{name}.wav"), steps=2,
+                         progress=False, log=lambda s: None,
+                         latents_out=z[name],
+                         checkpoint=None if kw else "jam", **kw)
+  assert os.path.realpath(fig["partner"]["model"]) == os.path.realpath(
+      pretrained.SHIPPED["jam"])
+  assert os.path.exists(str(tmp_path / "partner_mix.wav"))
+  assert np.abs(np.load(z["partner"]) - np.load(z["plain"])).max() > 1e-3
