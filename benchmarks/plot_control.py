@@ -41,8 +41,9 @@ def plot_sketch(doc: dict, path: str) -> None:
 
 
 def plot_jam(doc: dict, path: str) -> None:
-  """Held-out loss with the partner (relative to none), chord-tone agreement
-  and onset F1 vs t_f, with their references."""
+  """Held-out loss with the partner (relative to none), the generation's
+  latent correlation with the real accompaniment, chord-tone agreement and
+  onset F1 vs t_f, with their references."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -51,7 +52,7 @@ def plot_jam(doc: dict, path: str) -> None:
   order = np.argsort(tfs)[::-1]
   xs = [tfs[i] for i in order]
   conds = [f"tf{doc['t_f_frames'][i]:+d}" for i in order]
-  panels = [k for k in ("loss", "chord_tone", "onset_f1")
+  panels = [k for k in ("loss", "latent_r", "chord_tone", "onset_f1")
             if k == "loss" and "loss" in s or k != "loss" and "none" in s]
   fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3))
   axes = np.atleast_1d(axes)
@@ -73,9 +74,10 @@ def plot_jam(doc: dict, path: str) -> None:
               ("real_raw", "-", "k", "real acc. (raw audio)"),
               ("random", "-.", "grey", "random pairing"))
       for ref, style, colour, label in refs:
-        if ref in s:
+        if key in s.get(ref, {}):
           ax.axhline(s[ref][key], ls=style, color=colour, label=label)
-      ax.set_title(key.replace("_", " "), fontsize=9)
+      ax.set_title({"latent_r": "latent r with the real accompaniment"}.get(
+          key, key.replace("_", " ")), fontsize=9)
     ax.set_xlabel("t_f (s past the block start)")
     ax.invert_xaxis()
     ax.legend(fontsize=6)
