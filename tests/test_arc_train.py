@@ -228,3 +228,19 @@ def test_objectives_give_finite_losses_and_separate_gradients():
   norm = lambda t: max(float(jnp.abs(a).max()) for a in jax.tree.leaves(t))
   assert norm(gg) > 0 and norm(dd) > 0
   assert norm(gd) == 0 and norm(dg) == 0     # each player moves only itself
+
+
+@pytest.mark.parametrize("variant", ["", "balanced", "smoke"])
+def test_demo_arc_configs_build(variant):
+  """configs/arc_forcing_demo.py and its variants give valid ARC specs
+  (windows, head downsampling, step range) on the demo model's shape."""
+  cfg = load_config(os.path.join(ROOT, "configs",
+                                 f"arc_forcing_demo.py:{variant}"))
+  spec = ao.ARCSpec.from_config(cfg)
+  assert spec.window == int(cfg.data.window)
+  assert spec.stream.model.embed_dim == 192
+  if variant == "balanced":
+    assert spec.r1_weight == spec.r2_weight == 0.1
+    assert cfg.optim_g.lr == cfg.optim_d.lr == 1e-5
+  with pytest.raises(ValueError, match="unknown variant"):
+    load_config(os.path.join(ROOT, "configs", "arc_forcing_demo.py:huge"))
