@@ -1,4 +1,4 @@
-"""ARC-Forcing post-training: state, data-parallel G and D steps, the loop.
+"""ARC-Forcing post-training: state, data-parallel G and D steps, the run.
 
 The generator (a stage-1 LMDM) rolls out R blocks from real, dropped-out
 context on the inference stream's own functions (`arc.rollout`); the
@@ -15,6 +15,9 @@ devices compute the same update. The contrastive term's prompt permutation
 is global too: example i is paired with example i - 1 of the *global*
 batch (an all-gather of the prompt tokens), not of the device's shard.
 
+The loop (checkpoints, resume, SIGTERM saves, metrics) is stage 1's
+(`lmdm_jax.train.loop.run`); this module gives it the state and the steps.
+
   workdir/metrics.jsonl   per log step: the player trained, its loss and
                           grad norm, D(real) - D(fake) gap, contrastive loss
                           and accuracy (D steps), rollout step histogram
@@ -25,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 from typing import Any, Callable, Optional
 
 import flax
@@ -218,94 +219,34 @@ def train(cfg, workdir: str, log: Callable = print, progress: bool = True,
           stop_after: Optional[int] = None,
           after_step: Optional[Callable[[int], None]] = None) -> ARCState:
   """Post-trains (or resumes) to cfg.train.steps updates; returns the
-  state. Arguments as `lmdm_jax.train.loop.train`."""
-  from lmdm_jax.data.pipeline import make_pipeline
-  from lmdm_jax.train import checkpoint
-  from lmdm_jax.train.loop import (MetricWriter, any_process, check_config,
-                                   select_devices)
+  state. Arguments as `lmdm_jax.train.loop.train`, whose loop it runs."""
+  from lmdm_jax.train.loop import check_config, run, select_devices
   os.makedirs(workdir, exist_ok=True)
-  lead = jax.process_index() == 0
   mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))
   check_config(cfg, mesh.size)
   spec = ARCSpec.from_config(cfg)
   tx_g = train_state.make_optimizer(cfg.optim_g)
   tx_d = train_state.make_optimizer(cfg.optim_d)
-  if lead:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"),
-                                 int(cfg.ckpt.every_steps),
-                                 int(cfg.ckpt.keep))
-  pipeline = make_pipeline(cfg, jax.process_index(), jax.process_count())
-  latest = ckpt.latest_step()
-  if latest is None:
-    state = parallel.put_replicated(
-        init_state(cfg, spec, tx_g, tx_d, log), mesh)
-    start = 0
-  else:
-    abstract = checkpoint.abstract_like(
-        jax.eval_shape(lambda: init_state(cfg, spec, tx_g, tx_d, log,
-                                          load=False)),
-        parallel.replicated(mesh))
-    state, data_state = ckpt.restore(latest, abstract)
-    pipeline.set_state(data_state)
-    start = int(latest)
-    log(f"[arc] resumed from step {start} ({workdir})")
   g_step, d_step = cached_steps(spec, cfg, mesh)
-  writer = MetricWriter(workdir, enabled=lead)
-  stop = {"sigterm": False}
-  previous = signal.getsignal(signal.SIGTERM)
-  try:
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True))
-  except ValueError:
-    previous = None
-  total = int(cfg.train.steps)
-  end = total if stop_after is None else min(total, start + stop_after)
-  bar = None
-  if progress and lead:
-    from tqdm import tqdm
-    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
   log_every = max(int(cfg.train.log_every), 1)
-  try:
-    for step in range(start, end):
-      batch = next(pipeline)
-      batch.pop("index")
-      fn = g_step if step % 2 == 0 else d_step
-      t0 = time.perf_counter()
-      state, metrics = fn(state, parallel.put_batch(batch, mesh))
-      done = step + 1
-      # Both updates of a G/D pair are logged (every log_every steps).
-      if (step // 2 * 2) % log_every == 0 or done == end:
-        m = jax.device_get(metrics)
-        out = {k: (np.asarray(v).tolist() if np.ndim(v) else float(v))
-               for k, v in m.items()}
-        out["step_s"] = time.perf_counter() - t0
-        writer.write(done, out)
-        if bar is not None:
-          bar.set_postfix({k: f"{v:.3f}" for k, v in out.items()
-                           if k.endswith("_loss")})
-      if bar is not None:
-        bar.update(1)
-      ckpt.maybe_save(done, state, pipeline.get_state())
-      if after_step is not None:
-        ckpt.wait()
-        after_step(done)
-      if any_process(stop["sigterm"]):
-        log(f"[arc] SIGTERM: saving step {done} and leaving")
-        ckpt.save(done, state, pipeline.get_state())
-        break
-    else:
-      if end == total and total > start:
-        ckpt.save(total, state, pipeline.get_state())
-  finally:
-    ckpt.close()
-    writer.close()
-    pipeline.close()
-    if bar is not None:
-      bar.close()
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
-  return state
+
+  def scalars(step, done, end, metrics, timing):
+    # Both updates of a G/D pair are logged (every log_every steps).
+    if (step // 2 * 2) % log_every and done != end:
+      return None
+    m = jax.device_get(metrics)
+    out = {k: (np.asarray(v).tolist() if np.ndim(v) else float(v))
+           for k, v in m.items()}
+    out["step_s"] = timing()["step_s"]
+    return out
+
+  return run(
+      cfg, workdir, mesh, lambda: init_state(cfg, spec, tx_g, tx_d, log),
+      lambda: jax.eval_shape(lambda: init_state(cfg, spec, tx_g, tx_d, log,
+                                                load=False)),
+      lambda step: g_step if step % 2 == 0 else d_step, scalars, "[arc]",
+      log=log, progress=progress, stop_after=stop_after,
+      after_step=after_step)
 
 
 def metrics_summary(path: str) -> dict:

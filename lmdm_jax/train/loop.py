@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -133,6 +133,104 @@ def check_config(cfg, n_devices: int) -> None:
     raise ValueError(f"train.steps must be >= 0, got {cfg.train.steps}")
 
 
+def run(cfg, workdir: str, mesh, init: Callable[[], Any],
+        abstract: Callable[[], Any], step_for: Callable[[int], Callable],
+        scalars: Callable[[int, int, int, Any, dict], Optional[dict]],
+        tag: str, log: Callable = print, progress: bool = True,
+        stop_after: Optional[int] = None,
+        after_step: Optional[Callable[[int], None]] = None,
+        on_step: Optional[Callable[[int, Any], None]] = None):
+  """The loop every trainer shares (stage 1, the discriminator warm-up,
+  ARC-Forcing): config.json, the data pipeline, resume from the latest
+  checkpoint, periodic / SIGTERM / final saves, metrics and progress.
+
+  init() -> a fresh state (host); abstract() -> its shapes
+  (`jax.eval_shape`), what a checkpoint is restored into; step_for(step) ->
+  the jitted (state, batch) -> (state, metrics) of that step (ARC
+  alternates players); scalars(step, done, end, metrics, timing) -> the
+  scalars to log at this step, or None (not a log step); timing() reads
+  the clock when called (after the metrics are fetched, so it includes the
+  wait for the device): step_s, this step's wall time, and mean_step_s, the
+  wall time per step since the last logged step; on_step(done, state):
+  after each step (e.g. samples). Returns the final state.
+  """
+  lead = jax.process_index() == 0
+  if lead:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"),
+                                 int(cfg.ckpt.every_steps),
+                                 int(cfg.ckpt.keep))
+  pipeline = make_pipeline(cfg, jax.process_index(), jax.process_count())
+  latest = ckpt.latest_step()
+  if latest is None:
+    state = parallel.put_replicated(init(), mesh)
+    start = 0
+  else:
+    state, data_state = ckpt.restore(latest, checkpoint.abstract_like(
+        abstract(), parallel.replicated(mesh)))
+    pipeline.set_state(data_state)
+    start = int(latest)
+    log(f"{tag} resumed from step {start} ({workdir})")
+  writer = MetricWriter(workdir, enabled=lead)
+  stop = {"sigterm": False}
+  previous = signal.getsignal(signal.SIGTERM)
+  try:
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True))
+  except ValueError:       # not the main thread: no preemption handling
+    previous = None
+  total = int(cfg.train.steps)
+  end = total if stop_after is None else min(total, start + stop_after)
+  bar = None
+  if progress and lead:
+    from tqdm import tqdm
+    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+  t_last, n_last = time.perf_counter(), start
+  try:
+    for step in range(start, end):
+      batch = next(pipeline)
+      batch.pop("index")
+      t0 = time.perf_counter()
+      state, metrics = step_for(step)(state, parallel.put_batch(batch, mesh))
+      done = step + 1
+
+      def timing(t0=t0, t_last=t_last, steps=max(done - n_last, 1)):
+        now = time.perf_counter()
+        return dict(step_s=now - t0, mean_step_s=(now - t_last) / steps)
+
+      out = scalars(step, done, end, metrics, timing)
+      if out is not None:
+        t_last, n_last = time.perf_counter(), done
+        writer.write(done, out)
+        if bar is not None:
+          bar.set_postfix({k: f"{v:.4f}" for k, v in out.items()
+                           if k.endswith("loss")})
+      if bar is not None:
+        bar.update(1)
+      ckpt.maybe_save(done, state, pipeline.get_state())
+      if on_step is not None:
+        on_step(done, state)
+      if after_step is not None:
+        ckpt.wait()
+        after_step(done)
+      if any_process(stop["sigterm"]):
+        log(f"{tag} SIGTERM: saving step {done} and leaving")
+        ckpt.save(done, state, pipeline.get_state())
+        break
+    else:
+      if end == total and total > start:
+        ckpt.save(total, state, pipeline.get_state())
+  finally:
+    ckpt.close()
+    writer.close()
+    pipeline.close()
+    if bar is not None:
+      bar.close()
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+  return state
+
+
 def train(cfg, workdir: str, log: Callable = print,
           progress: bool = True,
           stop_after: Optional[int] = None,
@@ -151,91 +249,37 @@ def train(cfg, workdir: str, log: Callable = print,
   check_config(cfg, mesh.size)
   spec = spec_for(cfg)
   tx = train_state.make_optimizer(cfg.optim)
-  if lead:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
 
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"),
-                                 int(cfg.ckpt.every_steps),
-                                 int(cfg.ckpt.keep))
-  pipeline = make_pipeline(cfg, jax.process_index(), jax.process_count())
-  latest = ckpt.latest_step()
-  if latest is None:
-    state = parallel.put_replicated(train_state.init_state(cfg, tx, log),
-                                    mesh)
-    start = 0
-  else:
+  def abstract():
     scratch = cfg.copy_and_resolve_references()
     with scratch.unlocked():
       scratch.init.params = ""
-    abstract = checkpoint.abstract_like(
-        jax.eval_shape(lambda: train_state.init_state(scratch, tx, log)),
-        parallel.replicated(mesh))
-    state, data_state = ckpt.restore(latest, abstract)
-    pipeline.set_state(data_state)
-    start = int(latest)
-    log(f"[train] resumed from step {start} ({workdir})")
+    return jax.eval_shape(lambda: train_state.init_state(scratch, tx, log))
 
   step_fn = cached_train_step(spec, cfg, mesh)
-  writer = MetricWriter(workdir, enabled=lead)
-  stop = {"sigterm": False}
-  previous = signal.getsignal(signal.SIGTERM)
-  try:
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True))
-  except ValueError:       # not the main thread: no preemption handling
-    previous = None
-
-  total = int(cfg.train.steps)
-  end = total if stop_after is None else min(total, start + stop_after)
   frames = int(cfg.data.get("window", 0) or 0) or (cfg.geometry.context +
                                                    cfg.geometry.block)
-  bar = None
-  if progress and lead:
-    from tqdm import tqdm
-    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
   log_every = max(int(cfg.train.log_every), 1)
-  t_last, n_last = time.perf_counter(), start
-  try:
-    for step in range(start, end):
-      batch = next(pipeline)
-      batch.pop("index")
-      state, metrics = step_fn(state, parallel.put_batch(batch, mesh))
-      done = step + 1
-      if done % log_every == 0 or done == end:
-        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        now = time.perf_counter()
-        dt = (now - t_last) / max(done - n_last, 1)
-        t_last, n_last = now, done
-        b = int(cfg.train.batch_size)
-        m.update(step_s=dt, examples_per_s=b / dt, frames_per_s=b * frames / dt)
-        writer.write(done, m)
-        if bar is not None:
-          bar.set_postfix(loss=f"{m['loss']:.4f}")
-      if bar is not None:
-        bar.update(1)
-      ckpt.maybe_save(done, state, pipeline.get_state())
-      every = int(cfg.get("samples", {}).get("every_steps", 0) or 0)
-      if lead and every and done % every == 0:
-        from lmdm_jax.train.samples import write_sample
-        params = state.ema_params if state.ema_params is not None else (
-            state.params)
-        log(f"[train] sample: {write_sample(params, cfg, workdir, done)}")
-      if after_step is not None:
-        ckpt.wait()
-        after_step(done)
-      if any_process(stop["sigterm"]):
-        log(f"[train] SIGTERM: saving step {done} and leaving")
-        ckpt.save(done, state, pipeline.get_state())
-        break
-    else:
-      if end == total and total > start:
-        ckpt.save(total, state, pipeline.get_state())
-  finally:
-    ckpt.close()
-    writer.close()
-    pipeline.close()
-    if bar is not None:
-      bar.close()
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
-  return state
+  b = int(cfg.train.batch_size)
+
+  def scalars(step, done, end, metrics, timing):
+    if done % log_every and done != end:
+      return None
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    dt = timing()["mean_step_s"]
+    m.update(step_s=dt, examples_per_s=b / dt, frames_per_s=b * frames / dt)
+    return m
+
+  every = int(cfg.get("samples", {}).get("every_steps", 0) or 0)
+
+  def samples(done, state):
+    if lead and every and done % every == 0:
+      from lmdm_jax.train.samples import write_sample
+      params = state.ema_params if state.ema_params is not None else (
+          state.params)
+      log(f"[train] sample: {write_sample(params, cfg, workdir, done)}")
+
+  return run(cfg, workdir, mesh, lambda: train_state.init_state(cfg, tx, log),
+             abstract, lambda step: step_fn, scalars, "[train]", log=log,
+             progress=progress, stop_after=stop_after, after_step=after_step,
+             on_step=samples)
