@@ -134,9 +134,10 @@ def partner_losses(pkg, params, data, tfs, codec, encoder, blocks: int,
     if za.shape[0] < need:
       raise ValueError(f"{name}: {za.shape[0]} latent frames, the held-out "
                        f"loss of {blocks} blocks needs {need}")
-  for i, (za, packed, tokens) in enumerate(enc):
-    lat, par = windows(za), windows(packed)
-    other = windows(enc[(i + 1) % len(enc)][1])
+  partners = [windows(packed) for _, packed, _ in enc]   # once per clip
+  for i, (za, _, tokens) in enumerate(enc):
+    lat, par = windows(za), partners[i]
+    other = partners[(i + 1) % len(enc)]
     for v in tfs:
       per_clip[f"tf{v:+d}"].append(float(loss(lat, par, tokens,
                                               g.context + v, 1.0)))
