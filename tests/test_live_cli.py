@@ -20,6 +20,7 @@ import pytest
 
 from live_helpers import REPO, make_smoke_package, random_params
 from lmdm_jax import live
+from lmdm_jax.streaming import commands
 from lmdm_jax.configs import dit_config, geometry
 from lmdm_jax.codecs import get_codec
 from lmdm_jax.streaming.player import Player
@@ -270,7 +271,7 @@ def test_a_command_changes_the_next_block_and_not_before(tiny_parts,
                                                          command):
   ref, s = _session(tiny_parts), _session(tiny_parts)
   codec = get_codec("pool", latent_channels=8)
-  app = live.LiveApp(s, Player(s, codec))
+  app = commands.LiveApp(s, Player(s, codec))
   want = [ref.next_block() for _ in range(4)]
   got = [s.next_block() for _ in range(2)]
   app.handle(command)
@@ -320,7 +321,7 @@ def test_steps_then_drop_compiles_nothing_and_keeps_the_noise_count(
     ("?", "help", ()),
 ])
 def test_parse_command(line, name, args):
-  cmd = live.parse_command(line)
+  cmd = commands.parse_command(line)
   assert (cmd.name, cmd.args) == (name, args)
 
 
@@ -342,9 +343,9 @@ def test_parse_command(line, name, args):
 ])
 def test_parse_command_errors(line, match):
   with pytest.raises(ValueError, match=match):
-    live.parse_command(line)
-  assert live.parse_command("  # a comment") is None
-  assert live.parse_command("") is None
+    commands.parse_command(line)
+  assert commands.parse_command("  # a comment") is None
+  assert commands.parse_command("") is None
 
 
 @pytest.mark.parametrize("argv, match", [
