@@ -11,9 +11,9 @@ builder and the generator choose codecs by name:
 from __future__ import annotations
 
 import abc
-from typing import Callable, Dict
-
 import numpy as np
+
+from lmdm_jax.registry import Registry
 
 
 class Codec(abc.ABC):
@@ -54,25 +54,17 @@ class Codec(abc.ABC):
     return latents
 
 
-_REGISTRY: Dict[str, Callable[..., Codec]] = {}
+_CODECS = Registry("codec")
 
 
 def register_codec(name: str):
   """Class decorator: makes a codec constructible by name."""
-  def wrap(factory):
-    if name in _REGISTRY:
-      raise ValueError(f"codec {name!r} is already registered")
-    _REGISTRY[name] = factory
-    return factory
-  return wrap
+  return _CODECS.register(name)
 
 
 def get_codec(name: str, **kwargs) -> Codec:
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown codec {name!r}; registered: "
-                     f"{sorted(_REGISTRY)}")
-  return _REGISTRY[name](**kwargs)
+  return _CODECS.get(name)(**kwargs)
 
 
 def registered():
-  return sorted(_REGISTRY)
+  return _CODECS.names()

@@ -19,33 +19,27 @@ first token concatenated along channels.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-_REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
+from lmdm_jax.registry import Registry
+
+_CONDITIONERS = Registry("conditioner type")
 
 
 def register_conditioner(name: str):
   """Class decorator: makes a conditioner constructible by type name."""
-  def wrap(cls):
-    if name in _REGISTRY:
-      raise ValueError(f"conditioner type {name!r} is already registered")
-    _REGISTRY[name] = cls
-    return cls
-  return wrap
+  return _CONDITIONERS.register(name)
 
 
 def registered():
-  return sorted(_REGISTRY)
+  return _CONDITIONERS.names()
 
 
 def make_conditioner(kind: str, name: str, **config) -> nn.Module:
-  if kind not in _REGISTRY:
-    raise ValueError(f"unknown conditioner type {kind!r}; registered: "
-                     f"{registered()}")
-  return _REGISTRY[kind](name=name, **config)
+  return _CONDITIONERS.get(kind)(name=name, **config)
 
 
 class Conditioners(nn.Module):
@@ -98,9 +92,7 @@ def build_conditioners(specs: Sequence[Mapping[str, Any]],
                        f"optionally 'config'), got keys {sorted(s)}")
     if s["id"] in seen:
       raise ValueError(f"duplicate conditioner id {s['id']!r}")
-    if s["type"] not in _REGISTRY:
-      raise ValueError(f"unknown conditioner type {s['type']!r}; "
-                       f"registered: {registered()}")
+    _CONDITIONERS.get(s["type"])          # unknown type: ValueError
     seen.add(s["id"])
     frozen.append((s["id"], s["type"],
                    tuple(sorted(dict(s.get("config", {})).items()))))
