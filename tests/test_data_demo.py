@@ -10,9 +10,10 @@ import pytest
 pytest.importorskip("music21")
 pytest.importorskip("mido")
 from lmdm_jax.data import demo  # noqa: E402
+from lmdm_jax.data import midi_render  # noqa: E402
 
 needs_synth = pytest.mark.skipif(
-    shutil.which("fluidsynth") is None or not demo.find_soundfonts(),
+    shutil.which("fluidsynth") is None or not midi_render.find_soundfonts(),
     reason="needs Debian's fluidsynth and a GM soundfont (.ci/run installs "
            "them)")
 
@@ -48,7 +49,7 @@ def test_retime_midi_gives_each_part_a_channel_and_program(tmp_path):
   from music21 import corpus
   raw, out = str(tmp_path / "raw.mid"), str(tmp_path / "out.mid")
   corpus.parse("bach/bwv66.6").write("midi", fp=raw)
-  n = demo.retime_midi(raw, out, (40, 41), bpm=90, max_seconds=5.0)
+  n = midi_render.retime_midi(raw, out, (40, 41), bpm=90, max_seconds=5.0)
   assert n == 4
   mid = mido.MidiFile(out)
   progs = {}
@@ -79,7 +80,7 @@ def test_render_one_score_with_caption_and_resume(tmp_path):
   import soundfile as sf
   g = dataclasses.replace(demo.RECIPE[0], max_pieces=1)
   job = demo.Job(g, "bach/bwv66.6", 0, "church organ", 66,
-                 demo.find_soundfonts()[0],
+                 midi_render.find_soundfonts()[0],
                  str(tmp_path / "audio/train/bach/bwv66_6__0.flac"), 6.0)
   meta = demo.render_job(job)
   assert "error" not in meta, meta
@@ -112,7 +113,7 @@ def test_render_with_stems_sums_to_the_mix(tmp_path):
   g = dataclasses.replace(demo.RECIPE[0], max_pieces=1)
   out = tmp_path / "audio/train/bach/bwv66_6__0.flac"
   job = demo.Job(g, "bach/bwv66.6", 0, "string quartet", 80,
-                 demo.find_soundfonts()[0], str(out), 5.0, stems=True)
+                 midi_render.find_soundfonts()[0], str(out), 5.0, stems=True)
   meta = demo.render_job(job)
   assert "error" not in meta, meta
   assert len(meta["stems"]) == meta["parts"] == 4

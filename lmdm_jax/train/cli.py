@@ -138,7 +138,7 @@ def _data_build(args) -> int:
 
 
 def _data_demo(args) -> int:
-  from lmdm_jax.data import demo
+  from lmdm_jax.data import demo, midi_render
   if not 0.0 <= args.heldout_fraction < 1.0:
     raise SystemExit(f"--heldout-fraction must be in [0, 1), got "
                      f"{args.heldout_fraction}")
@@ -148,7 +148,7 @@ def _data_demo(args) -> int:
       args.out, workers=args.workers, seed=args.seed,
       heldout_fraction=args.heldout_fraction, max_seconds=args.max_seconds,
       limit=args.limit, wesnoth=not args.no_wesnoth, stems=args.stems,
-      soundfont_dirs=args.soundfont_dir or demo.SOUNDFONT_DIRS,
+      soundfont_dirs=args.soundfont_dir or midi_render.SOUNDFONT_DIRS,
       log=lambda *a: print(*a, file=sys.stderr, flush=True))
   print(json.dumps({k: v for k, v in report.items() if k != "failures"},
                    indent=2))
