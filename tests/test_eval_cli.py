@@ -1,6 +1,7 @@
 """`lmdm eval` and lmdm_jax.eval.run end to end on tiny files in tmp_path."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -92,6 +93,11 @@ def test_tag_summary_python_api(dirs):
   assert s["top"][0]["tag"] == "piano"
   assert s["focus"]["piano"] > 5 * s["focus"]["strings"]
   assert tag_summary(ref)["mean"] == s["mean"]          # a directory
+  nested = os.path.join(os.path.dirname(ref), "nested")
+  os.makedirs(os.path.join(nested, "group"), exist_ok=True)
+  shutil.copy(os.path.join(ref, "a.wav"), nested)
+  shutil.copy(os.path.join(ref, "b.ogg"), os.path.join(nested, "group"))
+  assert tag_summary(nested)["mean"] == s["mean"]       # sub-folders too
   res = evaluate_dirs(gen)
   assert "reference" not in res and res["generated"]["files"] == 2
 

@@ -40,17 +40,18 @@ class FileResult:
 
 
 def list_audio(directory: str) -> List[str]:
-  """Sorted audio files directly in `directory`. ValueError if it is not
-  a directory or holds none."""
+  """Sorted audio files in `directory` and its sub-folders (a held-out set
+  is laid out by group: DEMO/audio/heldout/<group>/*.flac). ValueError if
+  it is not a directory or holds none."""
   from lmdm_jax.data.audio import AUDIO_EXTENSIONS
   if not os.path.isdir(directory):
     raise ValueError(f"not a directory: {directory}")
-  files = sorted(os.path.join(directory, f) for f in os.listdir(directory)
-                 if f.lower().endswith(AUDIO_EXTENSIONS)
-                 and os.path.isfile(os.path.join(directory, f)))
+  files = sorted(os.path.join(root, f)
+                 for root, _, names in os.walk(directory) for f in names
+                 if f.lower().endswith(AUDIO_EXTENSIONS))
   if not files:
     raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in "
-                     f"{directory}")
+                     f"{directory} or its sub-folders")
   return files
 
 
