@@ -89,7 +89,8 @@ def run(model, dirs, n_clips, blocks, seed=0, pitch_method="yin",
     z = np.asarray(codec.encode(audio))[:total]
     feats = extract.extract(names, audio, codec.sample_rate,
                             codec.frame_rate, total,
-                            pitch_method=pitch_method)
+                            pitch_method=pitch_method,
+                            frame_centre=codec.frame_centre)
     tokens = np.asarray(encoder.encode_one(caption or "music"))[None]
     row = {"clip": name, "caption": caption}
     for cond in ("controls", "none"):

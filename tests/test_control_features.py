@@ -150,6 +150,36 @@ def test_extract_packs_normalised_controls_with_masks():
     extract.extract(["timbre"], x, SR, FR, n)
 
 
+def test_frame_centre_lines_features_up_with_the_codec_frames():
+  """A codec whose frame j covers samples [j*hop, (j+1)*hop) (Oobleck, pool:
+  frame_centre 0.5) must see a burst filling exactly frame 10's samples as
+  loudest in frame 10; centred features (mel, 0.0) straddle frames 10/11."""
+  hop = SR // 21                         # FR = SR / hop exactly
+  fr = SR / hop
+  n = 24
+  x = np.zeros(n * hop, np.float32)
+  x[10 * hop:11 * hop] = sine(1000, 1.0)[:hop]
+  covering = extract.extract(["loudness"], x, SR, fr, n,
+                             frame_centre=0.5)["loudness"][:, 0]
+  centred = extract.extract(["loudness"], x, SR, fr, n)["loudness"][:, 0]
+  assert covering.argmax() == 10
+  assert covering[10] > covering[9] + 0.1 and covering[10] > covering[11] + 0.1
+  assert abs(centred[10] - centred[11]) < 0.1   # half the burst in each
+  np.testing.assert_array_equal(              # == the audio half a frame on
+      covering, extract.extract(["loudness"], x[hop // 2:], SR, fr,
+                                n)["loudness"][:, 0])
+  with pytest.raises(ValueError, match="frame_centre must be in"):
+    extract.extract(["loudness"], x, SR, fr, n, frame_centre=1.0)
+
+
+def test_codecs_say_where_their_frames_sit():
+  from lmdm_jax.codecs import get_codec
+  from lmdm_jax.codecs.oobleck import OobleckCodec
+  assert get_codec("mel").frame_centre == 0.0
+  assert get_codec("pool").frame_centre == 0.5
+  assert OobleckCodec.frame_centre == 0.5
+
+
 def test_pack_and_cut_helpers():
   v = np.arange(12, dtype=np.float32).reshape(1, 6, 2)
   m = np.array([[1, 0, 1, 1, 0, 1]], np.float32)

@@ -269,8 +269,9 @@ def test_data_build_stores_controls_and_the_pipeline_reads_them(tmp_path):
   np.testing.assert_allclose(rec_yin["control_pitch"][inner, 0],
                              (57 - 60) / 24, atol=0.01)
   cached = os.listdir(os.path.join(out, "lmdm_latents_encoded"))
-  assert any(f.endswith(".yin.npz") for f in cached)
-  assert any(f.endswith("pitch.npz") for f in cached)
+  # pool frames cover [j*hop, (j+1)*hop): the codec's frame centre is named
+  assert any(f.endswith("pitch.centre0.5.yin.npz") for f in cached)
+  assert any(f.endswith("pitch.centre0.5.npz") for f in cached)
   pipe = WindowPipeline(src, 16, 3, prefetch=0,
                         controls={"loudness": 1, "pitch": 1, "partner": 8})
   b = pipe.batch(0)

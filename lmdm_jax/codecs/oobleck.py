@@ -34,6 +34,7 @@ class OobleckCodec(Codec):
   """SAO's Oobleck VAE. Needs `directory` (from `lmdm convert oobleck`), or
   `config` and `params` ({"encoder", "decoder"}) directly."""
   name = "oobleck"
+  frame_centre = 0.5        # frame j encodes [j * hop, (j + 1) * hop)
 
   def __init__(self, directory: str | None = None, config=None, params=None,
                sample_rate: int = 44100):

@@ -17,6 +17,7 @@ from lmdm_jax.codecs.base import Codec, register_codec
 @register_codec("pool")
 class PoolCodec(Codec):
   name = "pool"
+  frame_centre = 0.5        # frame j is the mean of [j * hop, (j+1) * hop)
 
   def __init__(self, sample_rate: int = 44100, channels: int = 2,
                hop: int = 2048, latent_channels: int = 64):

@@ -33,9 +33,21 @@ def dims(names: Sequence[str], cqt_bins: int = 84) -> Dict[str, int]:
 def extract(names: Sequence[str], audio, sample_rate: int,
             frame_rate: float, frames: int, pitch_method: str = "pyin",
             cqt_bins: int = 84, cqt_k: int = 4,
-            a_weighting: bool = False) -> Dict[str, np.ndarray]:
-  """Packed, normalised controls {name: [frames, dim + 1]} of one clip."""
+            a_weighting: bool = False,
+            frame_centre: float = 0.0) -> Dict[str, np.ndarray]:
+  """Packed, normalised controls {name: [frames, dim + 1]} of one clip.
+
+  The features of frame j are centred on (j + frame_centre) / frame_rate
+  seconds: pass the codec's `frame_centre` (mel 0, Oobleck 0.5) so that
+  they line up with its latents. The features are centred on
+  j / frame_rate, so the audio's first frame_centre frames are dropped.
+  """
   dims(names, cqt_bins)
+  if not 0.0 <= frame_centre < 1.0:
+    raise ValueError(f"frame_centre must be in [0, 1), got {frame_centre}")
+  skip = int(round(frame_centre * sample_rate / frame_rate))
+  if skip:
+    audio = np.asarray(audio)[..., skip:]
   out = {}
   for n in names:
     mask = None

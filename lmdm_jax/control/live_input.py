@@ -84,7 +84,8 @@ class LiveInput:
     if self.sketch:
       extract.extract(self.sketch, x, self.codec.sample_rate,
                       self.codec.frame_rate, n,
-                      pitch_method=self.pitch_method, cqt_bins=self.cqt_bins)
+                      pitch_method=self.pitch_method, cqt_bins=self.cqt_bins,
+                      frame_centre=self.codec.frame_centre)
     if inputs.PARTNER in self.names:
       self.codec.encode(x)
     return time.perf_counter() - t0
@@ -122,7 +123,8 @@ class LiveInput:
       feats = extract.extract(self.sketch, seg, self.codec.sample_rate,
                               self.codec.frame_rate, n,
                               pitch_method=self.pitch_method,
-                              cqt_bins=self.cqt_bins)
+                              cqt_bins=self.cqt_bins,
+                              frame_centre=self.codec.frame_centre)
     if inputs.PARTNER in self.names:
       if seg.shape[0] != self.codec.channels:     # e.g. a mono microphone
         seg = np.repeat(seg.mean(0, keepdims=True), self.codec.channels, 0)

@@ -110,7 +110,7 @@ def sketch_track(audio, codec, names: Sequence[str], frames: int,
   n = max(1, min(frames, have))
   feats = extract.extract(list(names), x, codec.sample_rate,
                           codec.frame_rate, n, pitch_method=pitch_method,
-                          cqt_bins=cqt_bins)
+                          cqt_bins=cqt_bins, frame_centre=codec.frame_centre)
   return ControlTrack(feats, delay=delay)
 
 

@@ -249,10 +249,13 @@ def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
 
 
 def _controls_file(cache: str, key: str, names,
-                   pitch_method: str = "pyin") -> str:
-  # The pitch method is part of the name (pyin's files keep their old name).
-  tag = "" if pitch_method == "pyin" or "pitch" not in names else (
-      f".{pitch_method}")
+                   pitch_method: str = "pyin", frame_centre: float = 0.0
+                   ) -> str:
+  # The pitch method and the codec's frame centre are part of the name
+  # (pyin's files at centre 0 keep their old name).
+  tag = f".centre{frame_centre:g}" if frame_centre else ""
+  if pitch_method != "pyin" and "pitch" in names:
+    tag += f".{pitch_method}"
   return os.path.join(cache, f"{key}.controls-{'-'.join(names)}{tag}.npz")
 
 
@@ -260,7 +263,8 @@ def _write_controls(path: str, names, audio, codec, frames: int,
                     pitch_method: str = "pyin") -> None:
   from lmdm_jax.control import extract
   feats = extract.extract(names, audio, codec.sample_rate, codec.frame_rate,
-                          frames, pitch_method=pitch_method)
+                          frames, pitch_method=pitch_method,
+                          frame_centre=codec.frame_centre)
   np.savez(path + ".tmp.npz", **feats)
   os.replace(path + ".tmp.npz", path)
 
@@ -356,7 +360,7 @@ def build(audio_dir: str, out: str, codec: str = "pool",
       continue
     if controls:
       meta["controls_path"] = _controls_file(cache, key, controls,
-                                             pitch_method)
+                                             pitch_method, cod.frame_centre)
       if not os.path.exists(meta["controls_path"]):
         x, _, _ = audio_lib.load_for_codec(path, cod)
         frames = np.load(meta["latents_path"], mmap_mode="r").shape[0]
