@@ -15,11 +15,14 @@ k ~ U{1..4}; discriminator exit layer 4 of 6 (the paper's 12 of 16 is
 model in 100 updates per player at batch 8 (what 2 CPU cores allow in
 under an hour).
 
-Variant "balanced": the follow-up docs/arc-forcing.md asks for, after the
-200-update run above was won by the discriminator: both players at lr
-1e-5, the discriminator held back by approximate R1/R2 penalties (0.1
-each), 4000 updates (2000 per player; ~3 h on 2 CPU cores, minutes on an
-accelerator), checkpoints every 100. "smoke": two updates, for tests.
+Variant "balanced": the follow-up to the 200-update run above, which the
+discriminator won: both players at lr 1e-5, the discriminator held back by
+approximate R1/R2 penalties (0.1 each), 4000 updates (2000 per player;
+~7 h on 2 CPU cores at 6.5 s per update, minutes on an accelerator),
+checkpoints every 100. Run here for 491 updates (docs/arc-forcing.md, run
+2): the discriminator stayed at chance and the generator still got worse,
+so on an accelerator sweep optim_d.lr between this and the default.
+"smoke": two updates, for tests.
 """
 import os
 

@@ -244,3 +244,68 @@ def test_demo_arc_configs_build(variant):
     assert cfg.optim_g.lr == cfg.optim_d.lr == 1e-5
   with pytest.raises(ValueError, match="unknown variant"):
     load_config(os.path.join(ROOT, "configs", "arc_forcing_demo.py:huge"))
+
+
+def test_perturbation_control_matches_the_change_tensor_by_tensor(tmp_path):
+  """benchmarks/perturb_params.py: each tensor moves by the norm the
+  post-trained model moved it, in a random direction; mismatched packages
+  are refused."""
+  import subprocess
+  import sys
+  rng = np.random.default_rng(1)
+  base = {"a": rng.standard_normal((4, 3)).astype(np.float32),
+          "b": rng.standard_normal(5).astype(np.float32)}
+  moved = {"a": base["a"] + 0.1, "b": base["b"] * 1.5}
+  for name, params in (("base", base), ("moved", moved)):
+    os.makedirs(tmp_path / name)
+    np.savez(tmp_path / name / "params.npz", **params)
+    (tmp_path / name / "model.json").write_text("{}")
+  script = os.path.join(ROOT, "benchmarks", "perturb_params.py")
+  subprocess.run([sys.executable, script, "--base", str(tmp_path / "base"),
+                  "--moved", str(tmp_path / "moved"), "--out",
+                  str(tmp_path / "out")], check=True, capture_output=True)
+  out = np.load(tmp_path / "out" / "params.npz")
+  for k in base:
+    d_out, d_moved = out[k] - base[k], moved[k] - base[k]
+    np.testing.assert_allclose(np.linalg.norm(d_out), np.linalg.norm(d_moved),
+                               rtol=1e-5)
+    cos = (d_out * d_moved).sum() / (np.linalg.norm(d_out) *
+                                     np.linalg.norm(d_moved))
+    assert abs(cos) < 0.99                  # not the post-trained direction
+  np.savez(tmp_path / "moved" / "params.npz", a=moved["a"])
+  r = subprocess.run([sys.executable, script, "--base", str(tmp_path / "base"),
+                      "--moved", str(tmp_path / "moved"), "--out",
+                      str(tmp_path / "out2")], capture_output=True, text=True)
+  assert r.returncode != 0 and "different parameters" in r.stderr
+
+
+def test_arc_report_refuses_evaluations_of_different_sizes(tmp_path):
+  """benchmarks/arc_demo_report.py: FD of 8 and 32 clips must not share a
+  table (FD is biased by the sample count)."""
+  import json
+  import sys
+  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+  import arc_demo_report
+
+  def results(clips, fd):
+    return {"clips": clips, "fd_kl": {"steps_2": {
+        "fd": fd, "kl": 1.0, "cfg_scale": 1.0,
+        "model_latency_s_median": 0.1}}}
+  for name, clips, fd in (("a", 32, 90.0), ("b", 32, 100.0), ("c", 8, 1.0)):
+    (tmp_path / f"{name}.json").write_text(json.dumps(results(clips, fd)))
+  metrics = tmp_path / "m.jsonl"
+  metrics.write_text(
+      json.dumps({"step": 1, "g_loss": 0.7, "g_grad_norm": 1.0}) + "\n" +
+      json.dumps({"step": 2, "d_loss": 2.0, "d_relativistic": 0.7,
+                  "d_gap": 0.1, "d_contrastive_accuracy": 0.5}) + "\n")
+  out = tmp_path / "s.json"
+  arc_demo_report.main(["--eval", f"x=y={tmp_path / 'a.json'}", "--eval",
+                        f"B={tmp_path / 'b.json'}", "--metrics", str(metrics),
+                        "--out", str(out)])
+  s = json.loads(out.read_text())
+  assert s["models"]["x=y"]["fd_kl"]["2"]["fd"] == 90.0   # label may hold =
+  assert s["training"]["updates"] == 2
+  with pytest.raises(SystemExit, match="different clip counts"):
+    arc_demo_report.main(["--eval", f"a={tmp_path / 'a.json'}", "--eval",
+                          f"c={tmp_path / 'c.json'}", "--metrics",
+                          str(metrics), "--out", str(out)])
