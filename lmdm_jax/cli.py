@@ -185,6 +185,9 @@ REGISTRARS = [
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="lmdm", description=__doc__,
                               formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--debug", action="store_true",
+                 help="show the full traceback of an error (also "
+                 "LMDM_DEBUG=1; may also follow the command)")
   sub = p.add_subparsers(dest="command", required=True)
   bench = sub.add_parser("bench", help="benchmarks that write JSON")
   bsub = bench.add_subparsers(dest="bench_command", required=True)
@@ -194,8 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  """Parses argv and runs the command under the one error handler
+  (`lmdm_jax.cliutil.run`): one line and exit 2 for bad input, 1 for a
+  failure, 130 for Ctrl-C; --debug shows the traceback instead."""
+  import os
+  from lmdm_jax import cliutil
+  argv = list(sys.argv[1:] if argv is None else argv)
+  debug = "--debug" in argv or os.environ.get("LMDM_DEBUG", "") not in (
+      "", "0")
+  argv = [a for a in argv if a != "--debug"]
   args = build_parser().parse_args(argv)
-  return args.fn(args)
+  name = " ".join(x for x in (args.command, getattr(
+      args, f"{args.command}_command", None)) if x)   # "data build"
+  return cliutil.run(args.fn, args, name, debug=debug)
 
 
 if __name__ == "__main__":

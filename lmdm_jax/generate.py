@@ -31,21 +31,84 @@ partner's part; the model plays along, seeing the partner up to
 player has heard, negative = a live system's latency, positive = a look
 ahead, at most one block); the mix of both is also written
 (<out>_mix.wav). Generation lasts --seconds or, by default, the file.
+
+Memory does not grow with --seconds: each block's audio goes to a float32
+spool file next to --out as it is made (and --save-latents' latents to
+disk), and the WAV is written from it in chunks once the peak is known
+(lmdm_jax/streaming/recording.py). Ctrl-C or SIGTERM stops after the
+current block and writes what was made as a valid WAV, with the figures
+JSON (--json, else OUT.json, "interrupted": "SIGINT"/"SIGTERM"); the exit
+code is then 130 (Ctrl-C) or 143 (SIGTERM), 128 + the signal, as a shell
+reports a command killed by it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
 import numpy as np
 
+from lmdm_jax.cliutil import printable
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGTERM (or SIGINT) while generating; .signum says which."""
+
+  def __init__(self, signum: int = signal.SIGINT):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = int(signum)
+
+
+def _raise_interrupted(signum, frame):
+  del frame
+  raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals(handler):
+  """SIGINT and SIGTERM -> handler inside (main thread only; elsewhere a
+  no-op: signals reach the main thread)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  old = {s: signal.signal(s, handler) for s in (signal.SIGINT,
+                                                signal.SIGTERM)}
+  try:
+    yield
+  finally:
+    for s, h in old.items():
+      signal.signal(s, h)
+
+
+def check_writable(path: str, flag: str) -> None:
+  """ValueError unless `path` can be created or overwritten (tried, not
+  guessed from permission bits; a file it creates is removed again)."""
+  if os.path.isdir(path):
+    raise ValueError(f"{flag} names a folder, not a file: {path}")
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    raise ValueError(f"the folder of {flag} does not exist: {parent}")
+  existed = os.path.exists(path)
+  try:
+    with open(path, "ab"):
+      pass
+  except OSError as e:
+    raise ValueError(f"{flag} is not writable: {path} ({e.strerror})") from e
+  if not existed:
+    os.remove(path)
+
 
 def _percentiles(xs):
+  if not len(xs):
+    return None
   xs = np.asarray(xs, np.float64)
   return {"median": float(np.median(xs)), "p90": float(np.percentile(xs, 90)),
           "max": float(xs.max()), "mean": float(xs.mean())}
@@ -55,8 +118,10 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
                steps: Optional[int], cfg_scale: Optional[float],
                sketch: Optional[str] = None,
                accompany: Optional[str] = None,
-               delay_s: float = 0.0) -> None:
-  """Raises ValueError for arguments that cannot make a file."""
+               delay_s: float = 0.0, extra_outputs=()) -> None:
+  """Raises ValueError for arguments that cannot make a file (before any
+  model is loaded or compiled); MissingExtra when --sketch/--accompany
+  lack the `data` extra. extra_outputs: (flag, path) also written."""
   if not isinstance(prompt, str):
     raise ValueError("prompt must be a string")
   for flag, path in (("--sketch", sketch), ("--accompany", accompany)):
@@ -71,9 +136,15 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
     raise ValueError(f"seconds must be in (0, 3600], got {seconds}")
   if not out.lower().endswith(".wav"):
     raise ValueError(f"--out must name a .wav file, got {out!r}")
-  parent = os.path.dirname(os.path.abspath(out))
-  if not os.path.isdir(parent):
-    raise ValueError(f"the folder of --out does not exist: {parent}")
+  check_writable(out, "--out")
+  for flag, path in extra_outputs:
+    if path is not None:
+      check_writable(path, flag)
+  if sketch is not None or accompany is not None:
+    from lmdm_jax.cliutil import require
+    what = "--sketch" if sketch is not None else "--accompany"
+    require("soundfile", "data", f"{what} (reading audio)")
+    require("librosa", "data", f"{what} (audio analysis)")
   if steps is not None and not 1 <= steps <= 100:
     raise ValueError(f"steps must be in [1, 100], got {steps}")
   if cfg_scale is not None and (not math.isfinite(cfg_scale) or
@@ -121,7 +192,8 @@ def generate(prompt: str, seconds: Optional[float], out: str,
              accompany: Optional[str] = None,
              visibility_s: Optional[float] = None, delay_s: float = 0.0,
              pitch_method: str = "yin",
-             latents_out: Optional[str] = None) -> dict:
+             latents_out: Optional[str] = None,
+             json_out: Optional[str] = None) -> dict:
   """Streams `seconds` of music for `prompt` into the WAV `out` (with
   --sketch / --accompany files: steered by them; see the module doc).
 
@@ -130,15 +202,18 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   unknown_words, and the settings used. `latents_out`: also save the
   generated latents [frames, C] there (.npy), before decoding.
   """
-  check_args(prompt, seconds, out, steps, cfg_scale, sketch, accompany,
-             delay_s)
   if latents_out is not None and not latents_out.endswith(".npy"):
     raise ValueError(f"--save-latents must name a .npy file, got "
                      f"{latents_out!r}")
+  check_args(prompt, seconds, out, steps, cfg_scale, sketch, accompany,
+             delay_s, extra_outputs=[("--save-latents", latents_out),
+                                     ("--json", json_out)])
   from lmdm_jax import pretrained
-  from lmdm_jax.streaming.player import Player, write_wav
+  from lmdm_jax.streaming.player import Player
+  from lmdm_jax.streaming.recording import LatentLog, Spool
   from lmdm_jax.streaming.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
+  from lmdm_jax.text.notes import prompt_notes
 
   t_start = time.perf_counter()
   pkg = pretrained.load(pretrained.for_controls(
@@ -157,9 +232,9 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   encoder = pkg.text_encoder()
   unknown = encoder.unknown_words(prompt) if hasattr(
       encoder, "unknown_words") else []
-  if unknown:
-    log(f"[generate] words the model never saw in training (no effect): "
-        f"{' '.join(unknown)}")
+  notes = prompt_notes(encoder, prompt)
+  for note in notes:
+    log(f"[generate] prompt: {note}")
   codec = pkg.make_codec()
   g = pkg.geometry
   delay = int(round(delay_s * codec.frame_rate))
@@ -209,46 +284,66 @@ def generate(prompt: str, seconds: Optional[float], out: str,
       bar.update(1)
       bar.set_postfix(rtf=f"{block_s / player.compute_s[-1]:.2f}")
 
+  # Blocks go to disk as they come (memory independent of `seconds`).
+  n_out = int(round(seconds * codec.sample_rate))
+  spool = Spool(os.path.dirname(os.path.abspath(out)), codec.channels)
+  session.recorded = LatentLog(latents_out)
+  interrupted = None
   t_gen = time.perf_counter()
-  audio = player.render(blocks, on_block)
-  gen_s = time.perf_counter() - t_gen
-  if bar is not None:
-    bar.close()
-  audio = audio[:, :int(round(seconds * codec.sample_rate))]
-  peak = float(np.abs(audio).max())
-  if peak > 0.89:                       # never clip the file
-    audio = audio * (0.89 / peak)
-  write_wav(out, audio, codec.sample_rate)
-  if latents_out is not None:
-    np.save(latents_out, session.performance()[0])
-  mix_out = None
-  if partner_audio is not None:
-    n = audio.shape[1]
-    p = np.pad(partner_audio, [(0, 0), (0, max(0, n - partner_audio.shape[1]))])
-    mix = audio + p[:, :n]
-    mix = mix * min(1.0, 0.89 / max(float(np.abs(mix).max()), 1e-9))
-    mix_out = os.path.splitext(out)[0] + "_mix.wav"
-    write_wav(mix_out, mix, codec.sample_rate)
+  try:
+    try:
+      written = 0
+      for chunk in player.iter_render(blocks, on_block):
+        chunk = chunk[:, :n_out - written]
+        spool.write(chunk)
+        written += chunk.shape[1]
+    except KeyboardInterrupt as e:      # Ctrl-C / SIGTERM: keep what we have
+      interrupted = signal.Signals(getattr(e, "signum",
+                                           signal.SIGINT)).name
+      if bar is not None:
+        bar.close()
+        bar = None
+      if spool.frames == 0:
+        raise
+      log(f"[generate] interrupted ({interrupted}) after "
+          f"{len(session.log)} of {blocks} blocks; writing them")
+    gen_s = time.perf_counter() - t_gen
+    if bar is not None:
+      bar.close()
+    # A second Ctrl-C would cut the files short: finish them first.
+    with _signals(signal.SIG_IGN):
+      audio_info = _write_outputs(spool, out, codec, partner_audio,
+                                  session.recorded)
+  finally:
+    spool.close()
+    session.recorded.discard()          # no-op once finished
+  mix_out = audio_info["mix_out"]
   model_s = [e["compute_s"] for e in session.log]
   total_s = list(player.compute_s)
   decode_s = [t - m for t, m in zip(total_s, model_s)]
-  rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+  rms = audio_info["rms"]
   import jax
   figures = {
       "prompt": prompt, "out": os.path.abspath(out),
-      "model": os.path.abspath(pkg.path), "seconds": audio.shape[1] /
-      codec.sample_rate, "blocks": blocks, "block_s": block_s,
+      "model": os.path.abspath(pkg.path),
+      "seconds": audio_info["frames"] / codec.sample_rate,
+      "blocks": len(session.log), "blocks_planned": blocks,
+      "interrupted": interrupted, "block_s": block_s,
       "steps": steps, "cfg_scale": cfg_scale, "sampler": sampler,
       "seed": seed, "mode": g.mode,
       "latency_s": {"model": _percentiles(model_s),
                     "decode": _percentiles(decode_s),
                     "total": _percentiles(total_s)},
-      "real_time_factor": block_s / float(np.median(total_s)),
-      "real_time_factor_model_only": block_s / float(np.median(model_s)),
+      "real_time_factor": (block_s / float(np.median(total_s))
+                           if total_s else None),
+      "real_time_factor_model_only": (block_s / float(np.median(model_s))
+                                      if model_s else None),
       "compile_s": compile_s, "generate_s": gen_s,
       "wall_s": time.perf_counter() - t_start,
       "rms_dbfs": 20 * math.log10(max(rms, 1e-12)),
-      "unknown_words": unknown,
+      "unknown_words": unknown, "prompt_notes": notes,
+      "peak_before_scaling": audio_info["peak"],
+      "latents_out": audio_info["latents_out"],
       "sketch": sketch, "sketch_controls": (
           sorted(track.controls) if track is not None else []),
       "accompany": accompany, "mix_out": mix_out,
@@ -260,28 +355,70 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   return figures
 
 
+def _write_outputs(spool, out, codec, partner_audio, latent_log) -> dict:
+  """The WAV (peak-normalised to 0.89 when louder: never clipped), the
+  latents .npy and the --accompany mix, read from disk chunk by chunk.
+  -> {frames, peak, rms, mix_out, latents_out}."""
+  frames, sr = spool.frames, codec.sample_rate
+  peak = spool.peak
+  scale = 0.89 / peak if peak > 0.89 else 1.0   # never clip the file
+  spool.to_wav(out, sr, scale, frames)
+  sumsq = 0.0
+  for x in spool.chunks(frames):
+    sumsq += float(np.sum(np.square(x, dtype=np.float64)))
+  rms = math.sqrt(sumsq / max(frames * spool.channels, 1)) * scale
+  latents_out = latent_log.finish() if hasattr(latent_log, "finish") \
+      else None
+  mix_out = None
+  if partner_audio is not None:
+    def partner(start, n):
+      p = partner_audio[:, start:start + n]
+      return np.pad(p, [(0, 0), (0, n - p.shape[1])])
+    mix_peak = spool.peak_of(lambda s, n: partner(s, n) * np.float32(
+        1 / scale), frames) * scale
+    mix_scale = scale * min(1.0, 0.89 / max(mix_peak, 1e-9))
+    mix_out = os.path.splitext(out)[0] + "_mix.wav"
+    spool.to_wav(mix_out, sr, mix_scale, frames,
+                 add=lambda s, n: partner(s, n) * np.float32(1 / scale))
+  return {"frames": frames, "peak": peak, "rms": rms, "mix_out": mix_out,
+          "latents_out": latents_out}
+
+
 def _cli(args) -> int:
-  try:
-    seconds = args.seconds
-    if seconds is None and args.sketch is None and args.accompany is None:
-      seconds = 30.0
+  """Errors go to cli.main's handler; Ctrl-C / SIGTERM while generating
+  keep the blocks made (module doc) and exit 128 + the signal."""
+  seconds = args.seconds
+  if seconds is None and args.sketch is None and args.accompany is None:
+    seconds = 30.0
+  with _signals(_raise_interrupted):
     figures = generate(args.prompt, seconds, args.out,
                        checkpoint=args.checkpoint, steps=args.steps,
                        cfg_scale=args.cfg, seed=args.seed,
                        sampler=args.sampler, progress=not args.no_progress,
-                       log=lambda s: print(s, file=sys.stderr, flush=True),
+                       log=lambda s: print(printable(s), file=sys.stderr,
+                                           flush=True),
                        sketch=args.sketch,
                        sketch_controls=[c for c in (args.sketch_controls or
                                                     "").split(",") if c],
                        accompany=args.accompany,
                        visibility_s=args.visibility, delay_s=args.delay,
                        pitch_method=args.pitch_method,
-                       latents_out=args.save_latents)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"lmdm generate: error: {e}", file=sys.stderr)
-    return 2
+                       latents_out=args.save_latents,
+                       json_out=args.json)
+  json_out = args.json
+  if figures["interrupted"] and not json_out:
+    json_out = os.path.splitext(args.out)[0] + ".json"
+  if json_out:
+    with open(json_out, "w") as f:
+      json.dump(figures, f, indent=2)
+  if figures["interrupted"]:
+    print(f"interrupted ({figures['interrupted']}): wrote "
+          f"{printable(figures['out'])} ({figures['seconds']:.1f} s, "
+          f"{figures['blocks']} of {figures['blocks_planned']} blocks) and "
+          f"{printable(json_out)}", flush=True)
+    return 128 + int(signal.Signals[figures["interrupted"]])
   lat = figures["latency_s"]
-  print(f"wrote {figures['out']}: {figures['seconds']:.1f} s, "
+  print(f"wrote {printable(figures['out'])}: {figures['seconds']:.1f} s, "
         f"{figures['blocks']} blocks of {figures['block_s']:.2f} s, "
         f"{figures['steps']} steps, cfg {figures['cfg_scale']:g}")
   print(f"per-block latency (median / p90 / max): model "
@@ -293,10 +430,7 @@ def _cli(args) -> int:
         f"(model only {figures['real_time_factor_model_only']:.2f}x); "
         f"compile {figures['compile_s']:.1f} s; {figures['device']}")
   if figures["mix_out"]:
-    print(f"wrote {figures['mix_out']} (partner + generation)")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(figures, f, indent=2)
+    print(f"wrote {printable(figures['mix_out'])} (partner + generation)")
   return 0
 
 

@@ -56,6 +56,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from lmdm_jax.cliutil import printable
 from lmdm_jax.streaming.commands import HELP, LiveApp, Quit, parse_int
 
 
@@ -81,9 +82,8 @@ def _check_path(path: Optional[str], flag: str, ext: str) -> None:
     return
   if not path.lower().endswith(ext):
     raise ValueError(f"{flag} must name a {ext} file, got {path!r}")
-  parent = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(parent):
-    raise ValueError(f"the folder of {flag} does not exist: {parent}")
+  from lmdm_jax.generate import check_writable
+  check_writable(path, flag)
 
 
 def check_args(args) -> None:
@@ -199,7 +199,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   """The `lmdm live` session. log: progress (stderr); say: replies."""
   check_args(args)
   from lmdm_jax import pretrained
-  from lmdm_jax.streaming.player import Player, write_wav
+  from lmdm_jax.streaming.player import Player
+  from lmdm_jax.streaming.recording import LatentLog
   from lmdm_jax.streaming.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
   import jax
@@ -241,6 +242,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
                         steps_options=options, drop_frames=args.drop_frames,
                         seed=args.seed, progress=log)
   compile_s = time.perf_counter() - t0
+  session.recorded = LatentLog()        # counts blocks; keeps no latents
   session.set_cfg(cfg_scale)
   player = Player(session, codec, buffer_blocks=args.buffer_blocks,
                   overlap=1)
@@ -250,17 +252,20 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
     session.set_prompts({args.prompt: 1.0})
     log(f"prompt {args.prompt!r}"
         + app.unknown_words_note({args.prompt: 1.0}))
+  else:
+    log("empty prompt: the model plays unconditioned (its 'no text' input) "
+        "until a `p TEXT` command")
   latency = measure_latency(session, player, log)
 
   output = "simulated"
   if not args.simulate:
     try:
-      player.start_sounddevice(record=True)
+      player.start_sounddevice(record=args.out)
       output = "sounddevice"
     except RuntimeError as e:
       log(f"{e}; playing against the simulated clock instead")
   if output == "simulated":
-    player.start_simulated(args.seconds, record=True)
+    player.start_simulated(args.seconds, record=args.out)
 
     def finished() -> bool:
       return player.wait(0)
@@ -330,10 +335,9 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
                            / codec.sample_rate)
     rc = 1
 
+  # The recording went to args.out as it played (player.stop closed it).
   played_s = player.callbacks * player.period / codec.sample_rate
-  audio = player.played()
   log_path = args.log or os.path.splitext(args.out)[0] + ".controls.json"
-  write_wav(args.out, audio, codec.sample_rate)
   settings = {"model": os.path.abspath(pkg.path), "prompt": args.prompt,
               "steps_options": sorted(session.streams), "sampler": sampler,
               "cfg_branch": cfg_branch, "plus_plus": bool(args.plus_plus),
@@ -409,18 +413,16 @@ def _attach_input(args, pkg, session, player, codec, log):
 def _cli(args) -> int:
   lock = threading.Lock()
 
+  # Everything echoed has its control characters escaped (a prompt with
+  # a NUL or a right-to-left override cannot rewrite the terminal).
   def say(s):
     with lock:
-      print(s, flush=True)
+      print(printable(s), flush=True)
 
   def log(s):
     with lock:
-      print(f"[live] {s}", file=sys.stderr, flush=True)
-  try:
-    return run(args, log, say)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"lmdm live: error: {e}", file=sys.stderr)
-    return 2
+      print(f"[live] {printable(s)}", file=sys.stderr, flush=True)
+  return run(args, log, say)         # errors: cli.main's one handler
 
 
 def register(sub, bsub) -> None:

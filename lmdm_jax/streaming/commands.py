@@ -187,15 +187,15 @@ class LiveApp:
     self.t0 = time.perf_counter()
 
   def unknown_words_note(self, prompts: Dict[str, float]) -> str:
-    """' (words the model never saw, ...)' for prompts, or ''."""
-    if self.encoder is None or not hasattr(self.encoder, "unknown_words"):
+    """' (what of the prompts has no effect, and why)' or ''
+    (lmdm_jax/text/notes.py: unknown words, the token limit, ...)."""
+    if self.encoder is None:
       return ""
-    unknown = []
+    from lmdm_jax.text.notes import prompt_notes
+    notes = []
     for p in prompts:
-      unknown += [w for w in self.encoder.unknown_words(p)
-                  if w not in unknown]
-    return (f" (words the model never saw, no effect: {' '.join(unknown)})"
-            if unknown else "")
+      notes += [n for n in prompt_notes(self.encoder, p) if n not in notes]
+    return f" ({'; '.join(notes)})" if notes else ""
 
   def handle(self, line: str) -> Optional[str]:
     """Applies one command line; -> the message to show (None: blank).

@@ -9,6 +9,11 @@
       session.set_cfg(3.0)
     report = player.stop()                       # audio: player.played()
 
+Recording (`record=`) goes to disk as it plays (`recording.Recorder`: a
+writer thread, no disk I/O in the callback), so memory stays bounded however
+long the performance: record="perf.wav" writes that WAV, record=True a
+temporary float32 file that `played()` reads back.
+
 A generation thread turns latent blocks into audio (codec decode) and writes
 them into a ring buffer; the audio callback reads fixed periods from it.
 When the buffer runs dry the callback outputs silence and counts an
@@ -41,6 +46,7 @@ from typing import List, Optional
 import numpy as np
 
 from lmdm_jax.codecs.base import Codec
+from lmdm_jax.streaming.recording import Recorder
 
 
 class RingBuffer:
@@ -110,7 +116,7 @@ class Player:
     self.lock = threading.Lock()
     self._threads: List[threading.Thread] = []
     self._clock_done = threading.Event()
-    self._played: Optional[List[np.ndarray]] = None
+    self._recorder: Optional[Recorder] = None
     self._sd_stream = None
 
   # -- generation -------------------------------------------------------------
@@ -123,10 +129,9 @@ class Player:
       audio = self.codec.decode(np.concatenate(
           [self._prev_latents[-k:], latents]))
       head, audio = audio[:, :k * self.codec.hop], audio[:, k * self.codec.hop:]
-      fade = np.sin(0.5 * np.pi * np.linspace(0, 1, head.shape[1]))
-      joined = self._tail * np.cos(0.5 * np.pi *
-                                   np.linspace(0, 1, head.shape[1])) + (
-                                       head * fade)
+      # float32 throughout: a float64 ramp would promote every block.
+      ramp = np.linspace(0, 0.5 * np.pi, head.shape[1], dtype=np.float32)
+      joined = self._tail * np.cos(ramp) + head * np.sin(ramp)
       audio = np.concatenate([joined, audio], axis=1)
     else:
       audio = self.codec.decode(latents)
@@ -155,8 +160,8 @@ class Player:
     if out is None:
       self.underruns += 1
       out = np.zeros((self.codec.channels, n), np.float32)
-    if self._played is not None:
-      self._played.append(out)
+    if self._recorder is not None:
+      self._recorder.put(out)
     return out
 
   @property
@@ -171,11 +176,21 @@ class Player:
       return self.ring.size / self.codec.sample_rate
 
   def played(self) -> np.ndarray:
-    """What the callback has output so far, silences included:
-    [channels, callbacks * period] (empty unless recording)."""
-    if not self._played:
+    """What the callback output, silences included, read back from the
+    recording after `stop`: [channels, callbacks * period] (empty unless
+    recording; 16-bit precision when recording to a WAV)."""
+    if self._recorder is None:
       return np.zeros((self.codec.channels, 0), np.float32)
-    return np.concatenate(self._played, axis=1)
+    return self._recorder.read()
+
+  def _record(self, record) -> None:
+    """record: False (none), True (temporary float32 file) or a WAV path."""
+    if self._recorder is not None:
+      self._recorder.delete()
+      self._recorder = None
+    if record:
+      self._recorder = Recorder(None if record is True else str(record),
+                                self.codec.channels, self.codec.sample_rate)
 
   # -- drivers ------------------------------------------------------------------
   def render(self, blocks: int, on_block=None) -> np.ndarray:
@@ -187,18 +202,22 @@ class Player:
     calls may follow one another (a notebook rendering clip after clip);
     the stream itself continues from call to call.
     """
+    return np.concatenate(list(self.iter_render(blocks, on_block)), axis=1)
+
+  def iter_render(self, blocks: int, on_block=None):
+    """`render` one piece at a time: yields each block's audio [channels,
+    n] as it is made (then the held-back overlap), so a caller can write
+    it out and hold no more than a block (lmdm generate)."""
     if blocks < 1:
       raise ValueError(f"blocks must be >= 1, got {blocks}")
-    out = []
     for i in range(blocks):
-      out.append(self._next_audio())
+      yield self._next_audio()
       if on_block is not None:
         on_block(i)
     if self._tail is not None:          # the held-back last overlap
-      out.append(self._tail)
-      self._tail = None
+      tail, self._tail = self._tail, None
       self._prev_latents = None         # next call: no tail to join
-    return np.concatenate(out, axis=1)
+      yield tail
 
   def start(self, prebuffer_blocks: int = 1) -> None:
     """Generates `prebuffer_blocks` blocks, then starts the generation
@@ -220,35 +239,45 @@ class Player:
     thread.start()
     self._threads.append(thread)
 
-  def _clock(self, seconds: Optional[float]) -> None:
+  def _clock(self, seconds: Optional[float], pace: bool = True) -> None:
     """The simulated sound card: one callback per period, paced by the
-    wall clock, for `seconds` (None: until `stop`)."""
+    wall clock, for `seconds` (None: until `stop`). pace=False: no wall
+    clock; each period is taken as soon as it is buffered (as fast as
+    compute, never an underrun while generation runs): soak tests."""
     sr = self.codec.sample_rate
     n_periods = None if seconds is None else int(seconds * sr / self.period)
     start = time.perf_counter()
     i = 0
     while (n_periods is None or i < n_periods) and not self._stop.is_set():
-      delay = start + i * self.period / sr - time.perf_counter()
-      if delay > 0:
-        time.sleep(delay)
+      if pace:
+        delay = start + i * self.period / sr - time.perf_counter()
+        if delay > 0:
+          time.sleep(delay)
+      else:
+        while (self.ring.size < self.period and self._error is None
+               and not self._stop.is_set()):
+          time.sleep(0.0005)
       self.callback(self.period)
       i += 1
     self._clock_done.set()
 
   def start_simulated(self, seconds: Optional[float] = None,
-                      prebuffer_blocks: int = 1, record: bool = True) -> None:
+                      prebuffer_blocks: int = 1, record=True,
+                      pace: bool = True) -> None:
     """Background playback against the simulated sound card.
 
     Plays for `seconds` (None: until `stop`); `wait()` returns when they
-    have played. record: keep the callback's output for `played()` (the
-    performance as heard, silences of underruns included).
+    have played. record: the callback's output (the performance as heard,
+    silences of underruns included) streamed to disk: True (a temporary
+    file, `played()` after `stop`), a .wav path, or False. pace=False: the
+    clock runs as fast as compute (see `_clock`).
     """
-    self._played = [] if record else None
+    self._record(record)
     self.start(prebuffer_blocks)
-    self._spawn(lambda: self._clock(seconds))
+    self._spawn(lambda: self._clock(seconds, pace))
 
   def start_sounddevice(self, prebuffer_blocks: int = 1,
-                        record: bool = False) -> None:
+                        record=False) -> None:
     """Background playback through the default output device (PortAudio).
 
     Raises RuntimeError when sounddevice/PortAudio is missing (before any
@@ -265,7 +294,7 @@ class Player:
       del time_info, status
       outdata[:] = self.callback(frames).T
 
-    self._played = [] if record else None
+    self._record(record)
     try:
       stream = sd.OutputStream(samplerate=self.codec.sample_rate,
                                channels=self.codec.channels,
@@ -297,6 +326,8 @@ class Player:
     for thread in self._threads:
       thread.join()
     self._threads = []
+    if self._recorder is not None:
+      self._recorder.close()              # the last periods reach the disk
     if self._error is not None:
       raise self._error
     seconds = self.callbacks * self.period / self.codec.sample_rate
@@ -305,11 +336,9 @@ class Player:
   def play_simulated(self, seconds: float, wav_path: Optional[str] = None,
                      prebuffer_blocks: int = 1) -> dict:
     """Drives the callback from a wall-clock-paced simulated sound card."""
-    self.start_simulated(seconds, prebuffer_blocks, record=True)
+    self.start_simulated(seconds, prebuffer_blocks, record=wav_path or True)
     self.wait()
     self.stop()
-    if wav_path:
-      write_wav(wav_path, self.played(), self.codec.sample_rate)
     return self.report(seconds)
 
   def play_sounddevice(self, seconds: float) -> dict:

@@ -16,21 +16,39 @@ PyTorch and a 90 MB encoder out of the main install, and is exactly
 reproducible. What it cannot do: relate words it never saw in training to
 ones it did ("violins" is not "strings"). `unknown_words` lists such words
 so `lmdm generate` can say which words of a prompt the model ignores.
+
+Words: the caption is case-folded and NFKD-normalised with combining marks
+removed ("Dvořák" -> "dvorak", "Café" -> "cafe", "ﬁ" -> "fi"); a word is a
+run of letters or digits of any script ("音楽" stays one word, never split
+or dropped), so ASCII captions read exactly as before. `describe` says
+what of a prompt has no effect and why: words the model never saw, words
+past the `max_tokens` limit, words changed by normalisation, and ignored
+symbols (emoji and the like; ASCII punctuation just separates words).
 """
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def normalise(text: str) -> str:
+  """Case-folded, NFKD, combining marks removed (ASCII is only lowered)."""
+  if text.isascii():
+    return text.lower()
+  text = unicodedata.normalize("NFKD", text.casefold())
+  return "".join(c for c in text if not unicodedata.combining(c))
 
 
 def words(text: str) -> List[str]:
-  """Lower-cased words of a caption, in order."""
-  return _WORD.findall(text.lower())
+  """Normalised words (letters/digits of any script) of a caption, in
+  order; for ASCII text the lower-cased runs of [a-z0-9]."""
+  return _WORD.findall(normalise(text))
 
 
 class HashedWords:
@@ -76,12 +94,36 @@ class HashedWords:
         np.zeros((0, self.max_tokens, self.dim), np.float32)
 
   def unknown_words(self, text: str) -> List[str]:
-    """Words of `text` not in the training vocabulary (ignored in effect);
-    also words beyond max_tokens."""
+    """Words of `text` within max_tokens that are not in the training
+    vocabulary (no effect); words past the limit: `describe`."""
+    return self.describe(text)["unknown"]
+
+  def describe(self, text: str) -> Dict[str, list]:
+    """What of `text` reaches the model and what does not, and why.
+
+    -> {"words": the words encoded (<= max_tokens), "unknown": those the
+    training vocabulary lacks (encoded, but the model never learnt them),
+    "over_limit": words dropped past max_tokens, "normalised": [original,
+    word] pairs changed by normalisation, "ignored": non-ASCII characters
+    that are neither letters nor digits (dropped)}.
+    """
     ws = words(text)
-    unknown = [w for w in ws[:self.max_tokens]
-               if self.vocabulary and w not in self.vocabulary]
-    return unknown + ws[self.max_tokens:]
+    kept = ws[:self.max_tokens]
+    unknown = [w for w in kept if self.vocabulary and w not in
+               self.vocabulary]
+    normalised, ignored = [], []
+    if not text.isascii():
+      for raw in text.split():
+        for piece in re.findall(r"[^\W_]+", raw.casefold()):
+          norm = words(piece)
+          if norm and norm != [piece] and [piece, " ".join(norm)] \
+              not in normalised:
+            normalised.append([piece, " ".join(norm)])
+      ignored = sorted({c for c in text if not c.isascii() and not
+                        _WORD.match(normalise(c)) and not c.isspace()})
+    return {"words": kept, "unknown": list(dict.fromkeys(unknown)),
+            "over_limit": ws[self.max_tokens:], "normalised": normalised,
+            "ignored": ignored}
 
 
 def vocabulary_of(captions: Iterable[str]) -> List[str]:
