@@ -91,6 +91,9 @@ def check_args(args) -> None:
   if args.seconds is not None and (not math.isfinite(args.seconds) or
                                    not 0 < args.seconds <= 86400):
     raise ValueError(f"--seconds must be in (0, 86400], got {args.seconds}")
+  if args.no_pace and not args.simulate:
+    raise ValueError("--no-pace applies to the simulated clock: add "
+                     "--simulate")
   if args.no_tui and args.seconds is None:
     raise ValueError("--no-tui reads no commands, so it needs --seconds")
   _check_path(args.out, "--out", ".wav")
@@ -265,7 +268,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
     except RuntimeError as e:
       log(f"{e}; playing against the simulated clock instead")
   if output == "simulated":
-    player.start_simulated(args.seconds, record=args.out)
+    player.start_simulated(args.seconds, record=args.out,
+                           pace=not args.no_pace)
 
     def finished() -> bool:
       return player.wait(0)
@@ -457,6 +461,10 @@ def register(sub, bsub) -> None:
   p.add_argument("--simulate", action="store_true",
                  help="simulated sound card (wall-clock paced), not "
                  "PortAudio")
+  p.add_argument("--no-pace", action="store_true",
+                 help="with --simulate: the clock runs as fast as compute, "
+                 "not the wall clock (soak tests; renders through the live "
+                 "path)")
   p.add_argument("--out", default="live.wav",
                  help="the recording as played (WAV)")
   p.add_argument("--log", default=None,

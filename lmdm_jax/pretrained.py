@@ -13,7 +13,9 @@ The embedded demo model ships as such a package in lmdm_jax/assets/demo/,
 the sketch demo model (sketch controls; also a partner, weakly used) in
 lmdm_jax/assets/sketch/ and the jam demo model (chorale accompaniment that
 uses its partner) in lmdm_jax/assets/jam/; `load("demo")`,
-`load("sketch")` and `load("jam")` name them from anywhere, and
+`load("sketch")` and `load("jam")` name them from anywhere (always the
+shipped ones: a folder of that name in the working directory is read only
+when given as a path, "./demo"), and
 `for_controls` picks the one a command's controls need.
 `load` also accepts a `lmdm convert sao` directory (config.json +
 params.npz); such a model needs its text encoder and codec given separately.
@@ -120,15 +122,22 @@ def for_controls(checkpoint: Optional[str], sketch: bool = False,
   return None
 
 
+def resolve(path: Optional[str]) -> str:
+  """The directory `load` reads: None -> the demo; a shipped name -> its
+  package in lmdm_jax/assets; anything else is a path, as given."""
+  if path is None:
+    return DEMO_DIR
+  return SHIPPED.get(path, path)
+
+
 def load(path: Optional[str] = None) -> Pretrained:
-  """A package directory (default: the shipped demo model; "demo",
-  "sketch" and "jam" name the shipped packages unless a directory of that
-  name exists here)."""
+  """A package directory (default: the shipped demo model). The bare
+  names "demo", "sketch" and "jam" always mean the shipped packages, never
+  a folder of that name in the working directory (give "./demo" for that),
+  so what plays does not depend on where the command runs."""
   import jax.numpy as jnp
   from lmdm_jax.model.config import DiTConfig, Geometry
-  path = path or DEMO_DIR
-  if path in SHIPPED and not os.path.isdir(path):
-    path = SHIPPED[path]
+  path = resolve(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"model directory {path!r} does not exist")
   model_json = os.path.join(path, "model.json")

@@ -16,6 +16,9 @@ import sys
 
 
 def _eval(args) -> int:
+  from lmdm_jax.cliutil import require
+  for module in ("soundfile", "librosa", "scipy"):
+    require(module, "eval", "lmdm eval")
   from lmdm_jax.eval import run
   log = (lambda *a: print(*a, file=sys.stderr, flush=True))
   try:

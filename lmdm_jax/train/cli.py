@@ -32,22 +32,43 @@ class _OverrideParser(argparse.ArgumentParser):
     return ns, extra
 
 
+def _type_name(old) -> str:
+  if isinstance(old, bool):
+    return "a boolean (true/false, yes/no, 1/0)"
+  if isinstance(old, int):
+    return "an integer"
+  if isinstance(old, float):
+    return "a number"
+  if isinstance(old, (tuple, list)):
+    return f"a {type(old).__name__} literal such as {tuple(old)!r}"
+  return type(old).__name__
+
+
 def _parse_value(old, text: str):
+  """`text` as the type of the value it replaces (ValueError if it is
+  not one)."""
+  import ast
   if isinstance(old, bool):
     if text.lower() in ("1", "true", "yes"):
       return True
     if text.lower() in ("0", "false", "no"):
       return False
-    raise ValueError(f"expected a boolean, got {text!r}")
+    raise ValueError(text)
   if isinstance(old, int):
     return int(text)
   if isinstance(old, float):
     return float(text)
+  if isinstance(old, (tuple, list)):
+    value = ast.literal_eval(text)
+    if not isinstance(value, (tuple, list)):
+      raise ValueError(text)
+    return type(old)(value)
   return text
 
 
 def apply_overrides(cfg, overrides):
-  """Applies ["--config.a.b=v", ...] to a ConfigDict in place."""
+  """Applies ["--config.a.b=v", ...] to a ConfigDict in place; a bad one
+  raises ValueError naming the field, the value and the type expected."""
   for item in overrides:
     key, sep, text = item[len(_PREFIX):].partition("=")
     if not sep:
@@ -56,12 +77,22 @@ def apply_overrides(cfg, overrides):
     *path, leaf = key.split(".")
     node = cfg
     for p in path:
-      if p not in node:
+      if p not in node or not hasattr(node[p], "keys"):
         raise ValueError(f"unknown config field {key!r}")
       node = node[p]
     if leaf not in node:
       raise ValueError(f"unknown config field {key!r}")
-    node[leaf] = _parse_value(node[leaf], text)
+    old = node[leaf]
+    if hasattr(old, "keys"):
+      raise ValueError(f"--config.{key} is a group of fields "
+                       f"({', '.join(sorted(old.keys()))}); override one "
+                       f"of them, e.g. --config.{key}.FIELD=value")
+    try:
+      node[leaf] = _parse_value(old, text)
+    except (ValueError, TypeError, SyntaxError) as e:
+      raise ValueError(f"--config.{key}={text!r}: expected "
+                       f"{_type_name(old)} (the field is now {old!r})"
+                       ) from e
   return cfg
 
 
