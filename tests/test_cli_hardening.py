@@ -154,6 +154,7 @@ def test_shipped_names_are_not_shadowed_by_the_working_directory(
     assert pretrained.resolve(name) == pretrained.SHIPPED[name]
     assert os.path.isfile(os.path.join(pretrained.resolve(name),
                                        "params.npz"))
+  assert pretrained.load("demo").path == pretrained.SHIPPED["demo"]
   assert pretrained.resolve("./demo") == "./demo"     # a path is a path
   with pytest.raises(ValueError, match="format"):
     pretrained.load("./demo")

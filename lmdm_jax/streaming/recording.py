@@ -29,11 +29,19 @@ import queue
 import tempfile
 import threading
 import wave
+import weakref
 from typing import Optional
 
 import numpy as np
 
 CHUNK = 1 << 16             # samples per read-back chunk (~1.5 s at 44.1 kHz)
+
+
+def _remove_quietly(path: str) -> None:
+  try:
+    os.remove(path)
+  except OSError:
+    pass
 
 
 def to_pcm16(audio: np.ndarray) -> bytes:
@@ -86,6 +94,8 @@ class Recorder:
       fd, self.path = tempfile.mkstemp(prefix="lmdm_rec_", suffix=".f32")
       self._raw = os.fdopen(fd, "wb")
       self._wav = None
+      # The temporary file goes with the recorder (or at exit).
+      weakref.finalize(self, _remove_quietly, self.path)
     else:
       self.path, self._raw = path, None
       self._wav = WavWriter(path, channels, sample_rate)
