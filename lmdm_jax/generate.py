@@ -44,6 +44,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from lmdm_jax.streaming import control_ranges as ranges
+
+
+class NonFiniteResult(RuntimeError):
+  """The generation came out non-finite: nothing was written."""
+
 
 def _percentiles(xs):
   xs = np.asarray(xs, np.float64)
@@ -55,7 +61,7 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
                steps: Optional[int], cfg_scale: Optional[float],
                sketch: Optional[str] = None,
                accompany: Optional[str] = None,
-               delay_s: float = 0.0) -> None:
+               delay_s: float = 0.0, seed: int = 0) -> None:
   """Raises ValueError for arguments that cannot make a file."""
   if not isinstance(prompt, str):
     raise ValueError("prompt must be a string")
@@ -74,11 +80,11 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
   parent = os.path.dirname(os.path.abspath(out))
   if not os.path.isdir(parent):
     raise ValueError(f"the folder of --out does not exist: {parent}")
-  if steps is not None and not 1 <= steps <= 100:
-    raise ValueError(f"steps must be in [1, 100], got {steps}")
-  if cfg_scale is not None and (not math.isfinite(cfg_scale) or
-                                cfg_scale < 0):
-    raise ValueError(f"cfg scale must be finite and >= 0, got {cfg_scale}")
+  if steps is not None:
+    ranges.check_steps(steps, what="--steps")
+  if cfg_scale is not None:
+    ranges.check_cfg(cfg_scale, what="--cfg")
+  ranges.check_seed(seed, what="--seed")
 
 
 def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
@@ -131,11 +137,12 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   generated latents [frames, C] there (.npy), before decoding.
   """
   check_args(prompt, seconds, out, steps, cfg_scale, sketch, accompany,
-             delay_s)
+             delay_s, seed)
   if latents_out is not None and not latents_out.endswith(".npy"):
     raise ValueError(f"--save-latents must name a .npy file, got "
                      f"{latents_out!r}")
   from lmdm_jax import pretrained
+  from lmdm_jax.streaming import output_stage
   from lmdm_jax.streaming.player import Player, write_wav
   from lmdm_jax.streaming.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
@@ -195,7 +202,11 @@ def generate(prompt: str, seconds: Optional[float], out: str,
     session.control_source = lambda i: track.block_window(i, g.context,
                                                           g.block)
   compile_s = time.perf_counter() - t0
-  player = Player(session, codec, overlap=1)
+  # The live output stage (calibrated gain + true-peak limiter, block by
+  # block) sets the file's level too: no end-of-run rescale, so the level
+  # does not depend on the loudest moment, and a block written is final.
+  player = Player(session, codec, overlap=1,
+                  output=output_stage.for_package(pkg, codec))
   block_s = g.block * codec.hop / codec.sample_rate
   blocks = max(1, math.ceil(seconds / block_s))
   bar = None
@@ -215,9 +226,16 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   if bar is not None:
     bar.close()
   audio = audio[:, :int(round(seconds * codec.sample_rate))]
-  peak = float(np.abs(audio).max())
-  if peak > 0.89:                       # never clip the file
-    audio = audio * (0.89 / peak)
+  levels = player.output.levels()
+  if (session.rejected_blocks or levels["nonfinite_samples"]
+      or not np.isfinite(audio).all()):
+    raise NonFiniteResult(
+        f"the generation came out non-finite ({len(session.rejected_blocks)}"
+        f" of {blocks} blocks, first block "
+        f"{(session.rejected_blocks or ['-'])[0]}; "
+        f"{levels['nonfinite_samples']} decoded samples); nothing written. "
+        f"The model diverged under these settings (cfg {cfg_scale:g}, steps "
+        f"{steps}): lower --cfg or change --steps")
   write_wav(out, audio, codec.sample_rate)
   if latents_out is not None:
     np.save(latents_out, session.performance()[0])
@@ -248,6 +266,7 @@ def generate(prompt: str, seconds: Optional[float], out: str,
       "compile_s": compile_s, "generate_s": gen_s,
       "wall_s": time.perf_counter() - t_start,
       "rms_dbfs": 20 * math.log10(max(rms, 1e-12)),
+      "levels": levels, "rejected_blocks": session.rejected_blocks,
       "unknown_words": unknown,
       "sketch": sketch, "sketch_controls": (
           sorted(track.controls) if track is not None else []),
@@ -280,6 +299,9 @@ def _cli(args) -> int:
   except (ValueError, FileNotFoundError) as e:
     print(f"lmdm generate: error: {e}", file=sys.stderr)
     return 2
+  except NonFiniteResult as e:
+    print(f"lmdm generate: error: {e}", file=sys.stderr)
+    return 1
   lat = figures["latency_s"]
   print(f"wrote {figures['out']}: {figures['seconds']:.1f} s, "
         f"{figures['blocks']} blocks of {figures['block_s']:.2f} s, "
@@ -289,6 +311,11 @@ def _cli(args) -> int:
         f" / {lat['model']['max'] * 1e3:.0f} ms, decode "
         f"{lat['decode']['median'] * 1e3:.0f} ms, total "
         f"{lat['total']['median'] * 1e3:.0f} ms")
+  lv = figures["levels"]
+  print(f"level {lv['rms_dbfs']:.1f} dBFS RMS, peak {lv['peak_dbfs']:.1f} "
+        f"dBFS (gain {lv['gain_db']:.1f} dB, {lv['gain']}), limited "
+        f"{100 * lv['limited_fraction']:.1f} % of samples (at most "
+        f"{lv['max_gain_reduction_db']:.1f} dB)")
   print(f"real-time factor {figures['real_time_factor']:.2f}x "
         f"(model only {figures['real_time_factor_model_only']:.2f}x); "
         f"compile {figures['compile_s']:.1f} s; {figures['device']}")
