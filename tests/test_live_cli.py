@@ -149,7 +149,7 @@ def test_bad_commands_print_why_and_playback_goes_on(piped):
   assert set(bad) == {"steps 8", "bogus command", "cfg -1", "mix organ=x"}
   assert "not compiled at start; choose from [1, 2]" in bad["steps 8"]
   assert "unknown command 'bogus'" in bad["bogus command"]
-  assert ">= 0" in bad["cfg -1"]
+  assert "cfg scale must be in [0, 25]" in bad["cfg -1"]
   assert "must be a number" in bad["mix organ=x"]
   for message in bad.values():
     assert f"error: {message}" in r.stdout
