@@ -8,7 +8,11 @@ lmdm_jax/assets/demo (see docs/demo-model.md). Blocks are generated one
 after another exactly as in a live session (the cached stream of
 `lmdm_jax.streaming`: BC caches each finished block once), decoded with the
 model's codec block by block (one latent frame of overlap, equal-power
-crossfade), and written as 16-bit WAV. The figures printed (and written
+crossfade), passed through the live output stage (automatic gain and a
+true-peak limiter at -1 dBTP, block by block: lmdm_jax/streaming/
+output_stage.py) and written as 16-bit WAV. A generation that comes out
+non-finite (the stream replaces and counts such blocks) is refused: exit
+1, nothing written. The figures printed (and written
 with --json) are per-block latency (model, decode, both), the real-time
 factor (audio seconds per block / compute seconds per block; > 1 keeps up
 live) and the compile time, on whatever machine runs it.
@@ -133,7 +137,9 @@ def generate(prompt: str, seconds: Optional[float], out: str,
 
   -> figures: blocks, block_s, latency_s {model, decode, total} as
   {median, p90, max, mean}, real_time_factor, compile_s, wall_s, rms_dbfs,
-  unknown_words, and the settings used. `latents_out`: also save the
+  unknown_words, levels (the output stage's), rejected_blocks, and the
+  settings used. Raises NonFiniteResult (writing nothing) when a block or
+  decoded sample came out non-finite. `latents_out`: also save the
   generated latents [frames, C] there (.npy), before decoding.
   """
   check_args(prompt, seconds, out, steps, cfg_scale, sketch, accompany,
