@@ -156,13 +156,13 @@ class OutputStage:
     ext = np.concatenate([self._hist[:, -half:], y,
                           np.repeat(y[:, -1:], half, axis=1)], axis=1)
     level = np.abs(y).max(axis=0)
-    # windows[c, i, k] = ext[c, i + k]: the taps around the gap after y[i-1].
-    win = np.lib.stride_tricks.sliding_window_view(
-        ext, TAPS_PER_PHASE, axis=1)[:, :n + 1]           # [C, n+1, taps]
-    for p in range(1, OVERSAMPLE):
-      between = np.abs(win @ self._phases[p]).max(axis=0)  # gap i-1 | i
-      level = np.maximum(level, np.maximum(between[:n], between[1:n + 1]))
-    return level
+    # between[i] = max |sum_k ext[c, i + k] phase_p[k]|: the oversampled
+    # points in the gap between y[i-1] and y[i], i = 0..n.
+    acc = np.zeros((OVERSAMPLE - 1,) + (ext.shape[0], n + 1))
+    for k in range(TAPS_PER_PHASE):           # 12 shifted adds: the fastest
+      acc += self._phases[1:, k, None, None] * ext[None, :, k:k + n + 1]
+    between = np.abs(acc).max(axis=(0, 1))
+    return np.maximum(level, np.maximum(between[:n], between[1:n + 1]))
 
   # -- processing --------------------------------------------------------------
   def process(self, block: np.ndarray) -> np.ndarray:
@@ -224,7 +224,7 @@ class OutputStage:
     return {"blocks": self.blocks, "samples": self.samples,
             "gain_db": (self.gain_db if self.gain_db is not None
                         else self._auto_db),
-            "gain": "calibrated" if self.gain_db is not None else "auto",
+            "gain": "fixed" if self.gain_db is not None else "auto",
             "ceiling_dbtp": db(self.ceiling),
             "peak_in_dbfs": db(self.peak_in),
             "peak_dbfs": db(self.peak_out),
