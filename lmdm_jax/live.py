@@ -300,7 +300,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
         rejected_told = len(session.rejected_blocks)
         say(f"block {session.rejected_blocks[-1]} came out non-finite and "
             f"was replaced by the previous one ({rejected_told} so far); "
-            f"the controls in force: {session.log[-1]['cfg_scale']:g} cfg, "
+            f"controls in force: cfg {session.log[-1]['cfg_scale']:g}, "
             f"steps {session.log[-1]['steps']}")
       if eof:
         time.sleep(0.05)
