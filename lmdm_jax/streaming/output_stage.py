@@ -14,12 +14,13 @@ for "slow Bach chorale for string ensemble" (+9.8 dBFS RMS over 22 s) but
 at 0.37 for "ragtime piano" (-27.6 dBFS RMS): the level depends on the
 prompt by 37 dB, so no fixed gain suits the model. By default
 (`gain_db=None`) the gain follows a running estimate of the music's level,
-the automatic gain control of broadcast chains: the mean square of each
-block (blocks below -60 dBFS are gated out), tracked with a 1 s time
-constant when the music gets louder and 10 s when it gets quieter, is
-brought to `target_rms_dbfs` (-20 dBFS, about 18 dB of headroom for the
-demo's crest factor), the gain ramped linearly across each block; the
-first block sets the estimate. A model whose level is known gives a fixed
+the automatic gain control of broadcast chains: the level of each block
+(RMS in dB; blocks below -60 dBFS are gated out) is smoothed with a 1 s
+time constant when the music gets louder and 4 s when it gets quieter
+(dynamics within a few seconds stay, a prompt change's 37 dB is caught up
+in about 10 s) and brought to `target_rms_dbfs` (-20 dBFS, about 18 dB of
+headroom for the demo's crest factor), the gain ramped linearly across each
+block; the first block sets the estimate. A model whose level is known gives a fixed
 `gain_db` (a package's `defaults.output_gain_db`, `for_package`). Either
 way the limiter catches what is left, so music is rarely limited and never
 clipped.
@@ -86,7 +87,7 @@ class OutputStage:
                ceiling_dbtp: float = -1.0, lookahead_ms: float = 1.5,
                release_db_per_s: float = 30.0,
                target_rms_dbfs: float = -20.0, auto_attack_s: float = 1.0,
-               auto_release_s: float = 10.0, max_auto_gain_db: float = 20.0):
+               auto_release_s: float = 4.0, max_auto_gain_db: float = 20.0):
     if sample_rate <= 0 or channels <= 0:
       raise ValueError(f"sample_rate and channels must be positive, got "
                        f"{sample_rate}, {channels}")
@@ -110,7 +111,7 @@ class OutputStage:
     self._phases = _interpolator()
     self._hist = np.zeros((channels, TAPS_PER_PHASE), np.float64)
     self._gain_db_now = 0.0          # limiter gain at the last sample (<= 0)
-    self._ms = None                  # running mean square (auto gain)
+    self._level_db = None            # running block level, dB (auto gain)
     self._auto_db = None             # makeup gain of the last block (auto)
     self.blocks = 0
     self.samples = 0
@@ -131,15 +132,17 @@ class OutputStage:
       return np.full(n, self.gain_db)
     ms = float(np.mean(np.square(x))) if n else 0.0
     block_s = n / self.sample_rate
-    if ms < 1e-6:                     # gate: below -60 dBFS, keep the gain
-      pass
-    elif self._ms is None:
-      self._ms = ms
-    else:
-      tau = self.auto_attack_s if ms > self._ms else self.auto_release_s
-      self._ms += (1.0 - math.exp(-block_s / tau)) * (ms - self._ms)
-    want = (0.0 if self._ms is None else
-            db(self.target_rms) - 10.0 * math.log10(self._ms))
+    if ms >= 1e-6:                    # gate: below -60 dBFS, keep the gain
+      level = 10.0 * math.log10(ms)
+      if self._level_db is None:
+        self._level_db = level
+      else:
+        tau = (self.auto_attack_s if level > self._level_db
+               else self.auto_release_s)
+        self._level_db += (1.0 - math.exp(-block_s / tau)) * (
+            level - self._level_db)
+    want = (0.0 if self._level_db is None else
+            db(self.target_rms) - self._level_db)
     want = min(want, self.max_auto_gain_db)
     start = want if self._auto_db is None else self._auto_db
     self._auto_db = want
@@ -203,7 +206,7 @@ class OutputStage:
     self._hist = np.concatenate([self._hist, out], axis=1)[
         :, -TAPS_PER_PHASE:]
     # Levels.
-    reduction = -float(gain_db.min())
+    reduction = max(0.0, -float(gain_db.min()))
     peak = float(np.abs(out).max())
     rms = float(np.sqrt(np.mean(np.square(out))))
     self.blocks += 1
