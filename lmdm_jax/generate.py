@@ -8,7 +8,11 @@ lmdm_jax/assets/demo (see docs/demo-model.md). Blocks are generated one
 after another exactly as in a live session (the cached stream of
 `lmdm_jax.streaming`: BC caches each finished block once), decoded with the
 model's codec block by block (one latent frame of overlap, equal-power
-crossfade), and written as 16-bit WAV. The figures printed (and written
+crossfade), passed through the live output stage (automatic gain and a
+true-peak limiter at -1 dBTP, block by block: lmdm_jax/streaming/
+output_stage.py) and written as 16-bit WAV. A generation that comes out
+non-finite (the stream replaces and counts such blocks) is refused: exit
+1, nothing written. The figures printed (and written
 with --json) are per-block latency (model, decode, both), the real-time
 factor (audio seconds per block / compute seconds per block; > 1 keeps up
 live) and the compile time, on whatever machine runs it.
@@ -57,6 +61,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from lmdm_jax.cliutil import printable
+from lmdm_jax.streaming import control_ranges as ranges
+
+
+class NonFiniteResult(RuntimeError):
+  """The generation came out non-finite: nothing was written."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -118,7 +127,7 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
                steps: Optional[int], cfg_scale: Optional[float],
                sketch: Optional[str] = None,
                accompany: Optional[str] = None,
-               delay_s: float = 0.0, extra_outputs=()) -> None:
+               delay_s: float = 0.0, extra_outputs=(), seed: int = 0) -> None:
   """Raises ValueError for arguments that cannot make a file (before any
   model is loaded or compiled); MissingExtra when --sketch/--accompany
   lack the `data` extra. extra_outputs: (flag, path) also written."""
@@ -145,11 +154,11 @@ def check_args(prompt: str, seconds: Optional[float], out: str,
     what = "--sketch" if sketch is not None else "--accompany"
     require("soundfile", "data", f"{what} (reading audio)")
     require("librosa", "data", f"{what} (audio analysis)")
-  if steps is not None and not 1 <= steps <= 100:
-    raise ValueError(f"steps must be in [1, 100], got {steps}")
-  if cfg_scale is not None and (not math.isfinite(cfg_scale) or
-                                cfg_scale < 0):
-    raise ValueError(f"cfg scale must be finite and >= 0, got {cfg_scale}")
+  if steps is not None:
+    ranges.check_steps(steps, what="--steps")
+  if cfg_scale is not None:
+    ranges.check_cfg(cfg_scale, what="--cfg")
+  ranges.check_seed(seed, what="--seed")
 
 
 def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
@@ -199,16 +208,20 @@ def generate(prompt: str, seconds: Optional[float], out: str,
 
   -> figures: blocks, block_s, latency_s {model, decode, total} as
   {median, p90, max, mean}, real_time_factor, compile_s, wall_s, rms_dbfs,
-  unknown_words, and the settings used. `latents_out`: also save the
+  unknown_words, levels (the output stage's), rejected_blocks, and the
+  settings used. Raises NonFiniteResult (writing nothing) when a block or
+  decoded sample came out non-finite. `latents_out`: also save the
   generated latents [frames, C] there (.npy), before decoding.
   """
   if latents_out is not None and not latents_out.endswith(".npy"):
     raise ValueError(f"--save-latents must name a .npy file, got "
                      f"{latents_out!r}")
   check_args(prompt, seconds, out, steps, cfg_scale, sketch, accompany,
-             delay_s, extra_outputs=[("--save-latents", latents_out),
-                                     ("--json", json_out)])
+             delay_s, seed=seed,
+             extra_outputs=[("--save-latents", latents_out),
+                            ("--json", json_out)])
   from lmdm_jax import pretrained
+  from lmdm_jax.streaming import output_stage
   from lmdm_jax.streaming.player import Player
   from lmdm_jax.streaming.recording import LatentLog, Spool
   from lmdm_jax.streaming.session import LiveSession
@@ -270,7 +283,11 @@ def generate(prompt: str, seconds: Optional[float], out: str,
     session.control_source = lambda i: track.block_window(i, g.context,
                                                           g.block)
   compile_s = time.perf_counter() - t0
-  player = Player(session, codec, overlap=1)
+  # The live output stage (automatic gain, or the package's fixed gain, and
+  # a true-peak limiter, block by block) sets the file's level too: no end-of-run rescale, so the level
+  # does not depend on the loudest moment, and a block written is final.
+  player = Player(session, codec, overlap=1,
+                  output=output_stage.for_package(pkg, codec))
   block_s = g.block * codec.hop / codec.sample_rate
   blocks = max(1, math.ceil(seconds / block_s))
   bar = None
@@ -310,6 +327,15 @@ def generate(prompt: str, seconds: Optional[float], out: str,
     gen_s = time.perf_counter() - t_gen
     if bar is not None:
       bar.close()
+    levels = player.output.levels()
+    if session.rejected_blocks or levels["nonfinite_samples"]:
+      raise NonFiniteResult(
+          f"the generation came out non-finite ({len(session.rejected_blocks)}"
+          f" of {blocks} blocks, first block "
+          f"{(session.rejected_blocks or ['-'])[0]}; "
+          f"{levels['nonfinite_samples']} decoded samples); nothing written. "
+          f"The model diverged under these settings (cfg {cfg_scale:g}, steps "
+          f"{steps}): lower --cfg or change --steps")
     # A second Ctrl-C would cut the files short: finish them first.
     with _signals(signal.SIG_IGN):
       audio_info = _write_outputs(spool, out, codec, partner_audio,
@@ -342,6 +368,7 @@ def generate(prompt: str, seconds: Optional[float], out: str,
       "wall_s": time.perf_counter() - t_start,
       "rms_dbfs": 20 * math.log10(max(rms, 1e-12)),
       "unknown_words": unknown, "prompt_notes": notes,
+      "levels": levels, "rejected_blocks": session.rejected_blocks,
       "peak_before_scaling": audio_info["peak"],
       "latents_out": audio_info["latents_out"],
       "sketch": sketch, "sketch_controls": (
@@ -426,6 +453,11 @@ def _cli(args) -> int:
         f" / {lat['model']['max'] * 1e3:.0f} ms, decode "
         f"{lat['decode']['median'] * 1e3:.0f} ms, total "
         f"{lat['total']['median'] * 1e3:.0f} ms")
+  lv = figures["levels"]
+  print(f"level {lv['rms_dbfs']:.1f} dBFS RMS, peak {lv['peak_dbfs']:.1f} "
+        f"dBFS (gain {lv['gain_db']:.1f} dB, {lv['gain']}), limited "
+        f"{100 * lv['limited_fraction']:.1f} % of samples (at most "
+        f"{lv['max_gain_reduction_db']:.1f} dB)")
   print(f"real-time factor {figures['real_time_factor']:.2f}x "
         f"(model only {figures['real_time_factor_model_only']:.2f}x); "
         f"compile {figures['compile_s']:.1f} s; {figures['device']}")

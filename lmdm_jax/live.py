@@ -57,6 +57,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from lmdm_jax.cliutil import printable
+from lmdm_jax.streaming import control_ranges as ranges
 from lmdm_jax.streaming.commands import HELP, LiveApp, Quit, parse_int
 
 
@@ -66,11 +67,8 @@ def parse_steps_options(text: str) -> List[int]:
   for part in text.split(","):
     part = part.strip()
     if part:
-      k = parse_int(part, "each --steps-options entry")
-      if not 1 <= k <= 100:
-        raise ValueError(f"--steps-options entries must be in [1, 100], "
-                         f"got {k}")
-      opts.append(k)
+      opts.append(ranges.check_steps(parse_int(
+          part, "each --steps-options entry"), what="--steps-options entries"))
   if not opts:
     raise ValueError(f"--steps-options needs at least one step count, got "
                      f"{text!r}")
@@ -99,10 +97,11 @@ def check_args(args) -> None:
   _check_path(args.out, "--out", ".wav")
   _check_path(args.log, "--log", ".json")
   _check_path(args.json, "--json", ".json")
-  if args.steps is not None and not 1 <= args.steps <= 100:
-    raise ValueError(f"--steps must be in [1, 100], got {args.steps}")
-  if args.cfg is not None and (not math.isfinite(args.cfg) or args.cfg < 0):
-    raise ValueError(f"--cfg must be finite and >= 0, got {args.cfg}")
+  if args.steps is not None:
+    ranges.check_steps(args.steps, what="--steps")
+  if args.cfg is not None:       # --plus-plus's [0, 1]: checked below
+    ranges.check_cfg(args.cfg, what="--cfg")
+  ranges.check_seed(args.seed, what="--seed")
   if args.plus_plus and (args.no_cfg_branch or (
       args.cfg is not None and args.cfg > 1.0)):
     raise ValueError("--plus-plus (Ping-Pong++) needs the cfg branch and a "
@@ -110,7 +109,7 @@ def check_args(args) -> None:
   if args.buffer_blocks < 1:
     raise ValueError(f"--buffer-blocks must be >= 1, got "
                      f"{args.buffer_blocks}")
-  if args.drop_frames < 0:
+  if args.drop_frames < 0:        # the upper bound needs the model: run()
     raise ValueError(f"--drop-frames must be >= 0, got {args.drop_frames}")
   if args.input is not None and args.input != "mic" and not os.path.isfile(
       args.input):
@@ -202,6 +201,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   """The `lmdm live` session. log: progress (stderr); say: replies."""
   check_args(args)
   from lmdm_jax import pretrained
+  from lmdm_jax.streaming import output_stage
   from lmdm_jax.streaming.player import Player
   from lmdm_jax.streaming.recording import LatentLog
   from lmdm_jax.streaming.session import LiveSession
@@ -231,9 +231,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
     raise ValueError(f"--no-cfg-branch plays without guidance, but the cfg "
                      f"scale is {cfg_scale:g} (give --cfg 1)")
   g = pkg.geometry
-  if args.drop_frames > g.context:
-    raise ValueError(f"--drop-frames must be in [0, {g.context}] (the "
-                     f"context length), got {args.drop_frames}")
+  ranges.check_drop(args.drop_frames, g.context, allow_zero=True,
+                    what="--drop-frames")
   sampler = args.sampler or d.get("sampler", "pingpong")
   encoder = pkg.text_encoder()
   spec = StreamSpec(pkg.dit, g, batch=1, cond_tokens=pkg.cond_tokens,
@@ -248,7 +247,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   session.recorded = LatentLog()        # counts blocks; keeps no latents
   session.set_cfg(cfg_scale)
   player = Player(session, codec, buffer_blocks=args.buffer_blocks,
-                  overlap=1)
+                  overlap=1, output=output_stage.for_package(pkg, codec))
   app = LiveApp(session, player, encoder)
   live_in, mic = _attach_input(args, pkg, session, player, codec, log)
   if args.prompt.strip():
@@ -291,6 +290,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
                      daemon=True).start()
   eof = args.no_tui
   underruns_told, told_at = 0, 0.0
+  rejected_told = 0
   rc = 0
   try:
     while True:
@@ -305,6 +305,12 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
         underruns_told, told_at = player.underruns, time.perf_counter()
         say(f"underrun: the model was late ({underruns_told} so far); "
             f"lower `steps` or raise --buffer-blocks")
+      if len(session.rejected_blocks) > rejected_told:
+        rejected_told = len(session.rejected_blocks)
+        say(f"block {session.rejected_blocks[-1]} came out non-finite and "
+            f"was replaced by the previous one ({rejected_told} so far); "
+            f"controls in force: cfg {session.log[-1]['cfg_scale']:g}, "
+            f"steps {session.log[-1]['steps']}")
       if eof:
         time.sleep(0.05)
         continue
@@ -360,6 +366,9 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   figures.update(
       seconds_played=played_s, blocks=len(session.recorded),
       underruns=player.underruns, callbacks=player.callbacks,
+      rejected_blocks=session.rejected_blocks,
+      levels=(player.output.levels() if player.output is not None
+              else None),
       latency_at_start=latency, report=report, compile_s=compile_s,
       compute_per_block_s=_percentiles(player.compute_s),
       model_per_block_s=_percentiles([e["compute_s"] for e in session.log]),
@@ -369,8 +378,16 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   if args.json:
     with open(args.json, "w") as f:
       json.dump(figures, f, indent=2)
+  lv = player.output.levels() if player.output is not None else None
   say(f"played {played_s:.1f} s: {len(session.recorded)} blocks, "
-      f"{player.underruns} underruns; wrote {args.out}, {log_path}"
+      f"{player.underruns} underruns"
+      + (f", {len(session.rejected_blocks)} non-finite blocks replaced"
+         if session.rejected_blocks else "")
+      + (f"; level {lv['rms_dbfs']:.1f} dBFS RMS, peak {lv['peak_dbfs']:.1f}"
+         f" dBFS, limited {100 * lv['limited_fraction']:.1f} % (at most "
+         f"{lv['max_gain_reduction_db']:.1f} dB)" if lv and lv["samples"]
+         else "")
+      + f"; wrote {args.out}, {log_path}"
       + (f", {args.json}" if args.json else ""))
   return rc
 

@@ -132,7 +132,7 @@ def test_session_rejects_bad_controls(session_parts):
   s = make(session_parts)
   with pytest.raises(ValueError, match="not compiled"):
     s.set_steps(8)
-  with pytest.raises(ValueError, match="weights"):
+  with pytest.raises(ValueError, match=r"weight of 'a' must be in \[0, "):
     s.set_prompts({"a": -1.0})
   with pytest.raises(ValueError, match="rescale"):
     s.set_cfg(3.0, rescale=2.0)

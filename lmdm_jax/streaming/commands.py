@@ -13,19 +13,22 @@ import math
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from lmdm_jax.streaming import control_ranges as ranges
+
 DEFAULT_CROSSFADE_BLOCKS = 4
 
 HELP = """\
 commands (each applies to the next block generated; buffered audio plays
 out first):
   p TEXT               play TEXT alone
-  mix A=0.7; B=0.3     weighted mix of prompts (weights >= 0, normalised)
+  mix A=0.7; B=0.3     weighted mix of prompts (weights in [0, 1e6],
+                       normalised; at most 16 prompts)
   x TEXT [N]           crossfade to TEXT (or a mix A=..; B=..) over N
-                       blocks (default 4)
-  cfg X [R]            guidance scale X >= 0 (1 = off), CFG rescale R in
-                       [0, 1]
+                       blocks, 1 to 1000 (default 4)
+  cfg X [R]            guidance scale X in [0, 25] (1 = off; [0, 1] with
+                       --plus-plus), CFG rescale R in [0, 1]
   steps K              denoising steps per block (compiled options only)
-  seed N               noise seed
+  seed N               noise seed (int32)
   drop [D]             zero the oldest D context frames (default
                        --drop-frames) and re-prime: follow the prompt, not
                        the past
@@ -80,17 +83,14 @@ def parse_mix(text: str) -> Dict[str, float]:
     if not eq or not name:
       raise ValueError(f"mix entries are TEXT=WEIGHT separated by ';', got "
                        f"{part!r}")
-    w = _float(weight.strip(), f"the weight of {name!r}")
-    if w < 0:
-      raise ValueError(f"the weight of {name!r} must be >= 0, got {w:g}")
+    w = ranges.check_weight(_float(weight.strip(), f"the weight of "
+                                   f"{name!r}"), name)
     if name in prompts:
       raise ValueError(f"{name!r} appears twice in the mix")
     prompts[name] = w
   if not prompts:
     raise ValueError("mix needs at least one TEXT=WEIGHT")
-  if sum(prompts.values()) <= 0:
-    raise ValueError("mix weights must not all be zero")
-  return prompts
+  return ranges.check_prompts(prompts)
 
 
 def parse_command(line: str) -> Optional[Command]:
@@ -124,27 +124,28 @@ def parse_command(line: str) -> Optional[Command]:
     if len(words) > 1 and words[-1].lstrip("+-").isdigit():
       blocks = int(words[-1])
       rest = rest[:rest.rstrip().rindex(words[-1])].strip()
-    if blocks < 1:
-      raise ValueError(f"x: blocks must be >= 1, got {blocks}")
+    blocks = ranges.check_crossfade(blocks, "x: blocks")
     prompts = parse_mix(rest) if "=" in rest else {rest: 1.0}
     return Command("x", (prompts, blocks))
   if name == "cfg":
     if not 1 <= len(words) <= 2:
       raise ValueError("cfg needs a scale and optionally a rescale: "
                        "cfg X [R]")
+    # The CFG++ bound ([0, 1]) depends on the session: checked on apply.
     scale = _float(words[0], "cfg scale")
-    if scale < 0:
-      raise ValueError(f"cfg scale must be >= 0, got {scale:g}")
-    rescale = _float(words[1], "cfg rescale") if len(words) == 2 else 0.0
-    if not 0 <= rescale <= 1:
-      raise ValueError(f"cfg rescale must be in [0, 1], got {rescale:g}")
+    if scale > 1.0 or scale < 0:
+      ranges.check_cfg(scale)
+    rescale = ranges.check_rescale(
+        _float(words[1], "cfg rescale") if len(words) == 2 else 0.0)
     return Command("cfg", (scale, rescale))
   if name in ("steps", "seed"):
     if len(words) != 1:
       raise ValueError(f"{name} needs one integer: {name} N")
     n = parse_int(words[0], name)
-    if name == "seed" and not -2**31 <= n < 2**31:
-      raise ValueError(f"seed must fit in int32, got {n}")
+    if name == "seed":
+      ranges.check_seed(n)
+    else:
+      ranges.check_steps(n)
     return Command(name, (n,))
   if name in ("drop", "wait"):
     if len(words) > 1:
@@ -247,18 +248,12 @@ class LiveApp:
                            "--no-cfg-branch): cfg cannot change; restart "
                            "without it")
         scale, rescale = cmd.args
-        if s.spec.plus_plus and scale > 1.0:
-          raise ValueError(f"Ping-Pong++ (--plus-plus) takes a guidance "
-                           f"weight in [0, 1], got {scale:g}")
+        ranges.check_cfg(scale, plus_plus=s.spec.plus_plus)
         s.set_cfg(scale, rescale)
         what = f"cfg {scale:g}" + (f" rescale {rescale:g}" if rescale else "")
       elif cmd.name == "steps":
         (k,) = cmd.args
-        if k not in s.streams:
-          raise ValueError(f"steps {k} was not compiled at start; choose "
-                           f"from {sorted(s.streams)} (restart with "
-                           f"--steps-options to offer others)")
-        s.set_steps(k)
+        s.set_steps(ranges.check_steps(k, s.streams))
         what = f"steps {k}"
       elif cmd.name == "seed":
         s.set_seed(cmd.args[0])
@@ -266,10 +261,12 @@ class LiveApp:
       elif cmd.name == "drop":
         frames = s.drop_frames if cmd.args[0] is None else cmd.args[0]
         context = s.spec.geometry.context
-        if not 0 < frames <= context:
-          raise ValueError(f"drop: frames must be in [1, {context}], got "
-                           f"{frames}" + (" (--drop-frames is 0: give D)"
-                                          if cmd.args[0] is None else ""))
+        try:
+          ranges.check_drop(frames, context, what="drop: frames")
+        except ValueError as e:
+          raise ValueError(str(e) + (" (--drop-frames is 0: give D)"
+                                     if cmd.args[0] is None else "")
+                           ) from None
         s.drop_context(frames)
         what = f"dropped the oldest {frames} of {context} context frames"
       else:

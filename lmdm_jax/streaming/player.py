@@ -25,6 +25,12 @@ Block boundaries: each block is decoded together with the last `overlap`
 latent frames of the previous block and crossfaded (equal power) over the
 audio of those frames, so decoder edge effects do not click.
 
+Output level: every sample played, recorded or rendered passes through one
+`OutputStage` (lmdm_jax/streaming/output_stage.py: calibrated gain and a
+true-peak limiter, block by block), so nothing clips; `report()["levels"]`
+and each block's `session.log` entry ("levels") say how loud it was and how
+much was limited. `output=None` gives the raw decoded audio (tests).
+
 Latency accounting (control-to-sound): a control set now affects the next
 block generated; that block is heard after the audio already buffered plays
 out: latency ~ compute per block + buffered audio (<= buffer_blocks blocks)
@@ -46,6 +52,7 @@ from typing import List, Optional
 import numpy as np
 
 from lmdm_jax.codecs.base import Codec
+from lmdm_jax.streaming.output_stage import OutputStage
 from lmdm_jax.streaming.recording import Recorder
 
 
@@ -90,7 +97,9 @@ class Player:
   """Plays a `LiveSession` (voice 0) through a codec in real time."""
 
   def __init__(self, session, codec: Codec, buffer_blocks: int = 2,
-               overlap: int = 1, period: int = 1024):
+               overlap: int = 1, period: int = 1024, output="auto"):
+    """output: the OutputStage every block goes through; "auto" (a stage
+    whose gain follows the music's running level), or None (raw audio)."""
     g = session.spec.geometry
     if codec.latent_channels != session.spec.model.io_channels:
       raise ValueError(
@@ -101,6 +110,17 @@ class Player:
     if buffer_blocks < 1:
       raise ValueError(f"buffer_blocks must be >= 1, got {buffer_blocks}")
     self.session, self.codec = session, codec
+    if isinstance(output, str):
+      if output != "auto":
+        raise ValueError(f"output must be an OutputStage, 'auto' or None, "
+                         f"got {output!r}")
+      output = OutputStage(codec.sample_rate, codec.channels)
+    elif output is not None and (output.sample_rate != codec.sample_rate or
+                                 output.channels != codec.channels):
+      raise ValueError(f"output stage is {output.channels} channels at "
+                       f"{output.sample_rate} Hz, the codec "
+                       f"{codec.channels} at {codec.sample_rate} Hz")
+    self.output = output
     self.overlap, self.period = overlap, period
     self.block_samples = g.block * codec.hop
     self.ring = RingBuffer(codec.channels,
@@ -140,8 +160,14 @@ class Player:
       # Hold back the last overlap's audio to crossfade with the next block.
       cut = audio.shape[1] - k * self.codec.hop
       self._tail, audio = audio[:, cut:], audio[:, :cut]
+    audio = self._out(audio)
+    if self.output is not None and self.session.log:
+      self.session.log[-1]["levels"] = dict(self.output.last)
     self.compute_s.append(time.perf_counter() - t0)
     return audio
+
+  def _out(self, audio: np.ndarray) -> np.ndarray:
+    return audio if self.output is None else self.output.process(audio)
 
   def _generate(self) -> None:
     try:
@@ -215,7 +241,7 @@ class Player:
       if on_block is not None:
         on_block(i)
     if self._tail is not None:          # the held-back last overlap
-      tail, self._tail = self._tail, None
+      tail, self._tail = self._out(self._tail), None
       self._prev_latents = None         # next call: no tail to join
       yield tail
 
@@ -369,7 +395,11 @@ class Player:
   def report(self, seconds: float) -> dict:
     compute = float(np.median(self.compute_s)) if self.compute_s else 0.0
     out = {"seconds": seconds, "underruns": self.underruns,
-           "callbacks": self.callbacks}
+           "callbacks": self.callbacks,
+           "rejected_blocks": len(getattr(self.session, "rejected_blocks",
+                                          ())),
+           "levels": (self.output.levels() if self.output is not None
+                      else None)}
     out.update(self.latency(compute))
     return out
 

@@ -58,12 +58,59 @@ def denoise_block(params, spec: StreamSpec, state: StreamState,
   return state, x
 
 
+def block_ok(spec: StreamSpec, x) -> jnp.ndarray:
+  """[B] bool: each voice's block [B, o, C] is finite and within
+  `spec.latent_limit` (what a working model makes)."""
+  bad = ~jnp.isfinite(x) | (jnp.abs(x) > spec.latent_limit)
+  return ~jnp.any(bad, axis=(1, 2))
+
+
+def guard_block(spec: StreamSpec, before: StreamState, after: StreamState,
+                x):
+  """Keeps a non-finite block out of the stream. -> (state, block).
+
+  before: the state the block started from; after: the state with the block
+  slid in; x [B, o, C] the block. A voice whose block fails `block_ok`
+  keeps `before`'s context and cache (so nothing NaN is ever attended to
+  again and the stream recovers as soon as the cause is gone) and outputs
+  its previous block (the newest context chunk) instead. Why the previous
+  block: it is audio this model made at this level and timbre, so the
+  listener hears a one-block stutter; zero latents decode to whatever the
+  codec maps its mean to (a hiss for the mel codec), and zero audio is the
+  dropout the player must never produce. The block counter still advances
+  (the next block draws fresh noise) and `rejected` counts the block, so
+  the host reports it. Selects, not branches: one program, no recompile.
+  """
+  ok = block_ok(spec, x)                                  # [B]
+  o = spec.geometry.block
+  safe = before.context[:, -o:]
+  x = jnp.where(ok[:, None, None], x, safe)
+  ok_star = jnp.concatenate([ok] * spec.branches) if spec.cfg else ok
+
+  def pick(new, old, keep, batch_axis):
+    shape = [1] * new.ndim
+    shape[batch_axis] = -1
+    return jnp.where(keep.reshape(shape), new, old)
+
+  # kv [depth, B*, ...] (branches stacked on B*), context [B, s, C].
+  kv = jax.tree.map(lambda n, b: pick(n, b, ok_star, 1), after.kv,
+                    before.kv)
+  context = pick(after.context, before.context, ok, 0)
+  rejected = before.rejected + jnp.any(~ok).astype(jnp.int32)
+  return after.replace(context=context, kv=kv, rejected=rejected), x
+
+
 def generate_block(params, spec: StreamSpec, state: StreamState,
                    controls: Controls):
-  """One live block: apply controls, denoise, slide. -> (state, block)."""
+  """One live block: apply controls, denoise, slide. -> (state, block).
+
+  A block that comes out non-finite is replaced and kept out of the
+  context and cache (`guard_block`; counted in `state.rejected`).
+  """
+  before = state
   state = st.cache_update(params, spec, state, controls)
   state, x = denoise_block(params, spec, state, controls)
-  return st.append_block(spec, state, x), x
+  return guard_block(spec, before, st.append_block(spec, state, x), x)
 
 
 def generate(params, spec: StreamSpec, state: StreamState,

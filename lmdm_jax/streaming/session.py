@@ -19,6 +19,12 @@ oldest `drop_frames` context frames (zeroed in place, as the outpainting
 dropout the models are trained with) and re-prime the cache on the current
 context: the paper's recipe (d = 180 of 192 frames) for making a stream
 follow a new prompt instead of its own past.
+
+Every setter checks its value against the documented ranges
+(lmdm_jax/streaming/control_ranges.py). A block that still comes out
+non-finite never enters the stream (sampler.guard_block): it is replaced by
+the previous block, counted in `rejected_blocks` and flagged in its log
+entry ("rejected": true).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmdm_jax.streaming import control_ranges as ranges
 from lmdm_jax.streaming.sampler import Stream
 from lmdm_jax.streaming.state import Controls, StreamSpec, StreamState
 
@@ -60,17 +67,18 @@ class LiveSession:
     self.encode_prompt = encode_prompt
     self._cache: Dict[str, np.ndarray] = {}
     m, g = spec.model, spec.geometry
-    options = sorted(set(steps_options) | {spec.steps})
+    options = sorted({ranges.check_steps(k, what="steps option")
+                      for k in steps_options} | {spec.steps})
     self.streams = {k: stream_for(spec.replace(steps=k)) for k in options}
     self.steps = spec.steps
     # Priming does not depend on the step count and the state it makes
     # serves every step option, so one stream primes, whatever `steps` is
     # later: re-priming (drop_context) never compiles while playing.
     self._prime_stream = self.streams[spec.steps]
-    if not 0 <= drop_frames <= g.context:
-      raise ValueError(f"drop_frames must be in [0, {g.context}], got "
-                       f"{drop_frames}")
-    self.drop_frames = drop_frames
+    self.drop_frames = ranges.check_drop(drop_frames, g.context,
+                                         allow_zero=True,
+                                         what="drop_frames")
+    seed = ranges.check_seed(seed)
     if global_cond is None:
       global_cond = np.zeros((max(m.global_cond_dim, 1),), np.float32)
     self.global_cond = np.asarray(global_cond, np.float32)
@@ -78,6 +86,8 @@ class LiveSession:
     self.prompts: Prompts = {"": 1.0}
     self._fade: List[Prompts] = []
     self.log: List[dict] = []
+    # Blocks replaced because they came out non-finite (guard_block).
+    self.rejected_blocks: List[int] = []
     self.recorded: List[np.ndarray] = []
     # Time-aligned controls of the next block's window (models with
     # DiTConfig.controls): name -> [B, T, dim + 1]; absent until set.
@@ -114,15 +124,11 @@ class LiveSession:
 
   def mixed_tokens(self, prompts: Prompts) -> np.ndarray:
     """Weighted mean of the prompts' encodings: [L, cond_token_dim]."""
-    if not prompts:
-      raise ValueError("prompts must name at least one prompt")
-    weights = np.asarray(list(prompts.values()), np.float64)
-    if (weights < 0).any() or weights.sum() <= 0:
-      raise ValueError(f"prompt weights must be >= 0 with a positive sum, "
-                       f"got {prompts}")
+    prompts = ranges.check_prompts(prompts)
+    weights = np.asarray(ranges.normalised_weights(prompts.values()),
+                         np.float64)
     enc = np.stack([self._encode(p) for p in prompts])
-    return np.tensordot(weights / weights.sum(), enc, axes=1).astype(
-        np.float32)
+    return np.tensordot(weights, enc, axes=1).astype(np.float32)
 
   def set_prompts(self, prompts: Prompts) -> None:
     self.mixed_tokens(prompts)          # validate and encode now
@@ -131,8 +137,7 @@ class LiveSession:
 
   def crossfade_to(self, prompts: Prompts, blocks: int) -> None:
     """Linear weight crossfade from the current mix over `blocks` blocks."""
-    if blocks < 1:
-      raise ValueError(f"blocks must be >= 1, got {blocks}")
+    blocks = ranges.check_crossfade(blocks)
     self.mixed_tokens(prompts)
     old, new = dict(self.prompts), dict(prompts)
     names = list(dict.fromkeys(list(old) + list(new)))
@@ -161,30 +166,26 @@ class LiveSession:
     self.frame_controls = out
 
   def set_cfg(self, scale: float, rescale: float = 0.0) -> None:
-    if not 0.0 <= rescale <= 1.0:
-      raise ValueError(f"rescale must be in [0, 1], got {rescale}")
-    self.cfg_scale, self.rescale = float(scale), float(rescale)
+    scale = ranges.check_cfg(scale, plus_plus=self.spec.plus_plus)
+    self.cfg_scale, self.rescale = scale, ranges.check_rescale(rescale)
 
   def set_steps(self, steps: int) -> None:
-    if steps not in self.streams:
-      raise ValueError(f"steps {steps} was not compiled at session start; "
-                       f"choose from {sorted(self.streams)}")
-    self.steps = steps
+    self.steps = ranges.check_steps(steps, self.streams)
 
   def set_seed(self, seed: int) -> None:
-    self.seed = int(seed)
+    self.seed = ranges.check_seed(seed)
 
   def drop_context(self, frames: Optional[int] = None) -> None:
     """Zeroes the oldest `frames` context frames and re-primes the cache."""
     frames = self.drop_frames if frames is None else frames
-    g = self.spec.geometry
-    if not 0 <= frames <= g.context:
-      raise ValueError(f"frames must be in [0, {g.context}], got {frames}")
+    frames = ranges.check_drop(frames, self.spec.geometry.context,
+                               allow_zero=True, what="frames")
     context = np.array(self.state.context)
     context[:, :frames] = 0.0
     # Keep the block counter: a block's noise is drawn from (seed, block),
     # and a fresh count would replay the stream's first blocks' noise.
-    self.state = self._prime(context).replace(block=self.state.block)
+    self.state = self._prime(context).replace(block=self.state.block,
+                                              rejected=self.state.rejected)
 
   def _dominant(self, prompts: Prompts) -> str:
     return max(prompts.items(), key=lambda kv: kv[1])[0]
@@ -257,12 +258,17 @@ class LiveSession:
     t0 = time.perf_counter()
     if self.control_source is not None:
       self.set_frame_controls(self.control_source(len(self.recorded)))
+    before = int(self.state.rejected)     # read now: the call donates it
     self.state, x = self.streams[self.steps].block(self.params, self.state,
                                                    self.controls())
     x = np.asarray(x)
+    rejected = int(self.state.rejected) > before
+    if rejected:
+      self.rejected_blocks.append(len(self.recorded))
     self.log.append({"block": len(self.recorded), "prompts": self.prompts,
                      "cfg_scale": self.cfg_scale, "rescale": self.rescale,
                      "steps": self.steps, "seed": self.seed,
+                     "rejected": rejected,
                      "compute_s": time.perf_counter() - t0})
     if self.spec.model.controls:
       self.log[-1]["frame_controls"] = sorted(self.frame_controls)

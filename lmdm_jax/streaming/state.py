@@ -46,6 +46,11 @@ class StreamSpec:
   # BC only: re-encode the context from its window every block (None: only
   # when a partner control is cut at t_f < 0). See `reencodes_context`.
   bc_reencode: Optional[bool] = None
+  # A generated block with a latent |x| above this (or non-finite) is not
+  # let into the context or cache (sampler.guard_block): no trained codec's
+  # latents come near it (SAO's and the mel codec's are ~unit scale), and
+  # far below it exp()-based decoders already overflow float32.
+  latent_limit: float = 1e4
 
   def __post_init__(self):
     if self.batch < 1:
@@ -58,6 +63,8 @@ class StreamSpec:
     if self.schedule not in flow.SCHEDULES:
       raise ValueError(f"schedule must be one of {sorted(flow.SCHEDULES)}, "
                        f"got {self.schedule!r}")
+    if not self.latent_limit > 0:
+      raise ValueError(f"latent_limit must be > 0, got {self.latent_limit}")
     if self.plus_plus and not self.cfg:
       raise ValueError("plus_plus (CFG++) needs cfg=True: it re-noises "
                        "around the unconditional prediction.")
@@ -163,6 +170,9 @@ class StreamState:
   seed: [] int32 seed of the current block.
   step: [] int32 denoising steps taken in the current block.
   block: [] int32 blocks completed since the stream started.
+  rejected: [] int32 blocks whose generated latents were non-finite (or
+    beyond `StreamSpec.latent_limit`) and were replaced by the previous
+    block without entering the context or cache (`sampler.guard_block`).
   frame_controls: the current block's window controls [B, T, dim + 1]
     after the partner visibility cut (empty: none given).
   """
@@ -172,6 +182,7 @@ class StreamState:
   seed: jnp.ndarray
   step: jnp.ndarray
   block: jnp.ndarray
+  rejected: jnp.ndarray
   frame_controls: dict = flax.struct.field(default_factory=dict)
 
 

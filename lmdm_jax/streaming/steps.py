@@ -128,7 +128,7 @@ def init_state(params, spec: StreamSpec, context, controls: Controls):
   zero = jnp.zeros((), jnp.int32)
   return StreamState(context=context, kv=kv, cond=cond,
                      seed=jnp.asarray(controls.seed, jnp.int32), step=zero,
-                     block=zero, frame_controls=fc)
+                     block=zero, rejected=zero, frame_controls=fc)
 
 
 def cache_update(params, spec: StreamSpec, state: StreamState,
