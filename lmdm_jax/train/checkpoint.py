@@ -20,8 +20,8 @@ during the save of step n loses n's save and resumes from n - every_steps).
 With `async_save=True` the write overlaps the next steps (orbax waits for
 the previous save before starting the next), and a SIGKILL can lose up to
 2 * every_steps - 1 steps (save n still uncommitted when the run dies
-before n + every_steps). `lmdm bench ckpt` measures what synchronous saves
-cost (results in docs/benchmarks/ckpt_save.json).
+before n + every_steps). benchmarks/ckpt_save.py measures what synchronous
+saves cost (benchmarks/results/ckpt_save_*.json).
 
 Integrity. After a save commits, the lead process writes
 <step>/lmdm_files.json (every file's size). `restore` checks it first, so a
