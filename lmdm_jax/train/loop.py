@@ -306,7 +306,7 @@ def run(cfg, workdir: str, mesh, init: Callable[[], Any],
     from tqdm import tqdm
     bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
   t_last, n_last = time.perf_counter(), start
-  first_bad = jnp.full((), -1, jnp.int32)
+  first_bad = parallel.put_replicated(np.full((), -1, np.int32), mesh)
   last_saved = {"step": start if found is not None else None}
 
   def guard(done, metrics=None, state=None):
