@@ -122,7 +122,7 @@ def caption_for(rel: str, audio_dir: str, captions: Dict[str, str]) -> str:
     if k in captions:
       return captions[k]
   sidecar = os.path.join(audio_dir, stem + ".txt")
-  if os.path.exists(sidecar):
+  if os.path.isfile(sidecar):        # regular files only (a FIFO blocks)
     with open(sidecar, encoding="utf-8") as f:
       return f.read().strip()
   return ""

@@ -123,7 +123,10 @@ def _train(args) -> int:
   except loop.Preempted as e:
     log(f"[train] {e}")
     return loop.EXIT_PREEMPTED
-  except (loop.NonFinite, RestoreError) as e:
+  except loop.NonFinite as e:
+    log(str(e))
+    return 1
+  except RestoreError as e:
     log(f"[train] error: {e}")
     return 1
   params = state.g_params if arc else state.params
