@@ -255,7 +255,7 @@ def test_sigkill_at_random_points_resumes_bit_exactly(tmp_path):
          "--config.mesh.devices=1", f"--config.train.steps={steps}",
          f"--config.ckpt.every_steps={every}"]
   targets = sorted(rng.sample(range(2, steps - 1), 5))
-  saved = 0
+  saved, kills = 0, []
   for target in targets:
     target = max(target, saved + 1)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -283,11 +283,15 @@ def test_sigkill_at_random_points_resumes_bit_exactly(tmp_path):
     with open(metrics) as f:
       logged = max(json.loads(x)["step"] for x in f.read().splitlines()
                    if x.strip().endswith("}"))
+    mid_save = any("tmp" in d for d in os.listdir(os.path.join(workdir,
+                                                              "ckpt")))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), every, 3)
     saved = ckpt.latest_step() or 0
     ckpt.close()
+    kills.append(dict(logged=logged, saved=saved, mid_save=mid_save))
     assert logged - saved <= every, (seed, target, logged, saved)
     loop.trim_metrics(metrics, saved)    # as the resume will: no stale rows
+  print(f"seed {seed}: kills {kills}")      # pytest -s shows where
   state = loop.train(_cfg(steps), workdir, log=_quiet, progress=False)
   _assert_same(state.params, ref.params)
   _assert_same(state.opt_state, ref.opt_state)
