@@ -1,4 +1,5 @@
 """Dataset building (TFDS, array_record) and the training window pipeline."""
+import glob
 import json
 import os
 
@@ -137,3 +138,127 @@ def test_cli_build_then_train(tmp_path, capsys):
                    os.path.join(ROOT, "configs/finetune_ed.py:tiny"),
                    "--workdir", work, "--config.optim.lrr=1"]) == 2
   assert "unknown config field 'optim.lrr'" in capsys.readouterr().err
+
+
+def _tone(path, seconds=0.3):
+  import soundfile as sf
+  t = np.arange(int(44100 * seconds)) / 44100
+  sf.write(path, 0.3 * np.sin(2 * np.pi * 220 * t), 44100)
+
+
+def test_symlinks_and_special_files_are_bad_inputs(tmp_path):
+  """Dangling symlinks, symlink loops, FIFOs and devices named *.wav are
+  reported (never opened: a FIFO or /dev/zero would block the build), on
+  the first run and on a re-run; a symlink to a real file is followed."""
+  audio, out = tmp_path / "a", str(tmp_path / "out")
+  audio.mkdir()
+  _tone(str(audio / "good.wav"))
+  os.symlink("good.wav", audio / "link.wav")
+  os.symlink("missing.wav", audio / "dangling.wav")
+  os.symlink("loop.wav", audio / "loop.wav")
+  os.mkfifo(audio / "fifo.wav")
+  os.symlink("/dev/zero", audio / "zero.wav")
+  want = {"dangling.wav": "dangling symlink", "loop.wav": "symlink loop",
+          "fifo.wav": "not a regular file (FIFO)",
+          "zero.wav": "not a regular file (device)"}
+  for _ in range(2):
+    report = builders.build(str(audio), out, "pool", CODEC, min_frames=8,
+                            log=lambda *a: None)
+    reasons = {s["file"]: s["reason"] for s in report["skipped"]}
+    assert sorted(reasons) == sorted(want)
+    for f, r in want.items():
+      assert r in reasons[f], (f, reasons[f])
+    assert report["examples"] == 2       # good.wav and link.wav
+
+
+def test_rebuild_from_another_working_directory(tmp_path, monkeypatch):
+  """The cache's records resolve inside the cache, so a re-run from another
+  folder (or of a moved --out) reuses them instead of failing."""
+  audio = str(tmp_path / "a")
+  write_audio_folder(audio, seconds=0.3)
+  (tmp_path / "elsewhere").mkdir()
+  monkeypatch.chdir(tmp_path)
+  first = builders.build(audio, "out", "pool", CODEC, min_frames=32,
+                         log=lambda *a: None)
+  monkeypatch.chdir(tmp_path / "elsewhere")
+  again = builders.build(audio, "../out", "pool", CODEC, min_frames=32,
+                         log=lambda *a: None)
+  assert again["reused_encodings"] == first["files"] == 7
+  assert again["examples"] == first["examples"] == 3
+  os.rename(tmp_path / "out", tmp_path / "moved")
+  moved = builders.build(audio, str(tmp_path / "moved"), "pool", CODEC,
+                         min_frames=32, log=lambda *a: None)
+  assert moved["reused_encodings"] == 7 and moved["examples"] == 3
+  assert len(builders.open_dataset(str(tmp_path / "moved"))) == 3
+
+
+def test_killed_tfds_write_is_cleaned_on_the_next_run(tmp_path):
+  """SIGKILL in the middle of the TFDS write leaves incomplete.* behind;
+  the next build removes it and writes the dataset."""
+  import subprocess
+  import sys
+  from train_helpers import ROOT
+  audio, out = str(tmp_path / "a"), str(tmp_path / "out")
+  write_audio_folder(audio, seconds=0.3)
+  code = f"""
+import os, signal
+from lmdm_jax.data import builders
+gen = builders.LmdmLatents._generate_examples
+def dying(self):
+  for i, ex in enumerate(gen(self)):
+    if i == 1:
+      os.kill(os.getpid(), signal.SIGKILL)
+    yield ex
+builders.LmdmLatents._generate_examples = dying
+builders.build({audio!r}, {out!r}, "pool", {CODEC!r}, min_frames=32)
+"""
+  r = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                     capture_output=True, text=True, timeout=300,
+                     env=dict(os.environ, PYTHONPATH=ROOT))
+  assert r.returncode == -9, r.stderr[-2000:]
+  assert glob.glob(os.path.join(out, "lmdm_latents", "incomplete.*"))
+  logs = []
+  report = builders.build(audio, out, "pool", CODEC, min_frames=32,
+                          log=logs.append)
+  assert not glob.glob(os.path.join(out, "lmdm_latents", "incomplete.*"))
+  assert any("interrupted write" in m for m in logs)
+  assert report["examples"] == len(builders.open_dataset(out)) == 3
+  lock = builders._lock(os.path.abspath(out))     # a build in progress
+  try:
+    with pytest.raises(ValueError, match="another `lmdm data build`"):
+      builders.build(audio, out, "pool", CODEC, min_frames=32,
+                     log=lambda *a: None)
+  finally:
+    lock.close()
+
+
+def test_open_dataset_imports_nothing_the_folder_names(built, tmp_path,
+                                                        monkeypatch):
+  """features.json naming a feature class outside the allow-list is refused
+  before TFDS could import its module (reachable through
+  --config.data.dir and `lmdm export --data-dir`)."""
+  import shutil
+  import sys
+  from lmdm_jax.data.pipeline import tfds_source
+  _, out, _, _ = built
+  copy = str(tmp_path / "ds")
+  shutil.copytree(out, copy)
+  marker = tmp_path / "imported"
+  mods = tmp_path / "mods"
+  mods.mkdir()
+  (mods / "lmdm_evil_feature.py").write_text(
+      f"open({str(marker)!r}, 'w').write('ran')\n")
+  monkeypatch.syspath_prepend(str(mods))
+  path = os.path.join(copy, "lmdm_latents", builders.VERSION,
+                      "features.json")
+  with open(path) as f:
+    text = f.read()
+  cls = "tensorflow_datasets.core.features.text_feature.Text"
+  assert cls in text
+  with open(path, "w") as f:
+    f.write(text.replace(cls, "lmdm_evil_feature.Text", 1))
+  for opener in (builders.open_dataset, tfds_source):
+    with pytest.raises(ValueError, match="lmdm_evil_feature.Text"):
+      opener(copy)
+  assert not marker.exists() and "lmdm_evil_feature" not in sys.modules
+  assert len(builders.open_dataset(out)) == 3     # the real one opens

@@ -31,16 +31,33 @@ accompaniments are skipped with their reason.
 
 Files that are unreadable/corrupt, silent, contain NaN/inf, or are shorter
 than `min_frames` latent frames are skipped and listed with their reason in
-<out>/<name>_build_report.json. Encodings are cached per file under
-<out>/<name>_encoded/ (keyed by path, size, mtime and codec), so a re-run
-after an interruption, or with files added, only encodes what is new.
+<out>/<name>_build_report.json; so are names with an audio extension that
+are not regular files (a dangling symlink, a symlink loop, a FIFO, a
+device: these are never opened, and are not cached, so a fixed link is
+picked up by the next run). Symlinks to regular files are followed.
+Encodings are cached per file under <out>/<name>_encoded/ (keyed by
+absolute path, size, mtime and codec; the cache's records name their files
+relative to the cache, so a re-run from another working directory, or of
+a moved <out>, reuses them), so a re-run after an interruption, or with
+files added, only encodes what is new. A build holds <out>/.build.lock
+(a second build into the same folder is refused) and removes the
+`incomplete.*` folder a killed TFDS write leaves, then writes the dataset
+again from the cached encodings.
+
+Opening a dataset (`open_dataset`) never imports code the folder names:
+TFDS imports the module of every feature class its features.json names,
+so the classes are checked against FEATURE_CLASSES first.
 """
 from __future__ import annotations
 
 import csv
+import errno
+import glob
 import hashlib
 import json
 import os
+import shutil
+import stat
 from typing import Dict, Optional
 
 import numpy as np
@@ -50,6 +67,13 @@ from lmdm_jax.control.inputs import PARTNER
 from lmdm_jax.data import audio as audio_lib
 
 VERSION = "1.0.0"
+
+# The only feature classes a dataset folder may name (what LmdmLatents
+# writes). TFDS imports the module of any other name when it opens one.
+FEATURE_CLASSES = frozenset(
+    "tensorflow_datasets.core.features." + c for c in (
+        "features_dict.FeaturesDict", "tensor_feature.Tensor",
+        "text_feature.Text"))
 
 
 def find_audio(audio_dir: str):
@@ -98,7 +122,7 @@ def caption_for(rel: str, audio_dir: str, captions: Dict[str, str]) -> str:
     if k in captions:
       return captions[k]
   sidecar = os.path.join(audio_dir, stem + ".txt")
-  if os.path.exists(sidecar):
+  if os.path.isfile(sidecar):        # regular files only (a FIFO blocks)
     with open(sidecar, encoding="utf-8") as f:
       return f.read().strip()
   return ""
@@ -190,15 +214,17 @@ def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
                   min_frames: int, codec_key: str):
   """(records, skipped) of one mix's parts: per part k the accompaniment
   (sum of the other parts) as latents and part k as the partner."""
-  key = hashlib.sha1(json.dumps(
-      [codec_key] + [[os.path.abspath(p), os.stat(p).st_size,
-                      os.stat(p).st_mtime_ns] for p in stem_paths]
-  ).encode()).hexdigest()
+  try:
+    ids = [file_identity(p) for p in stem_paths]
+  except audio_lib.BadAudio as e:
+    return [], [{"file": rel, "reason": f"stem {e}"}]
+  key = hashlib.sha1(json.dumps([codec_key] + ids).encode()).hexdigest()
   meta_path = os.path.join(cache, key + ".parts.json")
   if os.path.exists(meta_path):
     with open(meta_path) as f:
       done = json.load(f)
-    return done["records"], done["skipped"]
+    return [_in_cache(r, cache, ("latents_path", "partner_path"))
+            for r in done["records"]], done["skipped"]
   records, skipped = [], []
   if len(stem_paths) < 2:
     skipped.append({"file": rel, "reason": f"{len(stem_paths)} stem(s): "
@@ -242,10 +268,21 @@ def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
                       "partner_path": par, "sample_rate": int(sr),
                       "duration": float(n / cod.sample_rate),
                       "frames": int(z.shape[0])})
+  stored = [dict(r, latents_path=os.path.basename(r["latents_path"]),
+                 partner_path=os.path.basename(r["partner_path"]))
+            for r in records]
   with open(meta_path + ".tmp", "w") as f:
-    json.dump({"records": records, "skipped": skipped}, f)
+    json.dump({"records": stored, "skipped": skipped}, f)
   os.replace(meta_path + ".tmp", meta_path)
   return records, skipped
+
+
+def _in_cache(record: dict, cache: str, keys) -> dict:
+  """`record` with its file fields resolved inside `cache` (absolute).
+  Records store bare names; older caches stored cwd-relative paths, whose
+  base names are the same files."""
+  return dict(record, **{k: os.path.join(cache, os.path.basename(record[k]))
+                         for k in keys if record.get(k)})
 
 
 def _controls_file(cache: str, key: str, names,
@@ -269,12 +306,55 @@ def _write_controls(path: str, names, audio, codec, frames: int,
   os.replace(path + ".tmp.npz", path)
 
 
+def file_identity(path: str):
+  """[absolute path, size, mtime_ns] of a regular file (symlinks followed).
+  BadAudio (never OSError) for a dangling symlink, a symlink loop, a FIFO,
+  a device or anything else that is not a regular file: such a file is
+  skipped, never opened (reading a FIFO or /dev/zero would not end)."""
+  try:
+    st = os.stat(path)
+  except OSError as e:
+    kind = ("symlink loop" if e.errno == errno.ELOOP else
+            "dangling symlink" if os.path.islink(path) else
+            type(e).__name__)
+    raise audio_lib.BadAudio(f"unreadable: {kind}: {e.strerror}") from e
+  if not stat.S_ISREG(st.st_mode):
+    kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "device" if
+            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+            "socket" if stat.S_ISSOCK(st.st_mode) else "directory" if
+            stat.S_ISDIR(st.st_mode) else "special file")
+    raise audio_lib.BadAudio(f"unreadable: not a regular file ({kind})")
+  return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
 def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
-  st = os.stat(path)
+  """BadAudio if `path` is not a regular file (see file_identity)."""
   h = hashlib.sha1(json.dumps(
-      [os.path.abspath(path), st.st_size, st.st_mtime_ns, codec_name,
-       sorted(codec_kwargs.items())]).encode())
+      file_identity(path) + [codec_name, sorted(codec_kwargs.items())]
+  ).encode())
   return h.hexdigest()
+
+
+def _lock(out: str):
+  """An exclusive lock on <out>/.build.lock (released when the process
+  ends, however it ends). ValueError if another build holds it."""
+  import fcntl
+  f = open(os.path.join(out, ".build.lock"), "w")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    f.close()
+    raise ValueError(f"another `lmdm data build` is writing to {out}") from e
+  return f
+
+
+def remove_incomplete(out: str, name: str) -> list:
+  """Removes the `incomplete.*` folders a killed TFDS write leaves in
+  <out>/<name>/ (call with the build lock held); returns them."""
+  gone = sorted(glob.glob(os.path.join(out, name, "incomplete.*")))
+  for d in gone:
+    shutil.rmtree(d, ignore_errors=True)
+  return gone
 
 
 def build(audio_dir: str, out: str, codec: str = "pool",
@@ -324,18 +404,38 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   codec_kwargs = dict(codec_kwargs or {})
   cod = get_codec(codec, **codec_kwargs)
   caps = read_captions(captions)
+  out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
+  lock = _lock(out)
+  try:
+    return _build_locked(audio_dir, out, name, codec, codec_kwargs, cod,
+                         caps, min_frames, log, controls, control_dims,
+                         pitch_method, stems, stems_dir, parts_per_file,
+                         mem_buffer_gb)
+  finally:
+    lock.close()
+
+
+def _build_locked(audio_dir, out, name, codec, codec_kwargs, cod, caps,
+                  min_frames, log, controls, control_dims, pitch_method,
+                  stems, stems_dir, parts_per_file, mem_buffer_gb) -> dict:
+  for d in remove_incomplete(out, name):
+    log(f"[data] removed {d}, left by an interrupted write")
   cache = os.path.join(out, f"{name}_encoded")
   os.makedirs(cache, exist_ok=True)
   items, skipped, reused, parts = [], [], 0, 0
   files = find_audio(audio_dir)
   for rel in files:
     path = os.path.join(audio_dir, rel)
-    key = _cache_key(path, codec, codec_kwargs)
+    try:
+      key = _cache_key(path, codec, codec_kwargs)
+    except audio_lib.BadAudio as e:       # not cached: a link may be fixed
+      skipped.append({"file": rel, "reason": str(e)})
+      continue
     meta_path = os.path.join(cache, key + ".json")
     if os.path.exists(meta_path):
       with open(meta_path) as f:
-        meta = json.load(f)
+        meta = _in_cache(json.load(f), cache, ("latents_path",))
       reused += 1
     else:
       meta = {"source": rel}
@@ -349,12 +449,13 @@ def build(audio_dir: str, out: str, codec: str = "pool",
           raise audio_lib.BadAudio("codec produced non-finite latents")
         np.save(os.path.join(cache, key + ".npy"), z.astype(np.float32))
         meta.update(sample_rate=sr, duration=duration,
-                    latents_path=os.path.join(cache, key + ".npy"))
+                    latents_path=key + ".npy")   # relative to the cache
       except audio_lib.BadAudio as e:
         meta["skipped"] = str(e)
       with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f)
       os.replace(meta_path + ".tmp", meta_path)   # atomic: safe to resume
+      meta = _in_cache(meta, cache, ("latents_path",))
     if "skipped" in meta:
       skipped.append({"file": rel, "reason": meta["skipped"]})
       continue
@@ -416,8 +517,54 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   return report
 
 
+def _class_names(node):
+  """Every feature class name in a features.json / dataset_info.json tree
+  ("pythonClassName", or "type" in TFDS's legacy layout)."""
+  if isinstance(node, dict):
+    for k, v in node.items():
+      if k in ("pythonClassName", "type") and isinstance(v, str):
+        yield v
+      else:
+        yield from _class_names(v)
+  elif isinstance(node, list):
+    for v in node:
+      yield from _class_names(v)
+
+
+def check_features(builder_dir: str) -> None:
+  """ValueError unless every feature class that features.json and
+  dataset_info.json of `builder_dir` name is in FEATURE_CLASSES (TFDS
+  imports the module of an unknown one: a dataset folder must not decide
+  what code runs)."""
+  found = False
+  for fname in ("features.json", "dataset_info.json"):
+    path = os.path.join(builder_dir, fname)
+    if not os.path.exists(path):
+      continue
+    found = True
+    try:
+      with open(path, encoding="utf-8") as f:
+        tree = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ValueError(f"{path} is not readable JSON: {e}") from e
+    for cls in _class_names(tree):
+      if cls not in FEATURE_CLASSES:
+        raise ValueError(f"{path} names feature class {cls!r}, which is not "
+                         f"one lmdm data build writes "
+                         f"({sorted(FEATURE_CLASSES)}); refusing to open it "
+                         f"(TFDS would import its module)")
+  if not found:
+    raise ValueError(f"{builder_dir} is not a dataset written by `lmdm data "
+                     f"build` (no features.json / dataset_info.json)")
+
+
 def open_dataset(data_dir: str, name: str = "lmdm_latents",
                  split: str = "train"):
-  """Random-access source (no TensorFlow) over a built dataset."""
-  return tfds.builder_from_directory(
-      os.path.join(data_dir, name, VERSION)).as_data_source(split)
+  """Random-access source (no TensorFlow) over a built dataset, opened
+  only after `check_features` (no module a folder names is imported)."""
+  builder_dir = os.path.join(data_dir, name, VERSION)
+  if not os.path.isdir(builder_dir):
+    raise ValueError(f"no dataset at {builder_dir} (the --out of `lmdm data "
+                     f"build`)")
+  check_features(builder_dir)
+  return tfds.builder_from_directory(builder_dir).as_data_source(split)

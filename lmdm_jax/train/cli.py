@@ -9,6 +9,12 @@
 
 `--config.a.b=value` overrides any config field (value parsed as the type
 of the field it replaces).
+
+`lmdm train` exits 0 when the run reached train.steps (or --stop-after),
+143 after a SIGTERM (preempted: the step is saved, "preempted at step N";
+run the same command again to resume) and 1 when training diverged (a
+non-finite loss, gradient or state; nothing saved after the last good
+checkpoint) or no checkpoint of the workdir can be restored.
 """
 from __future__ import annotations
 
@@ -133,17 +139,28 @@ def _train(args) -> int:
         log(f"[train] HANG after step {step}")
         while True:            # the kill test SIGKILLs us here
           time.sleep(1)
-  if cfg.get("objective", "finetune") == "arc":
-    from lmdm_jax.arc import train as arc_train
-    state = arc_train.train(cfg, args.workdir, log=log,
-                            progress=not args.no_progress,
-                            stop_after=args.stop_after, after_step=hang)
-    params = state.g_params
-  else:
-    state = loop.train(cfg, args.workdir, log=log,
-                       progress=not args.no_progress,
-                       stop_after=args.stop_after, after_step=hang)
-    params = state.params
+  from lmdm_jax.train.checkpoint import RestoreError
+  arc = cfg.get("objective", "finetune") == "arc"
+  try:
+    if arc:
+      from lmdm_jax.arc import train as arc_train
+      state = arc_train.train(cfg, args.workdir, log=log,
+                              progress=not args.no_progress,
+                              stop_after=args.stop_after, after_step=hang)
+    else:
+      state = loop.train(cfg, args.workdir, log=log,
+                         progress=not args.no_progress,
+                         stop_after=args.stop_after, after_step=hang)
+  except loop.Preempted as e:
+    log(f"[train] {e}")
+    return loop.EXIT_PREEMPTED
+  except loop.NonFinite as e:
+    log(str(e))
+    return 1
+  except RestoreError as e:
+    log(f"[train] error: {e}")
+    return 1
+  params = state.g_params if arc else state.params
   log(f"[train] finished at step {int(state.step)}; params sha1 "
       f"{params_digest(params)}")
   return 0

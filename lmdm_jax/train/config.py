@@ -8,7 +8,7 @@
           decay ("constant" | "cosine"), decay_steps, final_ratio
   train   steps, batch_size (global), accum_steps, ema_decay, log_every
   data    source ("tfds" | "synthetic"), dir, name, shuffle_seed, prefetch
-  ckpt    every_steps, keep
+  ckpt    every_steps, keep, async_save (see train/checkpoint.py)
   samples every_steps (0: off), blocks, steps, codec: periodic WAV samples
   mesh    devices (-1: all devices of all processes)
   init    params (orbax params checkpoint to start from; "" = scratch)
@@ -64,7 +64,10 @@ def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       source="tfds", dir="", name="lmdm_latents", shuffle_seed=0,
       prefetch=2))
-  c.ckpt = ml_collections.ConfigDict(dict(every_steps=500, keep=3))
+  # Synchronous saves: a SIGKILL loses <= every_steps steps (async_save:
+  # <= 2 * every_steps - 1; lmdm_jax/train/checkpoint.py).
+  c.ckpt = ml_collections.ConfigDict(dict(every_steps=500, keep=3,
+                                          async_save=False))
   # Periodic WAV samples into workdir/samples (every_steps 0: off).
   c.samples = ml_collections.ConfigDict(dict(every_steps=1000, blocks=4,
                                              steps=8, codec="mel"))

@@ -38,8 +38,8 @@ def lr_schedule(optim) -> Callable[[Any], Any]:
   final_ratio.
   """
   lr, warm = float(optim.lr), int(optim.warmup_steps)
-  if lr <= 0:
-    raise ValueError(f"optim.lr must be positive, got {lr}")
+  if not (np.isfinite(lr) and lr > 0):      # NaN fails every comparison
+    raise ValueError(f"optim.lr must be finite and > 0, got {lr}")
   if warm < 0:
     raise ValueError(f"optim.warmup_steps must be >= 0, got {warm}")
   if optim.decay == "constant":
@@ -58,8 +58,27 @@ def lr_schedule(optim) -> Callable[[Any], Any]:
       [optax.linear_schedule(0.0, lr, warm), after], [warm])
 
 
+def check_optim(optim) -> None:
+  """ValueError naming the first out-of-range optimizer field (NaN and
+  inf included: a NaN compares False with everything, so `x <= 0` alone
+  lets it through and the run trains NaN)."""
+  ok = {"b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "b2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "eps": (lambda v: v > 0, "> 0"),
+        "weight_decay": (lambda v: v >= 0, ">= 0"),
+        "clip_norm": (lambda v: v >= 0, ">= 0 (0: off)"),
+        "final_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]")}
+  for name, (test, text) in ok.items():
+    if name in optim:
+      v = float(optim[name])
+      if not (np.isfinite(v) and test(v)):
+        raise ValueError(f"optim.{name} must be finite and {text}, got {v}")
+  lr_schedule(optim)
+
+
 def make_optimizer(optim) -> optax.GradientTransformation:
   """AdamW on the schedule, after optional global-norm clipping."""
+  check_optim(optim)
   parts = []
   if float(optim.clip_norm) > 0:
     parts.append(optax.clip_by_global_norm(float(optim.clip_norm)))
