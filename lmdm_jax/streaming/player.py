@@ -16,9 +16,13 @@ underrun: playback never crashes because the model was late. Without a
 sound device the same callback is driven by a simulated clock that calls it
 at the audio rate in real (wall) time, which is what tests and servers use.
 
-Block boundaries: each block is decoded together with the last `overlap`
-latent frames of the previous block and crossfaded (equal power) over the
-audio of those frames, so decoder edge effects do not click.
+Block boundaries: a codec with an exact streaming decoder
+(`codec.stream_decoder()`, Oobleck) decodes block by block exactly as the
+whole sequence would be (it holds back the decoder's reach, a few frames,
+until the next block arrives; `render` flushes them). Other codecs decode
+each block together with the last `overlap` latent frames of the previous
+block, crossfaded (equal power) over the audio of those frames, so decoder
+edge effects do not click.
 
 Latency accounting (control-to-sound): a control set now affects the next
 block generated; that block is heard after the audio already buffered plays
@@ -103,6 +107,9 @@ class Player:
     self.callbacks = 0
     self.compute_s = []
     self._tail = None            # held-back audio of the previous overlap
+    # Exact block-by-block decoding where the codec offers it (no overlap).
+    self._decoder = (codec.stream_decoder()
+                     if hasattr(codec, "stream_decoder") else None)
     self._prev_latents = None
     self._stop = threading.Event()
     self._error: Optional[BaseException] = None
@@ -118,6 +125,10 @@ class Player:
     t0 = time.perf_counter()
     with self.lock:
       latents = self.session.next_block()[0]          # [o, C]
+    if self._decoder is not None:
+      audio = self._decoder.push(latents)
+      self.compute_s.append(time.perf_counter() - t0)
+      return audio
     k = self.overlap
     if k and self._prev_latents is not None:
       audio = self.codec.decode(np.concatenate(
@@ -194,6 +205,9 @@ class Player:
       out.append(self._next_audio())
       if on_block is not None:
         on_block(i)
+    if self._decoder is not None:       # the frames held back
+      out.append(self._decoder.flush())
+      self._decoder = self.codec.stream_decoder()
     if self._tail is not None:          # the held-back last overlap
       out.append(self._tail)
       self._tail = None
