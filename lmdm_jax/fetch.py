@@ -61,6 +61,9 @@ def _download(repo: str, filename: str, *, token, cache_dir, offline,
     raise FetchError("lmdm fetch needs huggingface_hub: pip install "
                      "'lmdm_jax[fetch]'") from None
   page = f"{(endpoint or 'https://huggingface.co').rstrip('/')}/{repo}"
+  # The hub reads HF_HUB_OFFLINE once, at import: it refuses the network
+  # whatever is passed when it was imported offline.
+  offline = offline or bool(getattr(hub.constants, "HF_HUB_OFFLINE", False))
   try:
     return hub.hf_hub_download(repo, filename, revision=revision,
                                cache_dir=cache_dir, token=token,

@@ -14,6 +14,7 @@ read too: it is /2 without "conditioning"):
   dit, geometry, cond_tokens, frame_rate   the DiT and its stream geometry
   text     {"encoder": "hashed_words", "dim", "max_tokens", "vocabulary"}
            or {"encoder": "t5", "id", "max_length", "config": T5Config}
+           ("" or "none": trained without captions; plays unconditioned)
   codec    {"name": "mel", "kwargs": {}} or {"name": "oobleck",
            "config": OobleckConfig, "sample_rate"}
   conditioning  {"conditioners": [{"id", "type": "number", "config"}],
@@ -153,11 +154,12 @@ def validate(doc: Mapping[str, Any], where: str = "package",
   dit = doc["dit"]
   text, codec, c = doc["text"], doc["codec"], doc["conditioning"]
   enc = text.get("encoder")
-  if enc not in ("hashed_words", "t5"):
+  if enc not in ("hashed_words", "t5", "", "none"):
     raise PackageError(where, part("text encoder", "text"),
-                       f"unknown encoder {enc!r}; known: hashed_words, t5")
+                       f"unknown encoder {enc!r}; known: hashed_words, t5 "
+                       f"(or none)")
   width, cond_dim = _text_width(text), int(dit["cond_token_dim"])
-  if width != cond_dim:
+  if enc in ("hashed_words", "t5") and width != cond_dim:
     raise PackageError(
         where, part(f"text encoder ({enc})", "text"),
         f"width {width} does not match the DiT's cond_token_dim {cond_dim}")
@@ -173,7 +175,8 @@ def validate(doc: Mapping[str, Any], where: str = "package",
   tokens = 0
   for i in c["cross_ids"]:
     if i == text_id:
-      tokens += _text_tokens(text)
+      tokens += _text_tokens(text) if enc in ("hashed_words", "t5") else \
+          int(doc["cond_tokens"]) - (len(c["cross_ids"]) - 1)
       continue
     if i not in specs:
       raise PackageError(where, part("conditioning", "dit"),
@@ -378,7 +381,8 @@ class Pretrained:
       return T5Prompts(self._file(TEXT_PARAMS), self._file(TEXT_TOKENIZER),
                        self.text["config"], int(self.text["max_length"]),
                        self.path)
-    raise PackageError(self.path, "text encoder", f"unknown encoder {name!r}")
+    raise PackageError(self.path, "text encoder", f"none in this package "
+                       f"(encoder {name!r}: trained without captions)")
 
   def _number_embeddings(self) -> Dict[str, np.ndarray]:
     """id -> [D] embedding of the stream input of each number conditioner
