@@ -416,6 +416,30 @@ class Pretrained:
     emb = self._number_embeddings()
     return np.concatenate([emb[i] for i in ids]).astype(np.float32)
 
+  def live_session(self, steps: Optional[int] = None,
+                   cfg_scale: Optional[float] = None,
+                   sampler: Optional[str] = None, batch: int = 1, **kwargs):
+    """A `LiveSession` on this package: its DiT and geometry, prompts
+    through `text_encoder()` (T5 once per prompt), its global conditioning
+    (seconds_total) and its generation defaults; kwargs go to LiveSession
+    (steps_options, seed, drop_frames, context, progress). Play it with
+    `Player(session, pkg.make_codec())`."""
+    from lmdm_jax.streaming.session import LiveSession
+    from lmdm_jax.streaming.state import StreamSpec
+    d = self.defaults
+    steps = int(steps if steps is not None else d.get("steps", 8))
+    cfg_scale = float(cfg_scale if cfg_scale is not None
+                      else d.get("cfg_scale", 1.0))
+    spec = StreamSpec(self.dit, self.geometry, batch=batch,
+                      cond_tokens=self.cond_tokens, steps=steps,
+                      sampler=sampler or d.get("sampler", "pingpong"),
+                      cfg=cfg_scale != 1.0)
+    session = LiveSession(self.params["dit"], spec,
+                          self.text_encoder().encode_one,
+                          global_cond=self.global_cond(), **kwargs)
+    session.set_cfg(cfg_scale)
+    return session
+
   def make_codec(self):
     from lmdm_jax.codecs import get_codec
     if self.codec["name"] == "oobleck":

@@ -199,8 +199,6 @@ def test_conditioning_is_sao_assembly_and_prompts_differ(fetched, hub,
   from lmdm_jax.convert import load_converted
   from lmdm_jax.convert.sao import convert_sao
   from lmdm_jax.convert.t5 import T5TextEncoder, convert_t5
-  from lmdm_jax.streaming.session import LiveSession
-  from lmdm_jax.streaming.state import StreamSpec
   pkg = package.load(fetched)
   enc = pkg.text_encoder()
   a = enc.encode_one("ambient piano with pads")
@@ -231,10 +229,9 @@ def test_conditioning_is_sao_assembly_and_prompts_differ(fetched, hub,
   np.testing.assert_allclose(pkg.global_cond(), np.asarray(glob_[0]),
                              atol=1e-6)
   # Different prompts, same seed: different blocks.
-  spec = StreamSpec(pkg.dit, pkg.geometry, batch=1,
-                    cond_tokens=pkg.cond_tokens, steps=2, cfg=False)
-  session = LiveSession(pkg.params["dit"], spec, enc.encode_one,
-                        global_cond=pkg.global_cond(), seed=3)
+  session = pkg.live_session(steps=2, seed=3)
+  assert not session.spec.cfg and session.spec.cond_tokens == 9
+  np.testing.assert_array_equal(session.global_cond, pkg.global_cond())
   state = jax.tree.map(jnp.copy, session.state)
   session.set_prompts({"ambient piano with pads": 1.0})
   x = session.next_block()
@@ -409,3 +406,49 @@ def test_hub_repo_without_access_is_one_line(gated, tmp_path, capsys,
     assert "gated" in line
   assert not os.path.exists(out)
   _no_leftovers(tmp_path, "pkg")
+
+
+def test_export_of_a_t5_run_keeps_the_base_packages_parts(fetched, tmp_path):
+  """What `lmdm export` writes for a run fine-tuned from a converted
+  package: new DiT params, the base's T5, Oobleck and conditioners."""
+  import dataclasses
+  import ml_collections
+  from lmdm_jax.train.export import base_package
+  pkg = package.load(fetched)
+  cfg = ml_collections.ConfigDict({
+      "model": dataclasses.asdict(pkg.dit),
+      "geometry": dataclasses.asdict(pkg.geometry),
+      "cond_tokens": pkg.cond_tokens, "frame_rate": pkg.frame_rate,
+      "init": {"params": fetched}, "text": {"encoder": "t5"},
+      "codec": {"name": "oobleck"}})
+  assert base_package(cfg) == fetched
+  assert base_package(cfg, "other") == "other"
+  hashed = cfg.copy_and_resolve_references()
+  hashed.text.encoder, hashed.codec.name = "hashed_words", "mel"
+  assert base_package(hashed) is None
+  rng = np.random.default_rng(0)
+  import jax
+  tuned = jax.tree.map(lambda a: np.asarray(a) + 0.01 * rng.standard_normal(
+      a.shape).astype(np.float32), pkg.params["dit"])
+  out = tmp_path / "tuned"
+  package.save(str(out), dit_params=tuned, cfg=cfg,
+               text={"encoder": "t5"}, codec={"name": "oobleck"},
+               defaults={"steps": 4, "cfg_scale": 1.0}, meta={"step": 3},
+               base=base_package(cfg))
+  new = package.load(str(out))
+  assert new.text == pkg.text and new.codec == pkg.codec
+  assert new.conditioning == pkg.conditioning and new.meta["base"]
+  np.testing.assert_array_equal(
+      new.text_encoder().encode_one("ambient piano"),
+      pkg.text_encoder().encode_one("ambient piano"))
+  flat_new, flat_tuned = package.flatten(new.params["dit"]), \
+      package.flatten(tuned)
+  for k, v in flat_tuned.items():
+    np.testing.assert_array_equal(flat_new[k], v)
+  # A run whose token count does not fit the base's conditioning.
+  bad = cfg.copy_and_resolve_references()
+  bad.cond_tokens = 5
+  with pytest.raises(package.PackageError, match="cross tokens add up"):
+    package.save(str(tmp_path / "bad"), dit_params=tuned, cfg=bad,
+                 text={}, codec={}, defaults={}, meta={}, base=fetched)
+  assert not os.path.exists(tmp_path / "bad")
