@@ -452,3 +452,18 @@ def test_export_of_a_t5_run_keeps_the_base_packages_parts(fetched, tmp_path):
     package.save(str(tmp_path / "bad"), dit_params=tuned, cfg=bad,
                  text={}, codec={}, defaults={}, meta={}, base=fetched)
   assert not os.path.exists(tmp_path / "bad")
+
+
+def test_player_decodes_oobleck_exactly_block_by_block(fetched):
+  """A package's Oobleck codec plays through its exact streaming decoder:
+  the blocks' audio equals the whole stream decoded at once."""
+  from lmdm_jax.streaming.player import Player
+  pkg = package.load(fetched)
+  session = pkg.live_session(steps=2, seed=1)
+  session.set_prompts({"slow string choir": 1.0})
+  codec = pkg.make_codec()
+  audio = Player(session, codec).render(blocks=3)
+  whole = codec.decode(session.performance()[0])
+  assert audio.shape == whole.shape == (2, 3 * pkg.geometry.block * 2048)
+  assert np.abs(whole).max() > 1e-3
+  np.testing.assert_allclose(audio, whole, atol=1e-5 * np.abs(whole).max())
