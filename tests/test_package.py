@@ -467,3 +467,34 @@ def test_player_decodes_oobleck_exactly_block_by_block(fetched):
   assert audio.shape == whole.shape == (2, 3 * pkg.geometry.block * 2048)
   assert np.abs(whole).max() > 1e-3
   np.testing.assert_allclose(audio, whole, atol=1e-5 * np.abs(whole).max())
+
+
+def test_training_init_reads_packages_and_converted_dirs(fetched, parts):
+  """cfg.init.params may name a package or a `lmdm convert sao` dir."""
+  from lmdm_jax.arc.train import load_params_any
+  from_pkg = package.flatten(load_params_any(fetched))
+  from_dir = package.flatten(load_params_any(str(parts / "dit")))
+  # The package adds the (zero) input-add layer a base SAO DiT lacks.
+  assert set(from_pkg) - set(from_dir) == {"to_input_add_embed/kernel"}
+  assert not from_pkg["to_input_add_embed/kernel"].any()
+  for k, v in from_dir.items():
+    np.testing.assert_array_equal(from_pkg[k], v)
+
+
+def test_only_fetch_reaches_the_network():
+  """No module but lmdm_jax/fetch.py imports an HTTP client (servers that
+  listen on a local port are not clients and are not looked for)."""
+  import re
+  root = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), "lmdm_jax")
+  pattern = re.compile(r"^\s*(import|from)\s+(huggingface_hub|requests|"
+                       r"urllib\.request|http\.client|httpx)\b", re.M)
+  found = []
+  for dirpath, _, files in os.walk(root):
+    for f in files:
+      if f.endswith(".py"):
+        path = os.path.join(dirpath, f)
+        with open(path) as fh:
+          if pattern.search(fh.read()):
+            found.append(os.path.relpath(path, root))
+  assert found == ["fetch.py"], found

@@ -160,11 +160,15 @@ def cached_steps(spec: ARCSpec, cfg, mesh):
 
 # -- initial state ---------------------------------------------------------
 def load_params_any(path: str):
-  """A params tree from an orbax params directory or an `lmdm export`
-  package (model.json + params.npz)."""
-  if os.path.exists(os.path.join(path, "params.npz")):
+  """A params tree from an orbax params directory, a model package
+  (model.json + params.npz) or a `lmdm convert sao` directory (params.npz
+  with dit/ arrays)."""
+  if os.path.exists(os.path.join(path, "model.json")):
     from lmdm_jax.pretrained import load
-    params = load(path).params
+    return load(path).params["dit"]
+  if os.path.exists(os.path.join(path, "params.npz")):
+    from lmdm_jax.package import read_npz
+    params = read_npz(os.path.join(path, "params.npz"), path, "DiT")
     return params["dit"] if "dit" in params else params
   return train_state.load_params(path)
 
