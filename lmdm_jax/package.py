@@ -151,6 +151,13 @@ def validate(doc: Mapping[str, Any], where: str = "package",
   def part(name, key):
     return f"{name} ({src[key]})" if key in src else name
 
+  from lmdm_jax.model.config import DiTConfig, Geometry
+  for name, cls, key in (("DiT config", DiTConfig, "dit"),
+                         ("geometry", Geometry, "geometry")):
+    try:
+      cls.from_dict(doc[key])
+    except (ValueError, TypeError, KeyError) as e:
+      raise PackageError(where, name, str(e)) from None
   dit = doc["dit"]
   text, codec, c = doc["text"], doc["codec"], doc["conditioning"]
   enc = text.get("encoder")

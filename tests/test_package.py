@@ -355,6 +355,12 @@ def test_package_command_and_width_mismatches(parts, tmp_path, capsys):
     assert want.format(t5_dir if "t5_24" in t5_dir else vae_dir) in line
     assert not os.path.exists(out)
     _no_leftovers(tmp_path, "bad")
+  rc = main(["package", "--dit", str(parts / "dit"), "--t5-dir",
+             str(parts / "t5"), "--vae-dir", str(parts / "vae"), "--out",
+             str(tmp_path / "bad"), "--context", "100"])
+  assert "geometry: bc mode needs the block size to divide the context" in \
+      _error_line(capsys, rc)
+  assert not os.path.exists(tmp_path / "bad")
   # A converted part is not a package, and says what to do.
   with pytest.raises(package.PackageError, match="lmdm package"):
     pretrained.load(str(parts / "dit"))
