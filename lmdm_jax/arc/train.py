@@ -165,7 +165,14 @@ def load_params_any(path: str):
   with dit/ arrays)."""
   if os.path.exists(os.path.join(path, "model.json")):
     from lmdm_jax.pretrained import load
-    return load(path).params["dit"]
+    pkg = load(path)
+    params = dict(pkg.params["dit"])
+    if pkg.meta.get("input_add_added"):
+      # A converted base DiT: its input-add layer is the package's zeros,
+      # not trained; the run initialises it (torch's default Linear init,
+      # as the paper's code does when it loads SAO Small).
+      params.pop("to_input_add_embed", None)
+    return params
   if os.path.exists(os.path.join(path, "params.npz")):
     from lmdm_jax.package import read_npz
     params = read_npz(os.path.join(path, "params.npz"), path, "DiT")

@@ -123,7 +123,7 @@ def assemble(dit_dir: str, t5_dir: str, vae_dir: str, out: str,
     dit_flat["dit/to_input_add_embed/kernel"] = np.zeros(
         (dit["input_add_dim"], int(dit["embed_dim"])), np.float32)
     doc["dit"] = dit
-    doc["meta"]["input_add"] = "added as zeros (base SAO DiT)"
+    doc["meta"]["input_add_added"] = True     # zeros, for playing only
   arrays = {package.DIT_PARAMS: {k: v for k, v in dit_flat.items()
                                  if k.startswith("dit/")},
             package.TEXT_PARAMS: flat(os.path.join(t5_dir, "params.npz")),
