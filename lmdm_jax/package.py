@@ -26,7 +26,7 @@ read too: it is /2 without "conditioning"):
            conditioners/base.py, as stable-audio-tools assembles them).
            stream_inputs are the number inputs a stream feeds for every
            block: seconds_total = the training window's length (see
-           `stream_seconds_total`).
+           lmdm_jax/conditioners/prompt.py: `stream_seconds_total`).
   defaults {"steps", "cfg_scale", "sampler"}; meta: provenance.
 
 Arrays are npz (numpy alone reads them), never pickle: `np.load` is
@@ -373,6 +373,7 @@ class Pretrained:
       c = self.conditioning
       if c.get("conditioners") or c.get("cross_ids", [TEXT_ID]) != [
           self.text.get("id", TEXT_ID)]:
+        from lmdm_jax.conditioners.prompt import CrossTokens
         text = CrossTokens(text, self.text.get("id", TEXT_ID),
                            c["cross_ids"], self._number_embeddings())
       self._cache["text"] = text
@@ -385,9 +386,11 @@ class Pretrained:
       return HashedWords(int(self.text["dim"]), int(self.text["max_tokens"]),
                          vocabulary=self.text.get("vocabulary", ()))
     if name == "t5":
-      return T5Prompts(self._file(TEXT_PARAMS), self._file(TEXT_TOKENIZER),
-                       self.text["config"], int(self.text["max_length"]),
-                       self.path)
+      from lmdm_jax.conditioners.prompt import T5Prompts
+      return T5Prompts(read_npz(self._file(TEXT_PARAMS), self.path,
+                                "text encoder (t5)"),
+                       self._file(TEXT_TOKENIZER), self.text["config"],
+                       int(self.text["max_length"]))
     raise PackageError(self.path, "text encoder", f"none in this package "
                        f"(encoder {name!r}: trained without captions)")
 
@@ -395,23 +398,17 @@ class Pretrained:
     """id -> [D] embedding of the stream input of each number conditioner
     (constant for a stream: computed once)."""
     if "numbers" not in self._cache:
+      from lmdm_jax.conditioners.prompt import number_embeddings
       c = self.conditioning
-      out = {}
-      if c.get("conditioners"):
-        import jax.numpy as jnp
-        from lmdm_jax.conditioners import build_conditioners
-        params = read_npz(self._file(COND_PARAMS), self.path, "conditioners")
-        for s in c["conditioners"]:
-          conds = build_conditioners([s], [s["id"]])
-          v = jnp.asarray([float(c["stream_inputs"][s["id"]])], jnp.float32)
-          try:
-            emb, _, _ = conds.apply({"params": {s["id"]: params[s["id"]]}},
-                                    {s["id"]: v})
-          except KeyError:
-            raise PackageError(self.path, f"conditioner {s['id']!r}",
-                               f"no weights in {COND_PARAMS}") from None
-          out[s["id"]] = np.asarray(emb[0, 0], np.float32)
-      self._cache["numbers"] = out
+      params = (read_npz(self._file(COND_PARAMS), self.path, "conditioners")
+                if c.get("conditioners") else {})
+      missing = [s["id"] for s in c.get("conditioners", [])
+                 if s["id"] not in params]
+      if missing:
+        raise PackageError(self.path, f"conditioner {missing[0]!r}",
+                           f"no weights in {COND_PARAMS}")
+      self._cache["numbers"] = number_embeddings(
+          c.get("conditioners", []), params, c.get("stream_inputs", {}))
     return self._cache["numbers"]
 
   def global_cond(self) -> Optional[np.ndarray]:
@@ -463,58 +460,6 @@ class Pretrained:
     return get_codec(self.codec["name"], **self.codec.get("kwargs", {}))
 
 
-class T5Prompts:
-  """SAO's T5 conditioner for one prompt at a time: text -> [max_length,
-  d_model] (T5's last hidden state, padding zeroed, float32). The encoder
-  is jitted once; tokenisation (sentencepiece) stays on the host."""
-  unknown_words = staticmethod(lambda text: [])
-
-  def __init__(self, params_file: str, tokenizer_file: str,
-               config: Mapping[str, Any], max_length: int, where: str):
-    import jax
-    import jax.numpy as jnp
-    from lmdm_jax.text.t5 import T5Config, T5Encoder
-    from lmdm_jax.text.tokenizer import T5Tokenizer
-    self.config = T5Config(**config)
-    self.params = read_npz(params_file, where, "text encoder (t5)")
-    self.tokenizer = T5Tokenizer(tokenizer_file, max_length)
-    self.max_tokens, self.dim = max_length, self.config.d_model
-    model = T5Encoder(self.config)
-    self._fn = jax.jit(lambda p, i, m: model.apply({"params": p}, i, m)
-                       * m[..., None])
-    self._jnp = jnp
-
-  def encode_one(self, text: str) -> np.ndarray:
-    ids, mask = self.tokenizer([text])
-    out = self._fn(self.params, self._jnp.asarray(ids),
-                   self._jnp.asarray(mask))
-    return np.asarray(out[0], np.float32)
-
-
-class CrossTokens:
-  """Prompt -> the DiT's cross-attention tokens, as stable-audio-tools'
-  MultiConditioner + DiT wrapper assemble them: the cross_ids' embeddings
-  concatenated along the token axis (text: [L, D]; a number: its stream
-  input's [1, D])."""
-
-  def __init__(self, text, text_id: str, cross_ids, numbers):
-    self.text, self.text_id = text, text_id
-    self.cross_ids, self.numbers = list(cross_ids), numbers
-
-  def encode_one(self, text: str) -> np.ndarray:
-    parts = []
-    for i in self.cross_ids:
-      if i == self.text_id:
-        parts.append(np.asarray(self.text.encode_one(text), np.float32))
-      else:
-        parts.append(self.numbers[i][None])
-    return np.concatenate(parts, axis=0)
-
-  def unknown_words(self, text: str):
-    f = getattr(self.text, "unknown_words", None)
-    return f(text) if f is not None else []
-
-
 def load(path: str) -> Pretrained:
   """The package at `path` (DiT params read now, the rest on first use;
   every part's presence and width checked now)."""
@@ -535,22 +480,3 @@ def load(path: str) -> Pretrained:
       meta=doc.get("meta", {}), path=path,
       conditioning=doc["conditioning"],
       frame_rate=float(doc.get("frame_rate", 0.0)))
-
-
-def stream_seconds_total(sample_size: Optional[int], sample_rate: int,
-                         window_frames: int, hop: int) -> float:
-  """What an endless stream feeds as seconds_total, for every block.
-
-  The paper's streaming generator (`generate_diffusion_cond_blockar` in
-  the LMDM code) runs the conditioner once, before the block loop, on the
-  caller's conditioning dict, so seconds_total is one constant for the
-  whole stream; the scripts around stable-audio-tools build that dict with
-  seconds_total = sample_size / sample_rate, the model's window length
-  (SAO Small: 524288 / 44100 = 11.89 s; an LMDM window of 240 frames:
-  11.15 s). A stream is a sequence of full windows, so it feeds the window
-  length: never the stream's running length (which grows without bound
-  and would leave the 0..256 s range the conditioner was trained on).
-  """
-  if sample_size:
-    return float(sample_size) / float(sample_rate)
-  return float(window_frames * hop) / float(sample_rate)

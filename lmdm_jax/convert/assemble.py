@@ -19,6 +19,7 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 from lmdm_jax import package
+from lmdm_jax.conditioners.prompt import stream_seconds_total
 
 # The LMDM paper's block-causal geometry for SAO Small (saos_block_causal:
 # 192 context latents, 48-latent chunks, a window of 4 chunks).
@@ -77,8 +78,8 @@ def assemble(dit_dir: str, t5_dir: str, vae_dir: str, out: str,
     hop *= int(s)
   geometry = dict(geometry or SAO_GEOMETRY)
   window = int(geometry["context"]) + int(geometry["block"])
-  seconds = package.stream_seconds_total(dit_doc.get("sample_size"),
-                                         sample_rate, window, hop)
+  seconds = stream_seconds_total(dit_doc.get("sample_size"), sample_rate,
+                                 window, hop)
   conditioners = [dict(s) for s in dit_doc["conditioners"]]
   cross_ids, global_ids = dit_doc["cross_ids"], dit_doc["global_ids"]
   # seconds_start (SAO 1.0): every window of a stream starts at 0. Other
