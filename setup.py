@@ -33,6 +33,7 @@ setup(
         # nbclient/nbformat/ipykernel: tests/test_colab_notebooks.py runs
         # the colab/ notebooks headlessly (ipywidgets stays optional).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "safetensors>=0.4",
+                 "huggingface_hub>=0.30",
                  "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6.29"],
         # `lmdm live` through the sound card (also Debian's libportaudio2);
@@ -42,6 +43,10 @@ setup(
         # Checkpoint import (`lmdm convert`); .ckpt files also need torch,
         # which is deliberately not listed.
         "convert": ["safetensors>=0.4", "sentencepiece>=0.2"],
+        # `lmdm fetch`: the hub client (the only network access) and what
+        # the converters need.
+        "fetch": ["huggingface_hub>=0.30", "safetensors>=0.4",
+                  "sentencepiece>=0.2"],
         # `lmdm data demo`: scores and MIDI (Debian's fluidsynth renders).
         "demo": ["music21>=9", "mido>=1.3"],
         "data": ["tensorflow-datasets>=4.9.7", "array-record>=0.5",

@@ -17,6 +17,7 @@ from lmdm_jax import live as live_cli
 from lmdm_jax.train import export as export_cli
 from lmdm_jax.convert import cli as convert_cli
 from lmdm_jax.eval import cli as eval_cli
+from lmdm_jax import fetch as fetch_cli
 
 
 def _bench_stream(args) -> int:
@@ -179,6 +180,7 @@ REGISTRARS = [
     live_cli.register,
     export_cli.register,
     eval_cli.register,
+    fetch_cli.register,
 ]
 
 

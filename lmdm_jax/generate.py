@@ -231,12 +231,6 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   t_start = time.perf_counter()
   pkg = pretrained.load(pretrained.for_controls(
       checkpoint, sketch=sketch is not None, partner=accompany is not None))
-  if "needs" in pkg.text or "needs" in pkg.codec:
-    raise ValueError(
-        f"{pkg.path} is a converted SAO checkpoint: generating with it needs "
-        f"its T5 encoder and Oobleck VAE, which `lmdm generate` does not "
-        f"wire yet; use lmdm_jax.streaming with lmdm_jax.text.t5 and "
-        f"lmdm_jax.codecs.oobleck (README, 'Use converted weights')")
   d = pkg.defaults
   steps = int(steps if steps is not None else d.get("steps", 8))
   cfg_scale = float(cfg_scale if cfg_scale is not None
@@ -276,7 +270,8 @@ def generate(prompt: str, seconds: Optional[float], out: str,
                     partner_visibility=t_f)
   t0 = time.perf_counter()
   session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
-                        seed=seed, progress=lambda s: log(f"[generate] {s}"))
+                        global_cond=pkg.global_cond(), seed=seed,
+                        progress=lambda s: log(f"[generate] {s}"))
   session.set_prompts({prompt: 1.0})
   session.set_cfg(cfg_scale)
   if track is not None:

@@ -211,10 +211,6 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   pkg = pretrained.load(pretrained.for_controls(
       args.checkpoint, sketch=args.input is not None and
       args.input_as != "partner", partner=args.input_as == "partner"))
-  if "needs" in pkg.text or "needs" in pkg.codec:
-    raise ValueError(
-        f"{pkg.path} is a converted SAO checkpoint: playing it needs its T5 "
-        f"encoder and Oobleck VAE, which `lmdm live` does not wire yet")
   d = pkg.defaults
   steps = int(args.steps if args.steps is not None else d.get("steps", 8))
   options = parse_steps_options(args.steps_options)
@@ -241,7 +237,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   codec = pkg.make_codec()
   t0 = time.perf_counter()
   session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
-                        steps_options=options, drop_frames=args.drop_frames,
+                        global_cond=pkg.global_cond(), steps_options=options,
+                        drop_frames=args.drop_frames,
                         seed=args.seed, progress=log)
   compile_s = time.perf_counter() - t0
   session.recorded = LatentLog()        # counts blocks; keeps no latents

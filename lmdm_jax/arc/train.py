@@ -160,11 +160,22 @@ def cached_steps(spec: ARCSpec, cfg, mesh):
 
 # -- initial state ---------------------------------------------------------
 def load_params_any(path: str):
-  """A params tree from an orbax params directory or an `lmdm export`
-  package (model.json + params.npz)."""
-  if os.path.exists(os.path.join(path, "params.npz")):
+  """A params tree from an orbax params directory, a model package
+  (model.json + params.npz) or a `lmdm convert sao` directory (params.npz
+  with dit/ arrays)."""
+  if os.path.exists(os.path.join(path, "model.json")):
     from lmdm_jax.pretrained import load
-    params = load(path).params
+    pkg = load(path)
+    params = dict(pkg.params["dit"])
+    if pkg.meta.get("input_add_added"):
+      # A converted base DiT: its input-add layer is the package's zeros,
+      # not trained; the run initialises it (torch's default Linear init,
+      # as the paper's code does when it loads SAO Small).
+      params.pop("to_input_add_embed", None)
+    return params
+  if os.path.exists(os.path.join(path, "params.npz")):
+    from lmdm_jax.package import read_npz
+    params = read_npz(os.path.join(path, "params.npz"), path, "DiT")
     return params["dit"] if "dit" in params else params
   return train_state.load_params(path)
 

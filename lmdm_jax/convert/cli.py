@@ -6,6 +6,7 @@
   lmdm convert oobleck --checkpoint model.safetensors \
       --model-config cfg.json --out vae/
   lmdm convert t5 --hf-dir t5-base/ --out t5/
+  lmdm package --dit converted/ --t5-dir t5/ --vae-dir vae/ --out pkg/
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _convert_t5(args) -> int:
 
 
 def register(sub, bsub) -> None:
-  """`lmdm bench codec`, `lmdm convert sao|oobleck|t5`."""
+  """`lmdm bench codec`, `lmdm convert sao|oobleck|t5`, `lmdm package`."""
   b = bsub.add_parser("codec", help="codec round-trip quality and speed")
   b.add_argument("--codec", default="mel")
   b.add_argument("--codec-args", default=None,
@@ -89,3 +90,5 @@ def register(sub, bsub) -> None:
                  help="dir with config.json, model.safetensors, spiece.model")
   t.add_argument("--out", required=True)
   t.set_defaults(fn=_convert_t5)
+  from lmdm_jax.convert import assemble
+  assemble.register(sub)

@@ -21,9 +21,13 @@ underrun: playback never crashes because the model was late. Without a
 sound device the same callback is driven by a simulated clock that calls it
 at the audio rate in real (wall) time, which is what tests and servers use.
 
-Block boundaries: each block is decoded together with the last `overlap`
-latent frames of the previous block and crossfaded (equal power) over the
-audio of those frames, so decoder edge effects do not click.
+Block boundaries: a codec with an exact streaming decoder
+(`codec.stream_decoder()`, Oobleck) decodes block by block exactly as the
+whole sequence would be (it holds back the decoder's reach, a few frames,
+until the next block arrives; `render` flushes them). Other codecs decode
+each block together with the last `overlap` latent frames of the previous
+block, crossfaded (equal power) over the audio of those frames, so decoder
+edge effects do not click.
 
 Output level: every sample played, recorded or rendered passes through one
 `OutputStage` (lmdm_jax/streaming/output_stage.py: calibrated gain and a
@@ -129,6 +133,9 @@ class Player:
     self.callbacks = 0
     self.compute_s = []
     self._tail = None            # held-back audio of the previous overlap
+    # Exact block-by-block decoding where the codec offers it (no overlap).
+    self._decoder = (codec.stream_decoder()
+                     if hasattr(codec, "stream_decoder") else None)
     self._prev_latents = None
     self._stop = threading.Event()
     self._error: Optional[BaseException] = None
@@ -145,7 +152,9 @@ class Player:
     with self.lock:
       latents = self.session.next_block()[0]          # [o, C]
     k = self.overlap
-    if k and self._prev_latents is not None:
+    if self._decoder is not None:       # exact streaming decode, no overlap
+      audio = self._decoder.push(latents)
+    elif k and self._prev_latents is not None:
       audio = self.codec.decode(np.concatenate(
           [self._prev_latents[-k:], latents]))
       head, audio = audio[:, :k * self.codec.hop], audio[:, k * self.codec.hop:]
@@ -156,7 +165,7 @@ class Player:
     else:
       audio = self.codec.decode(latents)
     self._prev_latents = latents
-    if k:
+    if k and self._decoder is None:
       # Hold back the last overlap's audio to crossfade with the next block.
       cut = audio.shape[1] - k * self.codec.hop
       self._tail, audio = audio[:, cut:], audio[:, :cut]
@@ -240,6 +249,10 @@ class Player:
       yield self._next_audio()
       if on_block is not None:
         on_block(i)
+    if self._decoder is not None:       # the frames held back
+      tail = self._out(self._decoder.flush())
+      self._decoder = self.codec.stream_decoder()
+      yield tail
     if self._tail is not None:          # the held-back last overlap
       tail, self._tail = self._out(self._tail), None
       self._prev_latents = None         # next call: no tail to join

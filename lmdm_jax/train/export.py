@@ -6,8 +6,10 @@
 Takes the EMA parameters when the run kept them (else the raw ones) of the
 latest (or --step) checkpoint, the text-encoder spec with the vocabulary of
 the training captions (so `lmdm generate` can name the prompt words the
-model never saw), the codec and generation defaults; see
-lmdm_jax/pretrained.py for the layout.
+model never saw), the codec and generation defaults; a model fine-tuned
+from a converted package (T5, Oobleck, seconds_total) keeps that
+package's text encoder, codec and conditioners (--base, or the run's
+init package). See lmdm_jax/package.py for the layout.
 """
 from __future__ import annotations
 
@@ -16,10 +18,27 @@ import json
 import os
 import sys
 import time
+from typing import Optional
+
+
+def base_package(cfg, base: Optional[str] = None) -> Optional[str]:
+  """The package whose text encoder, codec and conditioners an export
+  keeps: `base` when given, else the run's init (`init.params`) when it is
+  a package and the run does not condition on hashed words with the mel
+  codec (a model fine-tuned from `lmdm fetch` / `lmdm package` output)."""
+  if base:
+    return base
+  init = str(cfg.get("init", {}).get("params", "") or "")
+  if not init or not os.path.isfile(os.path.join(init, "model.json")):
+    return None
+  text = str(cfg.get("text", {}).get("encoder", ""))
+  codec = str(cfg.get("codec", {}).get("name", "mel"))
+  return None if (text == "hashed_words" and codec == "mel") else init
 
 
 def export(cfg, workdir: str, out: str, data_dir: str = "",
-           step=None, defaults=None, command: str = "") -> dict:
+           step=None, defaults=None, command: str = "",
+           base: Optional[str] = None) -> dict:
   import jax
   from lmdm_jax import pretrained
   from lmdm_jax.train import checkpoint, parallel, state as train_state
@@ -93,7 +112,7 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   pretrained.save(out, dit_params=params, cfg=cfg, text=text, codec=codec,
                   defaults=dict(defaults or {"steps": 8, "cfg_scale": 1.0,
                                              "sampler": "pingpong"}),
-                  meta=meta)
+                  meta=meta, base=base_package(cfg, base))
   return meta
 
 
@@ -104,7 +123,8 @@ def _cli(args) -> int:
   defaults = {"steps": args.steps, "cfg_scale": args.cfg,
               "sampler": args.sampler}
   meta = export(cfg, args.workdir, args.out, args.data_dir, args.step,
-                defaults, command=" ".join(["lmdm"] + sys.argv[1:]))
+                defaults, command=" ".join(["lmdm"] + sys.argv[1:]),
+                base=args.base)
   print(json.dumps(meta, indent=2))
   return 0
 
@@ -123,6 +143,10 @@ def register(sub, bsub) -> None:
   e.add_argument("--data-dir", default="",
                  help="the training TFDS dir (for the caption vocabulary)")
   e.add_argument("--step", type=int, default=None)
+  e.add_argument("--base", default=None, metavar="PACKAGE",
+                 help="keep this package's text encoder (T5), codec "
+                 "(Oobleck) and conditioners (default: the run's init "
+                 "package when it conditions on T5 or uses Oobleck)")
   e.add_argument("--steps", type=int, default=8)
   e.add_argument("--cfg", type=float, default=1.0)
   e.add_argument("--sampler", default="pingpong",
