@@ -1,0 +1,374 @@
+"""`lmdm serve`: the browser instrument's server (aiohttp).
+
+  lmdm serve [--checkpoint PKG] [--port 8710] [--host 127.0.0.1 --token T]
+      [--prompt TEXT] [--steps-options 2,4,8] [--osc-port 9000]
+      [--midi PORT --midi-map map.json]
+
+Serves one page (lmdm_jax/serve/static: no CDN, no build step, no network
+at run time) and one WebSocket, /ws, on which the page receives the audio
+(binary frames: int32 header [block, channels, samples, sequence] then
+float32 planar samples) and JSON text (info, stats, acks, errors), and
+sends its controls as JSON (lmdm_jax/serve/protocol.py).
+
+Safety: binds 127.0.0.1 by default; any other --host needs --token, which
+the page (?token=...) and the socket (first message, or ?token= on the
+socket URL) must give. The socket refuses an Origin that is not this
+server's. Messages are size-limited (protocol.MAX_MESSAGE_BYTES, the
+socket closes on larger frames), checked (types, fields, finite numbers),
+every refusal answered with its reason; the music never stops for a bad
+message. One page controls at a time (the first; `{"type": "control"}`
+takes over); the others listen to the same stream.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import ipaddress
+import json
+import os
+import struct
+import threading
+import time
+from typing import Optional, Set
+from urllib.parse import urlparse
+
+import numpy as np
+
+from lmdm_jax.serve import protocol
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+FRAME_HEADER = struct.Struct("<iiii")     # block, channels, samples, seq
+
+
+def is_loopback(host: str) -> bool:
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
+def check_bind(host: str, token: Optional[str]) -> None:
+  """Refuses a non-loopback bind without a token (anyone on the network
+  could otherwise play, and steer, the instrument)."""
+  if not is_loopback(host) and not token:
+    raise ValueError(f"--host {host} is reachable from other machines: "
+                     f"give --token SECRET (the page then needs "
+                     f"?token=SECRET)")
+  if token is not None and len(token) < 8:
+    raise ValueError("--token must have at least 8 characters")
+
+
+class Client:
+  def __init__(self, ws, controller: bool):
+    self.ws = ws
+    self.controller = controller
+    self.queue: "asyncio.Queue" = asyncio.Queue(maxsize=256)
+    self.dropped = 0
+
+
+class Server:
+  """The aiohttp app around an `Engine`; `start_in_thread` for tests."""
+
+  def __init__(self, engine, host: str = "127.0.0.1", port: int = 8710,
+               token: Optional[str] = None, log=print):
+    check_bind(host, token)
+    self.engine, self.host, self.port, self.token = engine, host, port, token
+    self.log = log
+    self.clients: Set[Client] = set()
+    self.loop: Optional[asyncio.AbstractEventLoop] = None
+    self._seq = 0
+    self._runner = None
+    self._thread: Optional[threading.Thread] = None
+    self._ready = threading.Event()
+    self.refusals = []           # (reason, remote) for tests and the log
+
+  # -- audio out --------------------------------------------------------------
+  def sink(self, audio: np.ndarray, block: int) -> None:
+    """Player thread -> every page (never blocks the audio clock)."""
+    if self.loop is None or not self.clients:
+      return
+    self._seq += 1
+    data = FRAME_HEADER.pack(block, audio.shape[0], audio.shape[1],
+                             self._seq) + np.ascontiguousarray(
+                                 audio, np.float32).tobytes()
+    self.loop.call_soon_threadsafe(self._broadcast, data)
+
+  def _broadcast(self, data) -> None:
+    for c in list(self.clients):
+      try:
+        c.queue.put_nowait(data)
+      except asyncio.QueueFull:      # a stalled page loses audio, not us
+        c.dropped += 1
+
+  def send_json(self, client: Client, msg: dict) -> None:
+    """Thread-safe: queues a JSON message to one page."""
+    text = json.dumps(msg)
+    if self.loop is not None:
+      self.loop.call_soon_threadsafe(self._put, client, text)
+
+  def _put(self, client: Client, text: str) -> None:
+    try:
+      client.queue.put_nowait(text)
+    except asyncio.QueueFull:
+      client.dropped += 1
+
+  # -- HTTP -------------------------------------------------------------------
+  def _token_ok(self, given: Optional[str]) -> bool:
+    if self.token is None:
+      return True
+    return given is not None and hmac.compare_digest(given, self.token)
+
+  def _origin_ok(self, request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+      return True       # not a browser (OSC bridges, scripts, tests)
+    o = urlparse(origin)
+    host = request.headers.get("Host", "")
+    return o.scheme in ("http", "https") and o.netloc == host
+
+  def _refuse(self, reason: str, request) -> None:
+    self.refusals.append((reason, request.remote))
+    self.log(f"refused {request.remote}: {reason}")
+
+  async def index(self, request):
+    from aiohttp import web
+    if not self._token_ok(request.query.get("token")):
+      self._refuse("page without the right token", request)
+      return web.Response(status=403, text="403: this server needs "
+                          "?token=... (given to `lmdm serve --token`)\n")
+    return web.FileResponse(os.path.join(STATIC, "index.html"),
+                            headers={"Cache-Control": "no-store"})
+
+  async def log_json(self, request):
+    from aiohttp import web
+    if not self._token_ok(request.query.get("token")):
+      return web.Response(status=403, text="403: token\n")
+    return web.json_response(self.engine.control_log())
+
+  async def websocket(self, request):
+    from aiohttp import web
+    if not self._origin_ok(request):
+      self._refuse(f"WebSocket from Origin "
+                   f"{request.headers.get('Origin')!r}", request)
+      return web.Response(status=403, text="403: wrong Origin\n")
+    if not self._token_ok(request.query.get("token")):
+      self._refuse("WebSocket without the right token", request)
+      return web.Response(status=403, text="403: token\n")
+    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_MESSAGE_BYTES,
+                               heartbeat=20)
+    await ws.prepare(request)
+    client = Client(ws, controller=not any(c.controller
+                                           for c in self.clients))
+    self.clients.add(client)
+    sender = asyncio.ensure_future(self._sender(client))
+    self.send_json(client, dict(self.engine.info(),
+                                controller=client.controller))
+    try:
+      async for m in ws:
+        if m.type == web.WSMsgType.TEXT:
+          self._on_text(client, m.data)
+        elif m.type == web.WSMsgType.BINARY:
+          self._error(client, None, "binary messages are not accepted")
+        elif m.type == web.WSMsgType.ERROR:
+          self._refuse(f"socket error: {ws.exception()}", request)
+          break
+    finally:
+      self.clients.discard(client)
+      sender.cancel()
+      if client.controller and self.clients:     # hand control on
+        nxt = next(iter(self.clients))
+        nxt.controller = True
+        self.send_json(nxt, {"type": "controller", "controller": True})
+    if ws.close_code == 1009:
+      self._refuse("message too big (socket closed, 1009)", request)
+    return ws
+
+  async def _sender(self, client: Client) -> None:
+    ws = client.ws
+    try:
+      while not ws.closed:
+        item = await client.queue.get()
+        if isinstance(item, bytes):
+          await ws.send_bytes(item)
+        else:
+          await ws.send_str(item)
+    except (ConnectionError, asyncio.CancelledError, RuntimeError):
+      pass
+
+  def _error(self, client: Client, tag, reason: str) -> None:
+    self.engine.refused += 1
+    self.send_json(client, {"type": "error", "id": tag, "reason": reason})
+
+  def _on_text(self, client: Client, raw: str) -> None:
+    """One message from a page: never raises (a bad message is answered
+    with its reason; the music goes on)."""
+    tag = None
+    try:
+      msg = protocol.decode(raw)
+      tag = msg.get("id") if isinstance(msg.get("id"), (int, str)) else None
+      lines = protocol.to_lines(msg)
+      kind = msg["type"]
+      if kind == "hello":
+        return
+      if kind == "control":
+        for c in self.clients:
+          if c.controller and c is not client:
+            c.controller = False
+            self.send_json(c, {"type": "controller", "controller": False})
+        client.controller = True
+        self.send_json(client, {"type": "controller", "controller": True,
+                                "id": tag})
+        return
+      if not client.controller and kind != "status":
+        raise protocol.ProtocolError("this page listens; another controls "
+                                     "(send {\"type\": \"control\"})")
+      if kind in ("pause", "resume"):
+        self.engine.pause(kind == "pause")
+        self.send_json(client, {"type": "ack", "id": tag, "message": kind,
+                                "block": self.engine.next_block()})
+        return
+      if kind == "sketch":
+        self.engine.set_sketch(msg, lambda r: self.send_json(client, r), tag)
+        return
+      for line in lines:
+        self.engine.submit(line, lambda r: self.send_json(client, r), tag)
+    except protocol.ProtocolError as e:
+      self._error(client, tag, str(e))
+    except Exception as e:           # noqa: BLE001  never stop the music
+      self._error(client, tag, f"internal error: {e!r}")
+
+  async def _stats(self) -> None:
+    while True:
+      await asyncio.sleep(0.25)
+      if self.clients:
+        text = json.dumps(dict(self.engine.stats(),
+                               listeners=len(self.clients)))
+        for c in list(self.clients):
+          self._put(c, text)
+
+  # -- running ----------------------------------------------------------------
+  def app(self):
+    from aiohttp import web
+    app = web.Application(client_max_size=protocol.MAX_MESSAGE_BYTES)
+    app.router.add_get("/", self.index)
+    app.router.add_get("/ws", self.websocket)
+    app.router.add_get("/log.json", self.log_json)
+    app.router.add_static("/static/", STATIC, show_index=False)
+    return app
+
+  async def _start(self) -> None:
+    from aiohttp import web
+    self.loop = asyncio.get_running_loop()
+    self._runner = web.AppRunner(self.app(), access_log=None)
+    await self._runner.setup()
+    site = web.TCPSite(self._runner, self.host, self.port)
+    await site.start()
+    if self.port == 0:
+      self.port = site._server.sockets[0].getsockname()[1]
+    self._stats_task = asyncio.ensure_future(self._stats())
+    self.engine.player.sink = self.sink
+
+  def url(self) -> str:
+    host = f"[{self.host}]" if ":" in self.host else self.host
+    return f"http://{host}:{self.port}/" + (f"?token={self.token}"
+                                             if self.token else "")
+
+  def start_in_thread(self) -> None:
+    """Serves from a daemon thread (the engine must be started apart)."""
+    def main():
+      loop = asyncio.new_event_loop()
+      asyncio.set_event_loop(loop)
+      loop.run_until_complete(self._start())
+      self._ready.set()
+      loop.run_forever()
+    self._thread = threading.Thread(target=main, daemon=True)
+    self._thread.start()
+    if not self._ready.wait(30):
+      raise RuntimeError("the server did not start in 30 s")
+
+  def stop_thread(self) -> None:
+    if self.loop is None:
+      return
+    async def close():
+      for c in list(self.clients):
+        await c.ws.close()
+      await self._runner.cleanup()
+    asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+    self.loop.call_soon_threadsafe(self.loop.stop)
+    self._thread.join(10)
+
+
+def run(args, log) -> int:
+  check_bind(args.host, args.token)
+  from lmdm_jax.serve.engine import build
+  engine = build(args, log)
+  server = Server(engine, args.host, args.port, args.token, log)
+  server.start_in_thread()
+  extras = []
+  if args.osc_port:
+    from lmdm_jax.serve.osc import OscBridge
+    extras.append(OscBridge(engine, args.osc_host, args.osc_port, log))
+  if args.midi:
+    from lmdm_jax.serve.midi import MidiBridge
+    extras.append(MidiBridge.open(engine, args.midi, args.midi_map, log))
+  engine.start(record=args.out or False)
+  log(f"playing; open {server.url()}")
+  try:
+    while engine.player.error is None:
+      time.sleep(0.2)
+    log(f"generation failed: {engine.player.error!r}")
+  except KeyboardInterrupt:
+    log("stopping")
+  for x in extras:
+    x.close()
+  server.stop_thread()
+  try:
+    engine.stop()
+  except Exception as e:               # noqa: BLE001
+    log(f"generation failed: {e!r}")
+    return 1
+  if args.log:
+    with open(args.log, "w") as f:
+      json.dump(engine.control_log(), f, indent=1)
+  return 0
+
+
+def register(sub, bsub) -> None:
+  """Adds `serve`."""
+  del bsub
+  p = sub.add_parser("serve", help="play a model in the browser (MIDI, OSC)",
+                     description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--checkpoint", default=None,
+                 help="an `lmdm export` package or demo|sketch|jam "
+                 "(default: the shipped demo)")
+  p.add_argument("--host", default="127.0.0.1",
+                 help="bind address (default loopback; others need --token)")
+  p.add_argument("--port", type=int, default=8710)
+  p.add_argument("--token", default=None,
+                 help="secret the page and socket must give (?token=)")
+  p.add_argument("--prompt", default="")
+  p.add_argument("--steps-options", default="2,4,8")
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--cfg", type=float, default=None)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--buffer-blocks", type=int, default=2)
+  p.add_argument("--drop-frames", type=int, default=0)
+  p.add_argument("--osc-port", type=int, default=0,
+                 help="UDP port for OSC (/lmdm/...; 0: off)")
+  p.add_argument("--osc-host", default="127.0.0.1")
+  p.add_argument("--midi", default=None, metavar="PORT",
+                 help="MIDI input port name (mido + python-rtmidi)")
+  p.add_argument("--midi-map", default=None,
+                 help="JSON mapping of CCs and notes (lmdm_jax/serve/midi.py)")
+  p.add_argument("--out", default=None, help="record the stream (WAV)")
+  p.add_argument("--log", default=None, help="control log at exit (JSON)")
+
+  def _cli(args):
+    import sys
+    return run(args, lambda s: print(f"[serve] {s}", file=sys.stderr,
+                                     flush=True))
+  p.set_defaults(fn=_cli)
