@@ -293,6 +293,7 @@ class Server:
     if self.loop is None:
       return
     async def close():
+      self._stats_task.cancel()
       for c in list(self.clients):
         await c.ws.close()
       await self._runner.cleanup()
