@@ -182,7 +182,8 @@ class Server:
         nxt = next(iter(self.clients))
         nxt.controller = True
         self.send_json(nxt, {"type": "controller", "controller": True})
-    if ws.close_code == 1009:
+    if ws.close_code == 1009 and not any(
+        "exceeds limit" in r for r, _ in self.refusals[-1:]):
       self._refuse("message too big (socket closed, 1009)", request)
     return ws
 
