@@ -198,7 +198,7 @@ class Engine:
             "steps_options": sorted(s.streams), "cfg_branch": s.spec.cfg,
             "plus_plus": s.spec.plus_plus,
             "context_frames": s.spec.geometry.context,
-            "drop_frames": s.drop_frames,
+            "drop_frames": s.drop_frames, "paused": pl.paused,
             "controls": sorted(m.control_dims) if m.controls else [],
             "settings": self.settings}
 

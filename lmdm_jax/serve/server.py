@@ -316,8 +316,10 @@ def run(args, log) -> int:
   if args.midi:
     from lmdm_jax.serve.midi import MidiBridge
     extras.append(MidiBridge.open(engine, args.midi, args.midi_map, log))
+  # Paused until a page presses Play: the buffer fills, nothing is late.
+  engine.player.paused = True
   engine.start(record=args.out or False)
-  log(f"playing; open {server.url()}")
+  log(f"ready; open {server.url()} and press Play")
   try:
     while engine.player.error is None:
       time.sleep(0.2)

@@ -57,7 +57,7 @@ function onJson(m) {
   else if (m.type === 'ack') {
     state.acks.push(m);
     const p = state.pending[m.id];
-    if (p && m.block !== null && m.block !== undefined) { p.block = m.block; }
+    if (p && m.block !== null && m.block !== undefined && !['pause', 'resume'].includes(p.msg.type)) { p.block = m.block; }
     else delete state.pending[m.id];
     state.events.push({t: performance.now() / 1e3, ...m});
     if (m.message) log(m.message, 'ok');
@@ -94,6 +94,7 @@ async function play() {
   }
   await ctx.resume();
   state.playing = true;
+  if (state.controller && (state.stats || state.info).paused) send({type: 'resume'});
   $('play').textContent = 'Playing'; $('play').classList.add('on');
   $('pause').disabled = false; $('rec').disabled = false;
 }
@@ -147,7 +148,8 @@ function sendMix() {
 
 function buildControls(info) {
   $('pads').innerHTML = '';
-  DEFAULT_PADS.forEach((t, i) => addPad(t, i === 0 ? 1 : 0));
+  const first = info.settings.prompt || DEFAULT_PADS[0];
+  [first, ...DEFAULT_PADS.slice(1)].forEach((t, i) => addPad(t, i === 0 ? 1 : 0));
   $('steps').innerHTML = info.steps_options.map((k) => `<option>${k}</option>`).join('');
   if (info.controls.length) {
     $('sketch-note').textContent = `sketch controls: ${info.controls.join(', ')} (drawing not wired yet)`;
