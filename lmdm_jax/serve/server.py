@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hmac
 import ipaddress
 import json
@@ -84,6 +85,7 @@ class Server:
     self._thread: Optional[threading.Thread] = None
     self._ready = threading.Event()
     self.refusals = []           # (reason, remote) for tests and the log
+    self._pool = concurrent.futures.ThreadPoolExecutor(1)
 
   # -- audio out --------------------------------------------------------------
   def sink(self, audio: np.ndarray, block: int) -> None:
@@ -234,6 +236,17 @@ class Server:
       if kind == "sketch":
         self.engine.set_sketch(msg, lambda r: self.send_json(client, r), tag)
         return
+      # Applying takes the player's lock, which generation holds while the
+      # model computes: one worker thread (in order) keeps the event loop,
+      # and so every page's audio, free of that wait.
+      self._pool.submit(self._submit, client, lines, tag)
+    except protocol.ProtocolError as e:
+      self._error(client, tag, str(e))
+    except Exception as e:           # noqa: BLE001  never stop the music
+      self._error(client, tag, f"internal error: {e!r}")
+
+  def _submit(self, client: Client, lines, tag) -> None:
+    try:
       for line in lines:
         self.engine.submit(line, lambda r: self.send_json(client, r), tag)
     except protocol.ProtocolError as e:
@@ -301,6 +314,7 @@ class Server:
     asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
     self.loop.call_soon_threadsafe(self.loop.stop)
     self._thread.join(10)
+    self._pool.shutdown(wait=True)
 
 
 def run(args, log) -> int:
