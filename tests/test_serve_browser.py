@@ -116,3 +116,72 @@ def test_demo_plays_in_chromium_and_its_controls_change_the_session(
   finally:
     d.quit()
     sh.stop(engine, server)
+
+
+@needs_browser
+def test_sketch_model_plays_and_a_drawn_curve_reaches_the_session(tmp_path):
+  from selenium.webdriver.common.action_chains import ActionChains
+  engine, server = sh.start("sketch")
+  d = browser()
+  try:
+    d.get(server.url())
+    wait_js(d, "window.lmdm && window.lmdm.info", 30, "the info message")
+    assert d.execute_script("return window.lmdm.info.drawable") == [
+        "loudness", "brightness", "pitch"]
+    d.find_element("id", "play").click()
+    wait_js(d, "window.lmdm.blocksScheduled >= 5", 120, "5 blocks")
+    canvas = d.find_element("id", "sketch")
+    w, h = canvas.size["width"], canvas.size["height"]
+    chain = ActionChains(d).move_to_element_with_offset(
+        canvas, -w // 2 + 5, h // 2 - 10).click_and_hold()
+    for k in range(1, 20):                    # a rising line, drawn by hand
+      chain = chain.move_by_offset((w - 10) // 20, -(h - 20) // 20)
+    chain.release().perform()
+    wait_js(d, "window.lmdm.acks.some(a => a.line.startsWith('sketch'))",
+            30, "the sketch ack")
+    ack = [a for a in d.execute_script("return window.lmdm.acks")
+           if a["line"].startswith("sketch")][0]
+    b = ack["block"]
+    wait_js(d, f"window.lmdm.stats.block > {b + 1}", 60, "the sketched block")
+    log = engine.session.log
+    assert "loudness" in log[b]["frame_controls"]
+    assert "loudness" not in log[b - 1].get("frame_controls", [])
+    curve = d.execute_script("return window.lmdmSketch.curves.loudness")
+    assert curve[-10] > curve[10] + 0.3       # it rose, as drawn
+    d.save_screenshot(shot_path(tmp_path, "serve_sketch.png"))
+    assert severe(d) == [] and engine.player.error is None
+  finally:
+    d.quit()
+    sh.stop(engine, server)
+
+
+@needs_browser
+def test_jam_model_plays_with_the_microphone_as_its_partner(tmp_path):
+  engine, server = sh.start("jam")
+  d = browser()
+  try:
+    d.get(server.url())
+    wait_js(d, "window.lmdm && window.lmdm.info", 30, "the info message")
+    assert "partner" in d.execute_script(
+        "return Array.from(document.getElementById('input-as').options)"
+        ".map(o => o.value)")
+    d.find_element("id", "play").click()
+    wait_js(d, "window.lmdm.blocksScheduled >= 3", 120, "3 blocks")
+    d.find_element("id", "input-mic").click()    # Chromium's fake device
+    wait_js(d, "window.lmdm.acks.some(a => a.line.startsWith('input as "
+            "partner'))", 30, "the input ack")
+    wait_js(d, "window.lmdm.inputFrames >= 20", 60, "input frames sent")
+    end = time.time() + 120
+    while time.time() < end and not any(
+        "partner" in e.get("frame_controls", []) for e in
+        engine.session.log):
+      time.sleep(0.5)
+    heard = [e["block"] for e in engine.session.log
+             if "partner" in e.get("frame_controls", [])]
+    assert heard, "the partner never reached the model"
+    assert engine.live_input.given_fraction > 0
+    d.save_screenshot(shot_path(tmp_path, "serve_jam.png"))
+    assert severe(d) == [] and engine.player.error is None
+  finally:
+    d.quit()
+    sh.stop(engine, server)

@@ -79,6 +79,8 @@ class Engine:
     self.refused = 0
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
+    self._sources: Dict[str, Callable] = {}
+    self.live_input = None
 
   # -- controls -------------------------------------------------------------
   def next_block(self) -> int:
@@ -134,15 +136,100 @@ class Engine:
     for line, reply, tag in due.values():
       self._apply(line, reply, tag)
 
-  def set_sketch(self, msg: dict, reply: Reply, tag) -> None:
-    """Sketch curves from the page's canvas: checked, then refused -- the
-    canvas -> frame-controls path is not wired yet (lmdm live --input
-    sketch drives them from audio)."""
+  DRAWN = {  # canvas y in [0, 1] -> natural units (control/inputs.py)
+      "loudness": lambda y: -60.0 + 60.0 * y,          # dB
+      "brightness": lambda y: y,                       # normalised log-Hz
+      "pitch": lambda y: 36.0 + 48.0 * y}              # MIDI note
+
+  def drawable(self) -> List[str]:
     m = self.session.spec.model
-    names = sorted(m.control_dims) if m.controls else []
-    protocol.sketch_curves(msg, names)
-    raise protocol.ProtocolError("sketch drawing is not wired to the "
-                                 "session yet; use lmdm live --input")
+    return [n for n in self.DRAWN if m.controls and n in m.control_dims]
+
+  def _set_source(self, key: str, fn) -> None:
+    """Control sources (drawn sketch, page input) merged per block; call
+    under player.lock."""
+    if fn is None:
+      self._sources.pop(key, None)
+    else:
+      self._sources[key] = fn
+    srcs = dict(self._sources)
+    self.session.control_source = None if not srcs else (
+        lambda i: {k: v for f in srcs.values() for k, v in f(i).items()})
+    if not srcs:
+      self.session.frame_controls = {}
+
+  def set_sketch(self, msg: dict, reply: Reply, tag) -> None:
+    """A drawn loop of sketch curves (one value per latent frame, played
+    cyclically along the stream's timeline) -> the session's frame
+    controls from the next block. {} clears them."""
+    from lmdm_jax.control import inputs
+    curves = protocol.sketch_curves(msg, self.drawable())
+    loops = {n: inputs.pack(inputs.normalise(
+        n, self.DRAWN[n](np.asarray(v, np.float32)))[:, None])
+             for n, v in curves.items()}
+    g = self.session.spec.geometry
+
+    def source(i: int):
+      f = np.arange(i * g.block - g.context, (i + 1) * g.block)
+      return {n: a[f % a.shape[0]] for n, a in loops.items()}
+    with self.player.lock:
+      self._set_source("sketch", source if loops else None)
+      block = self.next_block()
+    what = (f"sketch {', '.join(f'{n} ({len(v)} frames)' for n, v in curves.items())}"
+            if curves else "sketch cleared")
+    self.app.events.append({"t_s": round(time.perf_counter() - self.app.t0,
+                                         3), "command": what, "ok": True,
+                            "block": block})
+    reply({"type": "ack", "id": tag, "block": block, "line": what,
+           "message": f"{what} from block {block}"})
+
+  def set_input(self, kind: str, reply: Reply, tag) -> None:
+    """The page's input (mic or file, pushed by `push_input`) as the
+    partner (jam models) or the sketch controls, with the default
+    generative delay; "off" detaches it."""
+    from lmdm_jax.control import inputs, live_input, track
+    m = self.session.spec.model
+    dims = m.control_dims if m.controls else {}
+    if kind not in ("partner", "sketch", "off"):
+      raise protocol.ProtocolError("input 'as' must be partner, sketch or off")
+    if kind == "partner" and inputs.PARTNER not in dims:
+      raise protocol.ProtocolError("this model has no partner control "
+                                   "(serve the jam model: --checkpoint jam)")
+    if kind == "sketch":
+      try:
+        names = track.sketch_names(dims)
+      except ValueError as e:
+        raise protocol.ProtocolError(str(e)) from None
+    else:
+      names = [inputs.PARTNER]
+    g, codec = self.session.spec.geometry, self.player.codec
+    live = None
+    if kind != "off":
+      # The page's input starts now, not at the stream's frame 0: its
+      # frame 0 is the timeline frame now heard, so the generative delay
+      # is counted from there.
+      delay = live_input.default_delay(g.block, self.settings.get(
+          "buffer_blocks", 2)) + self.player.ring_pos // codec.hop
+      live = live_input.LiveInput(codec, names, g.context, g.block, delay,
+                                  channels=1)
+    with self.player.lock:
+      self.live_input = live
+      self._set_source("input", None if live is None else live.block_window)
+      block = self.next_block()
+    what = "input off" if live is None else (
+        f"input as {kind} ({', '.join(names)}), heard "
+        f"{live_input.default_delay(g.block, self.settings.get('buffer_blocks', 2)) / codec.frame_rate:.1f} s later")
+    self.app.events.append({"t_s": round(time.perf_counter() - self.app.t0,
+                                         3), "command": what, "ok": True,
+                            "block": block})
+    reply({"type": "ack", "id": tag, "block": block, "line": what,
+           "message": f"{what} from block {block}"})
+
+  def push_input(self, data: bytes) -> None:
+    if self.live_input is None:
+      raise protocol.ProtocolError("no input is on: send {\"type\": "
+                                   "\"input\", \"as\": ...} first")
+    self.live_input.push(protocol.input_frame(data, 1))
 
   def pause(self, paused: bool) -> None:
     self.player.paused = paused
@@ -194,12 +281,16 @@ class Engine:
     return {"type": "info", "sample_rate": pl.codec.sample_rate,
             "channels": pl.codec.channels, "period": pl.period,
             "block_samples": pl.block_samples,
+            "block_frames": s.spec.geometry.block,
             "block_s": pl.block_samples / pl.codec.sample_rate,
             "steps_options": sorted(s.streams), "cfg_branch": s.spec.cfg,
             "plus_plus": s.spec.plus_plus,
             "context_frames": s.spec.geometry.context,
             "drop_frames": s.drop_frames, "paused": pl.paused,
             "controls": sorted(m.control_dims) if m.controls else [],
+            "drawable": self.drawable(),
+            "delay_frames": (self.settings.get("buffer_blocks", 2) + 1)
+            * s.spec.geometry.block,
             "settings": self.settings}
 
   def control_log(self) -> dict:

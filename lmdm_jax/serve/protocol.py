@@ -17,8 +17,11 @@ Page -> server (text frames, JSON objects, at most MAX_MESSAGE_BYTES):
   {"type": "steps", "k": 4}   {"type": "seed", "n": 7}
   {"type": "drop", "frames": 90}   (frames optional)
   {"type": "pause"} {"type": "resume"} {"type": "status"} {"type": "control"}
-  {"type": "sketch", "curves": {"loudness": [..]}}  sketch controls
-  {"type": "partner", "pcm": [..] }  (reserved; see server.py)
+  {"type": "sketch", "curves": {"loudness": [..]}}  drawn sketch loop
+      (values in [0, 1] of the canvas, one per latent frame; {} clears)
+  {"type": "input", "as": "partner" | "sketch" | "off"}  then binary
+      frames of the page's input (mic or file): int32 [0x4c4d4931 'LMI1',
+      channels, samples, 0] + float32 planar at the model's rate.
 Every message may carry "id" (an int or string < 64 chars) echoed in the
 reply: {"type": "ack", "id", "block", "message"} or
 {"type": "error", "id", "reason"}.
@@ -35,6 +38,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PROMPT_CHARS = 500
 MAX_PROMPTS = 16
 MAX_CURVE = 4096
+INPUT_MAGIC = 0x4C4D4931
+MAX_INPUT_SAMPLES = 16384
 
 # type -> (required fields, optional fields); "id" and "type" always allowed.
 FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
@@ -49,6 +54,7 @@ FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "pause": ((), ()), "resume": ((), ()), "status": ((), ()),
     "control": ((), ()), "hello": ((), ("token",)),
     "sketch": (("curves",), ()),
+    "input": (("as",), ()),
 }
 # Commands the page may not send as a line: they stop or block the server.
 REFUSED_LINES = {"q": "the page cannot quit the server (Ctrl-C it)",
@@ -221,8 +227,8 @@ def sketch_curves(msg: dict, names) -> Dict[str, List[float]]:
   """{"curves": {name: [values in [0, 1]]}} checked against the model's
   sketch control names."""
   curves = msg["curves"]
-  if not isinstance(curves, dict) or not curves:
-    raise ProtocolError("curves must be a non-empty object {name: [..]}")
+  if not isinstance(curves, dict):
+    raise ProtocolError("curves must be an object {name: [..]} ({} clears)")
   out = {}
   for name, values in curves.items():
     if name not in names:
@@ -239,3 +245,22 @@ def sketch_curves(msg: dict, names) -> Dict[str, List[float]]:
       vals.append(float(v))
     out[name] = vals
   return out
+
+
+def input_frame(data: bytes, channels: int):
+  """A binary input frame from the page -> float32 [channels, samples]."""
+  import numpy as np
+  if len(data) < 16 or len(data) > 16 + 4 * 2 * MAX_INPUT_SAMPLES:
+    raise ProtocolError(f"binary frame of {len(data)} bytes is not an input "
+                        f"frame (16-byte header + <= {MAX_INPUT_SAMPLES} "
+                        f"samples per channel)")
+  magic, ch, n, _ = np.frombuffer(data[:16], "<i4")
+  if magic != INPUT_MAGIC:
+    raise ProtocolError("binary frames are input audio (magic LMI1)")
+  if ch != channels or n < 1 or len(data) != 16 + 4 * ch * n:
+    raise ProtocolError(f"input frame must be {channels} channel(s) of "
+                        f"float32 with the length its header says")
+  x = np.frombuffer(data[16:], "<f4").reshape(ch, n)
+  if not np.isfinite(x).all():
+    raise ProtocolError("input audio must be finite")
+  return np.clip(x, -1, 1)

@@ -173,7 +173,7 @@ class Server:
         if m.type == web.WSMsgType.TEXT:
           self._on_text(client, m.data)
         elif m.type == web.WSMsgType.BINARY:
-          self._error(client, None, "binary messages are not accepted")
+          self._on_binary(client, m.data)
         elif m.type == web.WSMsgType.ERROR:
           self._refuse(f"socket error: {ws.exception()}", request)
           break
@@ -233,13 +233,39 @@ class Server:
         self.send_json(client, {"type": "ack", "id": tag, "message": kind,
                                 "block": self.engine.next_block()})
         return
-      if kind == "sketch":
-        self.engine.set_sketch(msg, lambda r: self.send_json(client, r), tag)
+      if kind in ("sketch", "input"):
+        reply = lambda r: self.send_json(client, r)    # noqa: E731
+        if kind == "sketch":
+          self._pool.submit(self._guard, client, tag, self.engine.set_sketch,
+                            msg, reply, tag)
+        else:
+          self._pool.submit(self._guard, client, tag, self.engine.set_input,
+                            msg["as"], reply, tag)
         return
       # Applying takes the player's lock, which generation holds while the
       # model computes: one worker thread (in order) keeps the event loop,
       # and so every page's audio, free of that wait.
       self._pool.submit(self._submit, client, lines, tag)
+    except protocol.ProtocolError as e:
+      self._error(client, tag, str(e))
+    except Exception as e:           # noqa: BLE001  never stop the music
+      self._error(client, tag, f"internal error: {e!r}")
+
+  def _on_binary(self, client: Client, data: bytes) -> None:
+    """Input audio from the controlling page (mic or file)."""
+    try:
+      if not client.controller:
+        raise protocol.ProtocolError("this page listens; its input is not "
+                                     "used")
+      self.engine.push_input(data)
+    except protocol.ProtocolError as e:
+      self._error(client, None, str(e))
+    except Exception as e:           # noqa: BLE001
+      self._error(client, None, f"internal error: {e!r}")
+
+  def _guard(self, client: Client, tag, fn, *a) -> None:
+    try:
+      fn(*a)
     except protocol.ProtocolError as e:
       self._error(client, tag, str(e))
     except Exception as e:           # noqa: BLE001  never stop the music

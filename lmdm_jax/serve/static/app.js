@@ -52,7 +52,17 @@ function onFrame(buf) {
 
 function onJson(m) {
   if (m.type === 'info') { state.info = m; setRole(m.controller); buildControls(m); }
-  else if (m.type === 'stats') { state.stats = m; showStats(); }
+  else if (m.type === 'stats') {
+    state.stats = m;
+    if (!state.synced) {   // the sliders start where the session is
+      state.synced = true;
+      const c = m.controls;
+      $('cfg').value = c.cfg; $('cfg-v').textContent = c.cfg;
+      $('rescale').value = c.rescale; $('rescale-v').textContent = c.rescale;
+      $('steps').value = String(c.steps); $('seed').value = c.seed;
+    }
+    showStats();
+  }
   else if (m.type === 'controller') setRole(m.controller);
   else if (m.type === 'ack') {
     state.acks.push(m);
@@ -151,8 +161,20 @@ function buildControls(info) {
   const first = info.settings.prompt || DEFAULT_PADS[0];
   [first, ...DEFAULT_PADS.slice(1)].forEach((t, i) => addPad(t, i === 0 ? 1 : 0));
   $('steps').innerHTML = info.steps_options.map((k) => `<option>${k}</option>`).join('');
-  if (info.controls.length) {
-    $('sketch-note').textContent = `sketch controls: ${info.controls.join(', ')} (drawing not wired yet)`;
+  if (info.drawable.length) {
+    $('sketch-note').textContent = `sketch controls: ${info.drawable.join(', ')}`;
+    $('sketch-box').hidden = false;
+    $('sketch-which').innerHTML = info.drawable.map((n) => `<option>${n}</option>`).join('');
+    sketch.frames = 4 * info.block_frames;
+    drawSketch();
+  }
+  const kinds = [];
+  if (info.controls.includes('partner')) kinds.push('partner');
+  if (info.drawable.length) kinds.push('sketch');
+  if (kinds.length) {
+    $('input-note').textContent = `the page's input steers the model ${(info.delay_frames / info.block_frames * info.block_s).toFixed(1)} s later (generative delay)`;
+    $('input-box').hidden = false;
+    $('input-as').innerHTML = kinds.map((k) => `<option>${k}</option>`).join('');
   }
   if (!info.cfg_branch) $('cfg').disabled = true;
 }
@@ -173,6 +195,96 @@ function wire() {
   $('seed-set').onclick = () => send({type: 'seed', n: Math.trunc(+$('seed').value)});
   $('drop').onclick = () => send({type: 'drop'});
   $('rec').onclick = toggleRecord;
+  const c = $('sketch');
+  c.onpointerdown = (e) => { sketch.down = true; sketch.last = undefined; c.setPointerCapture(e.pointerId); sketchAt(e); };
+  c.onpointermove = (e) => { if (sketch.down) sketchAt(e); };
+  c.onpointerup = () => { sketch.down = false; sendSketch(); };
+  $('sketch-clear').onclick = () => { sketch.curves = {}; drawSketch(); sendSketch(); };
+  $('input-mic').onclick = () => startInput('mic').catch((e) => log(`microphone: ${e}`, 'err'));
+  $('input-file').onchange = () => startInput('file').catch((e) => log(`file: ${e}`, 'err'));
+  $('input-off').onclick = () => stopInput();
+}
+
+// -- sketch canvas ----------------------------------------------------------------
+const COLORS = {loudness: '#ffb74d', brightness: '#4fc3f7', pitch: '#ba68c8'};
+const sketch = {frames: 96, curves: {}, down: false};
+window.lmdmSketch = sketch;
+
+function drawSketch() {
+  const c = $('sketch'), g = c.getContext('2d');
+  g.clearRect(0, 0, c.width, c.height);
+  g.strokeStyle = '#2d3440';
+  for (let b = 1; b < 4; b++) { g.beginPath(); g.moveTo(b * c.width / 4, 0); g.lineTo(b * c.width / 4, c.height); g.stroke(); }
+  for (const [name, v] of Object.entries(sketch.curves)) {
+    g.strokeStyle = COLORS[name] || '#eee'; g.lineWidth = 2; g.beginPath();
+    v.forEach((y, i) => { const px = (i + 0.5) * c.width / v.length, py = (1 - y) * c.height;
+      i ? g.lineTo(px, py) : g.moveTo(px, py); });
+    g.stroke();
+  }
+}
+
+function sketchAt(e) {
+  const c = $('sketch'), r = c.getBoundingClientRect();
+  const x = Math.max(0, Math.min(0.9999, (e.clientX - r.left) / r.width));
+  const y = Math.max(0, Math.min(1, 1 - (e.clientY - r.top) / r.height));
+  const name = $('sketch-which').value;
+  if (!sketch.curves[name]) sketch.curves[name] = new Array(sketch.frames).fill(0.5);
+  const v = sketch.curves[name], i = Math.floor(x * v.length);
+  if (sketch.last !== undefined && sketch.last !== i) {   // fill the gap
+    const a = Math.min(sketch.last, i), b = Math.max(sketch.last, i);
+    for (let k = a; k <= b; k++) v[k] = y;
+  }
+  v[i] = y; sketch.last = i;
+  drawSketch();
+}
+
+function sendSketch() {
+  const curves = {};
+  for (const [n, v] of Object.entries(sketch.curves)) curves[n] = v.map((y) => Math.round(y * 1000) / 1000);
+  send({type: 'sketch', curves});
+}
+window.lmdmSendSketch = sendSketch;
+
+// -- input: microphone or file -> the server (partner / sketch) --------------------
+let capture = null, inputSource = null;
+async function startInput(kind) {
+  if (!ctx) await play();
+  if (ctx.sampleRate !== state.info.sample_rate) {
+    log(`input needs the context at ${state.info.sample_rate} Hz (it is ${ctx.sampleRate})`, 'err'); return;
+  }
+  stopInput(false);
+  if (!capture) {
+    capture = new AudioWorkletNode(ctx, 'lmdm-capture', {numberOfOutputs: 1, processorOptions: {chunk: 4096}});
+    const mute = ctx.createGain(); mute.gain.value = 0;
+    capture.connect(mute).connect(ctx.destination);
+    capture.port.onmessage = (e) => {
+      if (!ws || ws.readyState !== 1 || !state.inputOn) return;
+      const x = e.data, buf = new ArrayBuffer(16 + 4 * x.length);
+      new Int32Array(buf, 0, 4).set([0x4C4D4931, 1, x.length, 0]);
+      new Float32Array(buf, 16).set(x);
+      ws.send(buf); state.inputFrames = (state.inputFrames || 0) + 1;
+    };
+  }
+  send({type: 'input', as: $('input-as').value});
+  state.inputOn = true;
+  if (kind === 'mic') {
+    const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+    inputSource = ctx.createMediaStreamSource(stream);
+    inputSource.stopAll = () => stream.getTracks().forEach((t) => t.stop());
+  } else {
+    const file = $('input-file').files[0];
+    const audio = await ctx.decodeAudioData(await file.arrayBuffer());
+    inputSource = ctx.createBufferSource(); inputSource.buffer = audio;
+    inputSource.connect(ctx.destination); inputSource.start();
+    inputSource.stopAll = () => inputSource.stop();
+  }
+  inputSource.connect(capture);
+  $('input-state').textContent = `${kind} → ${$('input-as').value}`;
+}
+function stopInput(tell = true) {
+  if (inputSource) { try { inputSource.stopAll(); inputSource.disconnect(); } catch (e) {} inputSource = null; }
+  if (tell && state.inputOn) send({type: 'input', as: 'off'});
+  state.inputOn = false; $('input-state').textContent = '';
 }
 
 // -- meters -------------------------------------------------------------------

@@ -66,3 +66,26 @@ class LmdmPlayer extends AudioWorkletProcessor {
   }
 }
 registerProcessor('lmdm-player', LmdmPlayer);
+
+// The page's input (microphone or a file being played): mono chunks of
+// `chunk` samples posted to the page, which sends them to the server.
+class LmdmCapture extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    this.chunk = options.processorOptions.chunk;
+    this.buf = new Float32Array(this.chunk); this.n = 0;
+  }
+  process(inputs) {
+    const inp = inputs[0];
+    if (!inp || !inp.length) return true;
+    const frames = inp[0].length;
+    for (let i = 0; i < frames; i++) {
+      let s = 0;
+      for (let c = 0; c < inp.length; c++) s += inp[c][i];
+      this.buf[this.n++] = s / inp.length;
+      if (this.n === this.chunk) { this.port.postMessage(this.buf.slice()); this.n = 0; }
+    }
+    return true;
+  }
+}
+registerProcessor('lmdm-capture', LmdmCapture);
