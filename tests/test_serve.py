@@ -339,3 +339,49 @@ def test_midi_messages_change_the_session_and_learn(served, tmp_path):
   with pytest.raises(ValueError, match="pad must be in"):
     check_map({"pads": ["a"], "notes": {"60": {"pad": 3}}})
   assert bridge.errors == []
+
+
+def test_input_frames_are_checked():
+  import numpy as np
+  hdr = lambda ch, n, magic=protocol.INPUT_MAGIC: np.array(  # noqa: E731
+      [magic, ch, n, 0], "<i4").tobytes()
+  x = np.linspace(-2, 2, 64, dtype="<f4")
+  got = protocol.input_frame(hdr(1, 64) + x.tobytes(), 1)
+  assert got.shape == (1, 64) and got.max() == 1.0          # clipped
+  bad = [(hdr(1, 64, 7) + x.tobytes(), "magic LMI1"),
+         (hdr(2, 32) + x.tobytes(), "1 channel"),
+         (hdr(1, 65) + x.tobytes(), "the length its header says"),
+         (hdr(1, 64) + np.full(64, np.nan, "<f4").tobytes(), "finite"),
+         (b"\x00" * 8, "not an input frame"),
+         (hdr(1, 40000) + b"\x00" * 160000, "not an input frame")]
+  for data, reason in bad:
+    with pytest.raises(protocol.ProtocolError, match=reason):
+      protocol.input_frame(data, 1)
+
+
+def test_sketch_and_input_are_refused_on_a_model_without_controls(served):
+  engine, server = served
+
+  async def go():
+    s, ws = await _session(server)
+    await sh.collect(ws, 5, lambda f, m: bool(m))
+    await ws.send_str(json.dumps({"type": "input", "as": "partner",
+                                  "id": "i"}))
+    await ws.send_str(json.dumps({"type": "sketch", "id": "s",
+                                  "curves": {"loudness": [0.5]}}))
+    await ws.send_bytes(np_frame())
+    _, msgs = await sh.collect(ws, 10, lambda f, m: sum(
+        x["type"] == "error" for x in m) >= 3)
+    await s.close()
+    return {m.get("id"): m["reason"] for m in msgs if m["type"] == "error"}
+  errs = run(go())
+  assert "no partner control" in errs["i"]
+  assert "unknown sketch control 'loudness'" in errs["s"]
+  assert "no input is on" in errs[None]
+  assert engine.player.error is None
+
+
+def np_frame():
+  import numpy as np
+  return np.array([protocol.INPUT_MAGIC, 1, 16, 0], "<i4").tobytes() + \
+      np.zeros(16, "<f4").tobytes()

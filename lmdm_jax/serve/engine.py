@@ -226,10 +226,12 @@ class Engine:
            "message": f"{what} from block {block}"})
 
   def push_input(self, data: bytes) -> None:
-    if self.live_input is None:
+    audio = protocol.input_frame(data, 1)
+    live = self.live_input
+    if live is None:
       raise protocol.ProtocolError("no input is on: send {\"type\": "
                                    "\"input\", \"as\": ...} first")
-    self.live_input.push(protocol.input_frame(data, 1))
+    live.push(audio)
 
   def pause(self, paused: bool) -> None:
     self.player.paused = paused
