@@ -343,8 +343,34 @@ class Server:
     self._pool.shutdown(wait=True)
 
 
-def run(args, log) -> int:
+def check_args(args) -> None:
+  """Raises ValueError for arguments that cannot make a server."""
+  import math
   check_bind(args.host, args.token)
+  for flag, port in (("--port", args.port), ("--osc-port", args.osc_port)):
+    if not 0 <= port <= 65535:
+      raise ValueError(f"{flag} must be in [0, 65535], got {port}")
+  if args.steps is not None and not 1 <= args.steps <= 100:
+    raise ValueError(f"--steps must be in [1, 100], got {args.steps}")
+  if args.cfg is not None and (not math.isfinite(args.cfg) or args.cfg < 0):
+    raise ValueError(f"--cfg must be finite and >= 0, got {args.cfg}")
+  if args.buffer_blocks < 1:
+    raise ValueError(f"--buffer-blocks must be >= 1, got "
+                     f"{args.buffer_blocks}")
+  if args.drop_frames < 0:
+    raise ValueError(f"--drop-frames must be >= 0, got {args.drop_frames}")
+  if args.midi_map and not os.path.isfile(args.midi_map):
+    raise ValueError(f"--midi-map {args.midi_map!r}: no such file")
+  if args.seconds is not None and not (math.isfinite(args.seconds)
+                                       and args.seconds > 0):
+    raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+  from lmdm_jax.live import _check_path
+  _check_path(args.out, "--out", ".wav")
+  _check_path(args.log, "--log", ".json")
+
+
+def run(args, log) -> int:
+  check_args(args)
   from lmdm_jax.serve.engine import build
   engine = build(args, log)
   server = Server(engine, args.host, args.port, args.token, log)
@@ -360,10 +386,14 @@ def run(args, log) -> int:
   engine.player.paused = True
   engine.start(record=args.out or False)
   log(f"ready; open {server.url()} and press Play")
+  end = None if args.seconds is None else time.perf_counter() + args.seconds
   try:
     while engine.player.error is None:
+      if end is not None and time.perf_counter() > end:
+        break
       time.sleep(0.2)
-    log(f"generation failed: {engine.player.error!r}")
+    else:
+      log(f"generation failed: {engine.player.error!r}")
   except KeyboardInterrupt:
     log("stopping")
   for x in extras:
@@ -377,6 +407,10 @@ def run(args, log) -> int:
   if args.log:
     with open(args.log, "w") as f:
       json.dump(engine.control_log(), f, indent=1)
+  pl = engine.player
+  log(f"played {pl.callbacks * pl.period / pl.codec.sample_rate:.1f} s: "
+      f"{engine.next_block()} blocks, {pl.underruns} underruns, "
+      f"{engine.refused} refused messages")
   return 0
 
 
@@ -410,6 +444,8 @@ def register(sub, bsub) -> None:
                  help="JSON mapping of CCs and notes (lmdm_jax/serve/midi.py)")
   p.add_argument("--out", default=None, help="record the stream (WAV)")
   p.add_argument("--log", default=None, help="control log at exit (JSON)")
+  p.add_argument("--seconds", type=float, default=None,
+                 help="stop after this long (default: at Ctrl-C)")
 
   def _cli(args):
     import sys
