@@ -8,6 +8,7 @@ to the test's tmp dir.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -77,6 +78,7 @@ def test_demo_plays_in_chromium_and_its_controls_change_the_session(
             "&& window.lmdm.worklet.block >= 3", 120,
             ">= 10 blocks received, block 3 heard")
     compiled = sh.jit_cache_sizes(engine.session)
+    d.find_element("id", "rec").click()
     acks = d.execute_script("return window.lmdm.acks.length")
     # The CFG slider, moved as a hand does (input events), and pad 2.
     d.execute_script("const s = document.getElementById('cfg');"
@@ -109,6 +111,17 @@ def test_demo_plays_in_chromium_and_its_controls_change_the_session(
     lat = d.execute_script("return window.lmdm.latencies")
     assert all(0 < x < 30000 for x in lat), lat
     time.sleep(1.0)                    # let the meters show it
+    d.find_element("id", "rec").click()   # stop: WAV + control log offered
+    sizes = d.execute_async_script(
+        "const done = arguments[0];"
+        "Promise.all(['dl-wav', 'dl-log'].map(i => fetch(document"
+        ".getElementById(i).href).then(r => r.arrayBuffer())))"
+        ".then(([w, l]) => done([w.byteLength, new TextDecoder()"
+        ".decode(l)]));")
+    sr, ch = engine.player.codec.sample_rate, engine.player.codec.channels
+    assert sizes[0] > 44 + 2 * ch * sr * 1.0     # > 1 s of 16-bit audio
+    rec_log = json.loads(sizes[1])
+    assert any(e["line"].startswith("cfg 4.2") for e in rec_log["events"])
     d.save_screenshot(shot_path(tmp_path, "serve_demo.png"))
     assert os.path.getsize(shot_path(tmp_path, "serve_demo.png")) > 10000
     assert severe(d) == []
@@ -124,12 +137,15 @@ def test_sketch_model_plays_and_a_drawn_curve_reaches_the_session(tmp_path):
   engine, server = sh.start("sketch")
   d = browser()
   try:
-    d.get(server.url())
+    d.get(server.url() + "?rate=48000")        # the worklet resamples
     wait_js(d, "window.lmdm && window.lmdm.info", 30, "the info message")
     assert d.execute_script("return window.lmdm.info.drawable") == [
         "loudness", "brightness", "pitch"]
     d.find_element("id", "play").click()
-    wait_js(d, "window.lmdm.blocksScheduled >= 5", 120, "5 blocks")
+    wait_js(d, "window.lmdm.blocksScheduled >= 5 && window.lmdm.worklet "
+            "&& window.lmdm.worklet.block >= 2", 120, "5 blocks, 2 heard")
+    assert d.execute_script("return window.lmdmContext().sampleRate") == 48000
+    assert d.execute_script("return window.lmdm.worklet.underruns") <= 3
     canvas = d.find_element("id", "sketch")
     w, h = canvas.size["width"], canvas.size["height"]
     chain = ActionChains(d).move_to_element_with_offset(

@@ -26,6 +26,7 @@ function send(msg) {
   return msg.id;
 }
 window.lmdmSend = send;
+window.lmdmContext = () => ctx;
 
 // -- socket -------------------------------------------------------------------
 function connect() {
@@ -90,7 +91,9 @@ function setRole(c) {
 async function play() {
   if (!state.info) return;
   if (!ctx) {
-    try { ctx = new AudioContext({sampleRate: state.info.sample_rate, latencyHint: 'interactive'}); }
+    // ?rate=48000 opens the context at another rate (the worklet resamples).
+    const rate = +(new URLSearchParams(location.search).get('rate')) || state.info.sample_rate;
+    try { ctx = new AudioContext({sampleRate: rate, latencyHint: 'interactive'}); }
     catch (e) { ctx = new AudioContext({latencyHint: 'interactive'}); }   // resample in the worklet
     await ctx.audioWorklet.addModule('static/worklet.js');
     node = new AudioWorkletNode(ctx, 'lmdm-player', {numberOfInputs: 0,
