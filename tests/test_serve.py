@@ -178,11 +178,21 @@ def test_wrong_origin_and_missing_token_are_refused(served):
         await s.ws_connect(server.url() + "ws",
                            headers={"Origin": "http://evil.example"})
       assert e.value.status == 403
+      # DNS rebinding: evil.example resolving to 127.0.0.1 is same-origin
+      # with itself, but not a loopback Host.
+      evil = {"Host": f"evil.example:{server.port}",
+              "Origin": f"http://evil.example:{server.port}"}
+      with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+        await s.ws_connect(server.url() + "ws", headers=evil)
+      assert e.value.status == 403
+      async with s.get(server.url(), headers=evil) as r:
+        assert r.status == 403
       ok = await s.ws_connect(server.url() + "ws", headers={
           "Origin": f"http://127.0.0.1:{server.port}"})
       await ok.close()
   run(go())
-  assert any("evil.example" in r for r, _ in server.refusals)
+  assert any("Origin 'http://evil.example'" in r for r, _ in server.refusals)
+  assert any("Host 'evil.example" in r for r, _ in server.refusals)
 
   secret = "correct-horse-battery"
   sink = engine.player.sink

@@ -11,9 +11,9 @@ float32 planar samples) and JSON text (info, stats, acks, errors), and
 sends its controls as JSON (lmdm_jax/serve/protocol.py).
 
 Safety: binds 127.0.0.1 by default; any other --host needs --token, which
-the page (?token=...) and the socket (first message, or ?token= on the
-socket URL) must give. The socket refuses an Origin that is not this
-server's. Messages are size-limited (protocol.MAX_MESSAGE_BYTES, the
+the page and the socket must give (?token=...). The socket refuses an
+Origin that is not this server's, and without a token both refuse a Host
+that is not a loopback name (DNS rebinding). Messages are size-limited (protocol.MAX_MESSAGE_BYTES, the
 socket closes on larger frames), checked (types, fields, finite numbers),
 every refusal answered with its reason; the music never stops for a bad
 message. One page controls at a time (the first; `{"type": "control"}`
@@ -123,6 +123,15 @@ class Server:
       return True
     return given is not None and hmac.compare_digest(given, self.token)
 
+  def _host_ok(self, request) -> bool:
+    """Without a token (a loopback bind) the Host must be a loopback name:
+    a web page that re-binds its own DNS name to 127.0.0.1 (DNS
+    rebinding) would otherwise pass the Origin check as "same origin"."""
+    if self.token is not None:
+      return True
+    host = urlparse("//" + request.headers.get("Host", "")).hostname or ""
+    return is_loopback(host)
+
   def _origin_ok(self, request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
@@ -137,6 +146,11 @@ class Server:
 
   async def index(self, request):
     from aiohttp import web
+    if not self._host_ok(request):
+      self._refuse(f"Host {request.headers.get('Host')!r} is not loopback",
+                   request)
+      return web.Response(status=403, text="403: open this page at "
+                          "127.0.0.1 or localhost\n")
     if not self._token_ok(request.query.get("token")):
       self._refuse("page without the right token", request)
       return web.Response(status=403, text="403: this server needs "
@@ -152,6 +166,10 @@ class Server:
 
   async def websocket(self, request):
     from aiohttp import web
+    if not self._host_ok(request):
+      self._refuse(f"WebSocket Host {request.headers.get('Host')!r} is not "
+                   f"loopback", request)
+      return web.Response(status=403, text="403: Host\n")
     if not self._origin_ok(request):
       self._refuse(f"WebSocket from Origin "
                    f"{request.headers.get('Origin')!r}", request)
