@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from lmdm_jax.streaming.commands import Command, parse_command
 

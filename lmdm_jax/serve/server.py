@@ -1,8 +1,5 @@
-"""`lmdm serve`: the browser instrument's server (aiohttp).
-
-  lmdm serve [--checkpoint PKG] [--port 8710] [--host 127.0.0.1 --token T]
-      [--prompt TEXT] [--steps-options 2,4,8] [--osc-port 9000]
-      [--midi PORT --midi-map map.json]
+"""`lmdm serve`: the browser instrument's server (aiohttp; the command
+line is lmdm_jax/serve/cli.py).
 
 Serves one page (lmdm_jax/serve/static: no CDN, no build step, no network
 at run time) and one WebSocket, /ws, on which the page receives the audio
@@ -13,15 +10,14 @@ sends its controls as JSON (lmdm_jax/serve/protocol.py).
 Safety: binds 127.0.0.1 by default; any other --host needs --token, which
 the page and the socket must give (?token=...). The socket refuses an
 Origin that is not this server's, and without a token both refuse a Host
-that is not a loopback name (DNS rebinding). Messages are size-limited (protocol.MAX_MESSAGE_BYTES, the
-socket closes on larger frames), checked (types, fields, finite numbers),
+that is not a loopback name (DNS rebinding). Messages are size-limited
+(protocol.MAX_MESSAGE_BYTES, the socket closes on larger frames), checked (types, fields, finite numbers),
 every refusal answered with its reason; the music never stops for a bad
 message. One page controls at a time (the first; `{"type": "control"}`
 takes over); the others listen to the same stream.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import hmac
@@ -30,7 +26,6 @@ import json
 import os
 import struct
 import threading
-import time
 from typing import Optional, Set
 from urllib.parse import urlparse
 
@@ -359,114 +354,3 @@ class Server:
     self.loop.call_soon_threadsafe(self.loop.stop)
     self._thread.join(10)
     self._pool.shutdown(wait=True)
-
-
-def check_args(args) -> None:
-  """Raises ValueError for arguments that cannot make a server."""
-  import math
-  check_bind(args.host, args.token)
-  for flag, port in (("--port", args.port), ("--osc-port", args.osc_port)):
-    if not 0 <= port <= 65535:
-      raise ValueError(f"{flag} must be in [0, 65535], got {port}")
-  if args.steps is not None and not 1 <= args.steps <= 100:
-    raise ValueError(f"--steps must be in [1, 100], got {args.steps}")
-  if args.cfg is not None and (not math.isfinite(args.cfg) or args.cfg < 0):
-    raise ValueError(f"--cfg must be finite and >= 0, got {args.cfg}")
-  if args.buffer_blocks < 1:
-    raise ValueError(f"--buffer-blocks must be >= 1, got "
-                     f"{args.buffer_blocks}")
-  if args.drop_frames < 0:
-    raise ValueError(f"--drop-frames must be >= 0, got {args.drop_frames}")
-  if args.midi_map and not os.path.isfile(args.midi_map):
-    raise ValueError(f"--midi-map {args.midi_map!r}: no such file")
-  if args.seconds is not None and not (math.isfinite(args.seconds)
-                                       and args.seconds > 0):
-    raise ValueError(f"--seconds must be > 0, got {args.seconds}")
-  from lmdm_jax.live import _check_path
-  _check_path(args.out, "--out", ".wav")
-  _check_path(args.log, "--log", ".json")
-
-
-def run(args, log) -> int:
-  check_args(args)
-  from lmdm_jax.serve.engine import build
-  engine = build(args, log)
-  server = Server(engine, args.host, args.port, args.token, log)
-  server.start_in_thread()
-  extras = []
-  if args.osc_port:
-    from lmdm_jax.serve.osc import OscBridge
-    extras.append(OscBridge(engine, args.osc_host, args.osc_port, log))
-  if args.midi:
-    from lmdm_jax.serve.midi import MidiBridge
-    extras.append(MidiBridge.open(engine, args.midi, args.midi_map, log))
-  # Paused until a page presses Play: the buffer fills, nothing is late.
-  engine.player.paused = True
-  engine.start(record=args.out or False)
-  log(f"ready; open {server.url()} and press Play")
-  end = None if args.seconds is None else time.perf_counter() + args.seconds
-  try:
-    while engine.player.error is None:
-      if end is not None and time.perf_counter() > end:
-        break
-      time.sleep(0.2)
-    else:
-      log(f"generation failed: {engine.player.error!r}")
-  except KeyboardInterrupt:
-    log("stopping")
-  for x in extras:
-    x.close()
-  server.stop_thread()
-  try:
-    engine.stop()
-  except Exception as e:               # noqa: BLE001
-    log(f"generation failed: {e!r}")
-    return 1
-  if args.log:
-    with open(args.log, "w") as f:
-      json.dump(engine.control_log(), f, indent=1)
-  pl = engine.player
-  log(f"played {pl.callbacks * pl.period / pl.codec.sample_rate:.1f} s: "
-      f"{engine.next_block()} blocks, {pl.underruns} underruns, "
-      f"{engine.refused} refused messages")
-  return 0
-
-
-def register(sub, bsub) -> None:
-  """Adds `serve`."""
-  del bsub
-  p = sub.add_parser("serve", help="play a model in the browser (MIDI, OSC)",
-                     description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--checkpoint", default=None,
-                 help="an `lmdm export` package or demo|sketch|jam "
-                 "(default: the shipped demo)")
-  p.add_argument("--host", default="127.0.0.1",
-                 help="bind address (default loopback; others need --token)")
-  p.add_argument("--port", type=int, default=8710)
-  p.add_argument("--token", default=None,
-                 help="secret the page and socket must give (?token=)")
-  p.add_argument("--prompt", default="")
-  p.add_argument("--steps-options", default="2,4,8")
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--cfg", type=float, default=None)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--buffer-blocks", type=int, default=2)
-  p.add_argument("--drop-frames", type=int, default=0)
-  p.add_argument("--osc-port", type=int, default=0,
-                 help="UDP port for OSC (/lmdm/...; 0: off)")
-  p.add_argument("--osc-host", default="127.0.0.1")
-  p.add_argument("--midi", default=None, metavar="PORT",
-                 help="MIDI input port name (mido + python-rtmidi)")
-  p.add_argument("--midi-map", default=None,
-                 help="JSON mapping of CCs and notes (lmdm_jax/serve/midi.py)")
-  p.add_argument("--out", default=None, help="record the stream (WAV)")
-  p.add_argument("--log", default=None, help="control log at exit (JSON)")
-  p.add_argument("--seconds", type=float, default=None,
-                 help="stop after this long (default: at Ctrl-C)")
-
-  def _cli(args):
-    import sys
-    return run(args, lambda s: print(f"[serve] {s}", file=sys.stderr,
-                                     flush=True))
-  p.set_defaults(fn=_cli)
