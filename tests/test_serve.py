@@ -394,3 +394,47 @@ def np_frame():
   import numpy as np
   return np.array([protocol.INPUT_MAGIC, 1, 16, 0], "<i4").tobytes() + \
       np.zeros(16, "<f4").tobytes()
+
+
+def test_a_page_gets_its_own_session_up_to_max_sessions(served):
+  engine, server = served
+  server.max_sessions, server.make_engine = 2, engine.another
+
+  async def go():
+    s1, a = await _session(server)
+    s2, b = await _session(server)
+    s3, c = await _session(server)
+    await sh.collect(a, 5, lambda f, m: bool(m))
+    await b.send_str(json.dumps({"type": "session", "id": "own"}))
+    _, mb = await sh.collect(b, 120, lambda f, m: any(
+        x.get("own_session") for x in m))
+    info = [x for x in mb if x.get("own_session")][0]
+    assert info["controller"] is True and info["id"] == "own"
+    assert len(server.engines) == 2
+    mine = server.engines[1]
+    await b.send_str(json.dumps({"type": "resume"}))
+    await b.send_str(json.dumps({"type": "seed", "n": 99, "id": 1}))
+    fb, mb = await sh.collect(b, 60, lambda f, m: sum(
+        x[0] >= 1 for x in f) >= 3 and any(x.get("id") == 1 for x in m))
+    await c.send_str(json.dumps({"type": "session", "id": "c"}))
+    _, mc = await sh.collect(c, 30, lambda f, m: any(
+        x.get("id") == "c" for x in m))
+    await s2.close()                     # its own session ends with it
+    end = time.time() + 30
+    while len(server.engines) > 1 and time.time() < end:
+      await asyncio.sleep(0.1)
+    for s in (s1, s3):
+      await s.close()
+    return mine, fb, mb, mc
+  try:
+    mine, fb, mb, mc = run(go())
+  finally:
+    server.max_sessions, server.make_engine = 1, None
+  assert mine is not engine and mine.session.seed == 99
+  assert engine.session.seed != 99            # the shared one is untouched
+  assert sum(f[0] >= 1 for f in fb) >= 3      # it plays its own blocks
+  assert [x for x in mb if x.get("id") == 1][0]["type"] == "ack"
+  err = [x for x in mc if x.get("id") == "c"][0]
+  assert err["type"] == "error" and "all 2 session(s)" in err["reason"]
+  assert server.engines == [engine]
+  assert engine.player.error is None

@@ -32,6 +32,9 @@ def check_args(args) -> None:
     raise ValueError(f"--steps must be in [1, 100], got {args.steps}")
   if args.cfg is not None and (not math.isfinite(args.cfg) or args.cfg < 0):
     raise ValueError(f"--cfg must be finite and >= 0, got {args.cfg}")
+  if not 1 <= args.max_sessions <= 16:
+    raise ValueError(f"--max-sessions must be in [1, 16], got "
+                     f"{args.max_sessions}")
   if args.buffer_blocks < 1:
     raise ValueError(f"--buffer-blocks must be >= 1, got "
                      f"{args.buffer_blocks}")
@@ -52,6 +55,7 @@ def run(args, log) -> int:
   from lmdm_jax.serve.engine import build
   engine = build(args, log)
   server = Server(engine, args.host, args.port, args.token, log)
+  server.max_sessions, server.make_engine = args.max_sessions, engine.another
   server.start_in_thread()
   extras = []
   if args.osc_port:
@@ -77,6 +81,11 @@ def run(args, log) -> int:
   for x in extras:
     x.close()
   server.stop_thread()
+  for other in server.engines[1:]:
+    try:
+      other.stop()
+    except Exception as e:             # noqa: BLE001
+      log(f"a page's own session failed: {e!r}")
   try:
     engine.stop()
   except Exception as e:               # noqa: BLE001
@@ -122,6 +131,9 @@ def register(sub, bsub) -> None:
                  help="JSON mapping of CCs and notes (lmdm_jax/serve/midi.py)")
   p.add_argument("--out", default=None, help="record the stream (WAV)")
   p.add_argument("--log", default=None, help="control log at exit (JSON)")
+  p.add_argument("--max-sessions", type=int, default=1,
+                 help="sessions playing at once: a page may ask for its own "
+                 "(the compiled programs are shared; compute is not)")
   p.add_argument("--seconds", type=float, default=None,
                  help="stop after this long (default: at Ctrl-C)")
 

@@ -335,7 +335,23 @@ def build(args, log: Callable[[str], None]) -> Engine:
                        overlap=1)
   measure_latency(session, player, log)
   import os
-  return Engine(session, player, encoder, settings={
+  settings = {
       "model": os.path.abspath(pkg.path), "prompt": args.prompt,
       "steps_options": options, "buffer_blocks": args.buffer_blocks,
-      "sample_rate": codec.sample_rate, "drop_frames": args.drop_frames})
+      "sample_rate": codec.sample_rate, "drop_frames": args.drop_frames}
+  engine = Engine(session, player, encoder, settings=settings)
+
+  def another() -> Engine:
+    """A second session of the same model: the compiled programs are
+    shared (streaming.session.stream_for), so nothing compiles."""
+    s2 = LiveSession(session.params, spec, encoder.encode_one,
+                     steps_options=options, drop_frames=args.drop_frames,
+                     seed=args.seed)
+    s2.recorded = LatentLog()
+    s2.set_cfg(cfg_scale)
+    if args.prompt:
+      s2.set_prompts({args.prompt: 1.0})
+    return Engine(s2, FramePlayer(s2, codec, buffer_blocks=args.buffer_blocks,
+                                  overlap=1), encoder, settings=dict(settings))
+  engine.another = another
+  return engine

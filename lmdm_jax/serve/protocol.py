@@ -17,6 +17,7 @@ Page -> server (text frames, JSON objects, at most MAX_MESSAGE_BYTES):
   {"type": "steps", "k": 4}   {"type": "seed", "n": 7}
   {"type": "drop", "frames": 90}   (frames optional)
   {"type": "pause"} {"type": "resume"} {"type": "status"} {"type": "control"}
+  {"type": "session"}   a session of this page's own (up to --max-sessions)
   {"type": "sketch", "curves": {"loudness": [..]}}  drawn sketch loop
       (values in [0, 1] of the canvas, one per latent frame; {} clears)
   {"type": "input", "as": "partner" | "sketch" | "off"}  then binary
@@ -52,7 +53,7 @@ FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "seed": (("n",), ()),
     "drop": ((), ("frames",)),
     "pause": ((), ()), "resume": ((), ()), "status": ((), ()),
-    "control": ((), ()), "hello": ((), ("token",)),
+    "control": ((), ()), "hello": ((), ("token",)), "session": ((), ()),
     "sketch": (("curves",), ()),
     "input": (("as",), ()),
 }

@@ -58,8 +58,8 @@ def check_bind(host: str, token: Optional[str]) -> None:
 
 
 class Client:
-  def __init__(self, ws, controller: bool):
-    self.ws = ws
+  def __init__(self, ws, controller: bool, engine):
+    self.ws, self.engine = ws, engine
     self.controller = controller
     self.queue: "asyncio.Queue" = asyncio.Queue(maxsize=256)
     self.dropped = 0
@@ -80,21 +80,34 @@ class Server:
     self._thread: Optional[threading.Thread] = None
     self._ready = threading.Event()
     self.refusals = []           # (reason, remote) for tests and the log
+    # --max-sessions: a page may ask for its own session (`{"type":
+    # "session"}`) while fewer than max_sessions play; make_engine() builds
+    # it (the compiled programs are shared: nothing compiles).
+    self.max_sessions = 1
+    self.make_engine = None
+    self.engines = [engine]
     self._pool = concurrent.futures.ThreadPoolExecutor(1)
 
   # -- audio out --------------------------------------------------------------
-  def sink(self, audio: np.ndarray, block: int) -> None:
-    """Player thread -> every page (never blocks the audio clock)."""
+  def sink(self, audio: np.ndarray, block: int, engine=None) -> None:
+    """Player thread -> the pages of its engine (never blocks the audio
+    clock)."""
     if self.loop is None or not self.clients:
       return
     self._seq += 1
     data = FRAME_HEADER.pack(block, audio.shape[0], audio.shape[1],
                              self._seq) + np.ascontiguousarray(
                                  audio, np.float32).tobytes()
-    self.loop.call_soon_threadsafe(self._broadcast, data)
+    self.loop.call_soon_threadsafe(self._broadcast, data,
+                                   engine or self.engine)
 
-  def _broadcast(self, data) -> None:
+  def _sink_for(self, engine):
+    return lambda audio, block: self.sink(audio, block, engine)
+
+  def _broadcast(self, data, engine) -> None:
     for c in list(self.clients):
+      if c.engine is not engine:
+        continue
       try:
         c.queue.put_nowait(data)
       except asyncio.QueueFull:      # a stalled page loses audio, not us
@@ -175,12 +188,14 @@ class Server:
     ws = web.WebSocketResponse(max_msg_size=protocol.MAX_MESSAGE_BYTES,
                                heartbeat=20)
     await ws.prepare(request)
-    client = Client(ws, controller=not any(c.controller
-                                           for c in self.clients))
+    client = Client(ws, controller=not any(
+        c.controller for c in self.clients if c.engine is self.engine),
+        engine=self.engine)
     self.clients.add(client)
     sender = asyncio.ensure_future(self._sender(client))
     self.send_json(client, dict(self.engine.info(),
-                                controller=client.controller))
+                                controller=client.controller,
+                                own_session=False))
     try:
       async for m in ws:
         if m.type == web.WSMsgType.TEXT:
@@ -193,10 +208,13 @@ class Server:
     finally:
       self.clients.discard(client)
       sender.cancel()
-      if client.controller and self.clients:     # hand control on
-        nxt = next(iter(self.clients))
-        nxt.controller = True
-        self.send_json(nxt, {"type": "controller", "controller": True})
+      peers = [c for c in self.clients if c.engine is client.engine]
+      if client.controller and peers:            # hand control on
+        peers[0].controller = True
+        self.send_json(peers[0], {"type": "controller", "controller": True})
+      if not peers and client.engine is not self.engine:
+        self.engines.remove(client.engine)       # its own session ends
+        self._pool.submit(client.engine.stop)
     if ws.close_code == 1009 and not any(
         "exceeds limit" in r for r, _ in self.refusals[-1:]):
       self._refuse("message too big (socket closed, 1009)", request)
@@ -215,7 +233,7 @@ class Server:
       pass
 
   def _error(self, client: Client, tag, reason: str) -> None:
-    self.engine.refused += 1
+    client.engine.refused += 1
     self.send_json(client, {"type": "error", "id": tag, "reason": reason})
 
   def _on_text(self, client: Client, raw: str) -> None:
@@ -229,9 +247,13 @@ class Server:
       kind = msg["type"]
       if kind == "hello":
         return
+      if kind == "session":
+        self._pool.submit(self._guard, client, tag, self._own_session,
+                          client, tag)
+        return
       if kind == "control":
         for c in self.clients:
-          if c.controller and c is not client:
+          if c.controller and c is not client and c.engine is client.engine:
             c.controller = False
             self.send_json(c, {"type": "controller", "controller": False})
         client.controller = True
@@ -242,17 +264,17 @@ class Server:
         raise protocol.ProtocolError("this page listens; another controls "
                                      "(send {\"type\": \"control\"})")
       if kind in ("pause", "resume"):
-        self.engine.pause(kind == "pause")
+        client.engine.pause(kind == "pause")
         self.send_json(client, {"type": "ack", "id": tag, "message": kind,
-                                "block": self.engine.next_block()})
+                                "block": client.engine.next_block()})
         return
       if kind in ("sketch", "input"):
         reply = lambda r: self.send_json(client, r)    # noqa: E731
         if kind == "sketch":
-          self._pool.submit(self._guard, client, tag, self.engine.set_sketch,
+          self._pool.submit(self._guard, client, tag, client.engine.set_sketch,
                             msg, reply, tag)
         else:
-          self._pool.submit(self._guard, client, tag, self.engine.set_input,
+          self._pool.submit(self._guard, client, tag, client.engine.set_input,
                             msg["as"], reply, tag)
         return
       # Applying takes the player's lock, which generation holds while the
@@ -270,7 +292,7 @@ class Server:
       if not client.controller:
         raise protocol.ProtocolError("this page listens; its input is not "
                                      "used")
-      self.engine.push_input(data)
+      client.engine.push_input(data)
     except protocol.ProtocolError as e:
       self._error(client, None, str(e))
     except Exception as e:           # noqa: BLE001
@@ -287,20 +309,45 @@ class Server:
   def _submit(self, client: Client, lines, tag) -> None:
     try:
       for line in lines:
-        self.engine.submit(line, lambda r: self.send_json(client, r), tag)
+        client.engine.submit(line, lambda r: self.send_json(client, r), tag)
     except protocol.ProtocolError as e:
       self._error(client, tag, str(e))
     except Exception as e:           # noqa: BLE001  never stop the music
       self._error(client, tag, f"internal error: {e!r}")
 
+  def _own_session(self, client: Client, tag) -> None:
+    """Moves `client` to a session of its own (worker thread)."""
+    if client.engine is not self.engine:
+      raise protocol.ProtocolError("this page already has its own session")
+    if self.make_engine is None or len(self.engines) >= self.max_sessions:
+      raise protocol.ProtocolError(
+          f"all {self.max_sessions} session(s) are playing (--max-sessions);"
+          f" this page stays on the shared one")
+    engine = self.make_engine()
+    engine.player.sink = self._sink_for(engine)
+    engine.player.paused = True
+    engine.start()
+    self.engines.append(engine)
+    was = client.controller
+    client.engine, client.controller = engine, True
+    if was:                               # hand the shared one on
+      peers = [c for c in self.clients if c.engine is self.engine]
+      if peers:
+        peers[0].controller = True
+        self.send_json(peers[0], {"type": "controller", "controller": True})
+    self.send_json(client, dict(engine.info(), controller=True,
+                                own_session=True, id=tag))
+
   async def _stats(self) -> None:
     while True:
       await asyncio.sleep(0.25)
-      if self.clients:
-        text = json.dumps(dict(self.engine.stats(),
-                               listeners=len(self.clients)))
-        for c in list(self.clients):
-          self._put(c, text)
+      for engine in list(self.engines):
+        clients = [c for c in self.clients if c.engine is engine]
+        if clients:
+          text = json.dumps(dict(engine.stats(), listeners=len(clients),
+                                 sessions=len(self.engines)))
+          for c in clients:
+            self._put(c, text)
 
   # -- running ----------------------------------------------------------------
   def app(self):
@@ -322,7 +369,7 @@ class Server:
     if self.port == 0:
       self.port = site._server.sockets[0].getsockname()[1]
     self._stats_task = asyncio.ensure_future(self._stats())
-    self.engine.player.sink = self.sink
+    self.engine.player.sink = self._sink_for(self.engine)
 
   def url(self) -> str:
     host = f"[{self.host}]" if ":" in self.host else self.host

@@ -52,7 +52,10 @@ function onFrame(buf) {
 }
 
 function onJson(m) {
-  if (m.type === 'info') { state.info = m; setRole(m.controller); buildControls(m); }
+  if (m.type === 'info') {
+    if (m.own_session) { state.lastBlock = -1; state.synced = false; log('this page now plays its own session', 'ok'); }
+    state.info = m; setRole(m.controller); buildControls(m);
+  }
   else if (m.type === 'stats') {
     state.stats = m;
     if (!state.synced) {   // the sliders start where the session is
@@ -84,7 +87,9 @@ function setRole(c) {
   if (c) { $('role').textContent = 'controlling · '; return; }
   const b = document.createElement('button');
   b.textContent = 'Take control'; b.onclick = () => send({type: 'control'});
-  $('role').append('listening · ', b, ' ');
+  const own = document.createElement('button');
+  own.textContent = 'Own session'; own.onclick = () => send({type: 'session'});
+  $('role').append('listening · ', b, ' ', own, ' ');
 }
 
 // -- audio --------------------------------------------------------------------
