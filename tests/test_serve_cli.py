@@ -42,6 +42,7 @@ def test_bad_arguments_exit_2_with_one_line(argv, reason):
   assert re.search(reason, err), err
 
 
+@pytest.mark.slow
 def test_serve_plays_to_a_socket_and_stops_on_sigint(tmp_path):
   pkg = make_smoke_package(str(tmp_path / "pkg"))
   log_path = str(tmp_path / "log.json")
