@@ -17,7 +17,9 @@ setup(
                                     "weights/LICENSE.musicnn"],
                   # The shipped demo model (`lmdm generate` default).
                   "lmdm_jax": ["assets/demo/*", "assets/sketch/*",
-                               "assets/jam/*"]},
+                               "assets/jam/*"],
+                  # `lmdm serve`'s page (no CDN, no build step).
+                  "lmdm_jax.serve": ["static/*"]},
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",
@@ -35,7 +37,13 @@ setup(
         "test": ["pytest>=8", "pytest-xdist>=3.5", "safetensors>=0.4",
                  "huggingface_hub>=0.30",
                  "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9",
-                 "ipykernel>=6.29"],
+                 "ipykernel>=6.29", "aiohttp>=3.9", "python-osc>=1.8",
+                 "mido>=1.3", "selenium>=4.20"],
+        # `lmdm serve`: the browser instrument, OSC and MIDI (python-rtmidi
+        # opens hardware ports; tests drive mido without it). The browser
+        # tests also need Debian's chromium and chromium-driver.
+        "serve": ["aiohttp>=3.9", "python-osc>=1.8", "mido>=1.3",
+                  "python-rtmidi>=1.5"],
         # `lmdm live` through the sound card (also Debian's libportaudio2);
         # without it `lmdm live` plays against the simulated clock.
         "live": ["sounddevice>=0.4.6"],

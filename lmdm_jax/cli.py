@@ -14,6 +14,7 @@ import sys
 from lmdm_jax.train.cli import register as _register_train
 from lmdm_jax import generate as generate_cli
 from lmdm_jax import live as live_cli
+from lmdm_jax.serve import cli as serve_cli
 from lmdm_jax.train import export as export_cli
 from lmdm_jax.convert import cli as convert_cli
 from lmdm_jax.eval import cli as eval_cli
@@ -178,6 +179,7 @@ REGISTRARS = [
     convert_cli.register,
     generate_cli.register,
     live_cli.register,
+    serve_cli.register,
     export_cli.register,
     eval_cli.register,
     fetch_cli.register,

@@ -1,0 +1,88 @@
+"""`lmdm serve` as a user runs it: argument checks, and a served session
+that a socket plays, steers and stops (SIGINT), writing its control log."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import serve_helpers as sh
+from tests.live_helpers import REPO, make_smoke_package
+
+aiohttp = pytest.importorskip("aiohttp")
+
+
+def lmdm(*argv, **kw):
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  return subprocess.Popen([sys.executable, "-m", "lmdm_jax.cli", "serve",
+                           *argv], env=env, stderr=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["--host", "0.0.0.0"], "give --token"),
+    (["--host", "0.0.0.0", "--token", "abc"], "at least 8"),
+    (["--port", "70000"], r"--port must be in \[0, 65535\]"),
+    (["--cfg", "nan"], "--cfg must be finite"),
+    (["--out", "x.mp3"], "--out must name a .wav file"),
+    (["--midi-map", "/no/such.json"], "no such file"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, reason):
+  p = lmdm(*argv)
+  out, err = p.communicate(timeout=120)
+  assert p.returncode == 2, err
+  assert re.search(reason, err), err
+
+
+@pytest.mark.slow
+def test_serve_plays_to_a_socket_and_stops_on_sigint(tmp_path):
+  pkg = make_smoke_package(str(tmp_path / "pkg"))
+  log_path = str(tmp_path / "log.json")
+  p = lmdm("--checkpoint", pkg, "--port", "0", "--steps-options", "2",
+           "--steps", "2", "--prompt", "slow organ", "--log", log_path)
+  lines = []
+  url = None
+  end = time.time() + 240
+  while time.time() < end and url is None:
+    line = p.stderr.readline()
+    if not line:
+      break
+    lines.append(line)
+    m = re.search(r"open (http://\S+) and press Play", line)
+    url = m and m.group(1)
+  assert url, "".join(lines)
+
+  async def go():
+    async with aiohttp.ClientSession() as s:
+      async with s.get(url) as r:
+        assert r.status == 200 and "static/app.js" in await r.text()
+      async with s.get(url + "static/worklet.js") as r:
+        assert r.status == 200 and "registerProcessor" in await r.text()
+      ws = await s.ws_connect(url + "ws")
+      frames, msgs = await sh.collect(ws, 10, lambda f, m: len(f) >= 10)
+      assert msgs[0]["paused"] is True and all(f[0] == -2 for f in frames)
+      await ws.send_str(json.dumps({"type": "resume"}))
+      await ws.send_str(json.dumps({"type": "cfg", "scale": 2.5, "id": 7}))
+      frames, msgs = await sh.collect(ws, 60, lambda f, m: sum(
+          x[0] >= 1 for x in f) >= 5)
+      await ws.close()
+      return frames, msgs
+  frames, msgs = asyncio.run(go())
+  assert sum(f[0] >= 1 for f in frames) >= 5
+  ack = [m for m in msgs if m.get("id") == 7][0]
+  p.send_signal(signal.SIGINT)
+  _, err = p.communicate(timeout=60)
+  assert p.returncode == 0, err
+  assert "underruns" in err
+  doc = json.load(open(log_path))
+  ev = [e for e in doc["events"] if e["command"] == "cfg 2.5 0.0"]
+  assert ev and ev[0]["ok"] and ev[0]["block"] == ack["block"]
+  assert doc["blocks"][ack["block"]]["cfg_scale"] == 2.5
