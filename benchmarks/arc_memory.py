@@ -1,8 +1,8 @@
 """XLA memory analysis of the ARC-Forcing generator and discriminator steps.
 
-Each step is the trainer's own (`lmdm_jax.arc.train.make_steps`, what one
+Each step is the trainer's own (`lmdm_jax.train.arc.train.make_steps`, what one
 device of a data-parallel run executes): per-example rollouts, the
-player's loss (`lmdm_jax.arc.objective`) and its gradient accumulated over
+player's loss (`lmdm_jax.train.arc.objective`) and its gradient accumulated over
 microbatches, an AdamW update (optax: clip 1.0, lr 1e-6, betas 0.9/0.95,
 wd 0.01) and, for the generator, its EMA; the whole ARCState (both
 players' parameters and optimiser states, the EMA) is donated.
@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lmdm_jax.arc.discriminator import Discriminator, DiscriminatorConfig
-from lmdm_jax.arc.objective import ARCConfig, ARCSpec
-from lmdm_jax.arc.train import ARCState, make_steps
+from lmdm_jax.train.arc.discriminator import Discriminator, DiscriminatorConfig
+from lmdm_jax.train.arc.objective import ARCConfig, ARCSpec
+from lmdm_jax.train.arc.train import ARCState, make_steps
 from lmdm_jax.configs import dit_config, geometry, load_config
 from lmdm_jax.model.init import count_params, param_shapes
 from lmdm_jax.streaming.state import StreamSpec
@@ -69,7 +69,7 @@ def build(cfg, mode: str, batch: int, blocks: int, k_max: int = 5,
           head_channels: int = 128, accum: int = 1, ema: bool = True):
   """The trainer's own generator and discriminator steps, abstractly.
 
-  `lmdm_jax.arc.train.make_steps` on a one-device mesh (what each device of
+  `lmdm_jax.train.arc.train.make_steps` on a one-device mesh (what each device of
   a data-parallel run executes: its per-device batch as `accum`
   microbatches under `lax.scan`, the whole ARCState donated), for an
   ARCSpec built from a stage-1 config's model and geometry. Returns

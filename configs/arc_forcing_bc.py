@@ -1,5 +1,5 @@
 """ARC-Forcing post-training of the BC LMDM at SAO-Small shape (paper code
-settings; lmdm_jax/arc/config.py). Start from a stage-1 model:
+settings; lmdm_jax/train/arc/config.py). Start from a stage-1 model:
 
   lmdm train --config configs/arc_forcing_bc.py --workdir W \\
       --config.init.params=STAGE1_PARAMS --config.disc.init=WARMUP_PARAMS \\
@@ -7,7 +7,7 @@ settings; lmdm_jax/arc/config.py). Start from a stage-1 model:
 
 arg "tiny": seconds-on-CPU sizes for tests.
 """
-from lmdm_jax.arc.config import arc_config
+from lmdm_jax.train.arc.config import arc_config
 
 
 def get_config(arg: str = ""):

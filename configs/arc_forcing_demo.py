@@ -26,7 +26,7 @@ so on an accelerator sweep optim_d.lr between this and the default.
 """
 import os
 
-from lmdm_jax.arc.config import arc_config
+from lmdm_jax.train.arc.config import arc_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

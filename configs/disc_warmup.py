@@ -1,6 +1,6 @@
 """Discriminator warm-up (ARC-Forcing stage 0): the base, bidirectional DiT
 trained with flow matching on whole long windows (paper: 768 frames), with
-no context and no input-add path (lmdm_jax/arc/warmup.py). Its parameters
+no context and no input-add path (lmdm_jax/train/arc/warmup.py). Its parameters
 become the ARC discriminator's backbone (`--config.disc.init`).
 
   lmdm train --config configs/disc_warmup.py --workdir W \\

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from lmdm_jax.arc import objective as ao
-from lmdm_jax.arc import train as at
+from lmdm_jax.train.arc import objective as ao
+from lmdm_jax.train.arc import train as at
 from lmdm_jax.configs import load_config
 from lmdm_jax.model.init import randomize
 from lmdm_jax.train import parallel
@@ -161,7 +161,7 @@ def test_discriminator_warmup_trains_the_base_model_on_long_windows(
     tmp_path):
   """configs/disc_warmup.py:tiny runs on stage 1's loop: full-window
   flow matching of the base model (no input-add path), finite losses."""
-  from lmdm_jax.arc.warmup import BaseSpec
+  from lmdm_jax.train.arc.warmup import BaseSpec
   from lmdm_jax.train import loop
   cfg = load_config(os.path.join(ROOT, "configs", "disc_warmup.py:tiny"))
   cfg.model.depth = 1

@@ -103,7 +103,7 @@ def _train(args) -> int:
         while True:            # the kill test SIGKILLs us here
           time.sleep(1)
   if cfg.get("objective", "finetune") == "arc":
-    from lmdm_jax.arc import train as arc_train
+    from lmdm_jax.train.arc import train as arc_train
     state = arc_train.train(cfg, args.workdir, log=log,
                             progress=not args.no_progress,
                             stop_after=args.stop_after, after_step=hang)

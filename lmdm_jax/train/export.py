@@ -35,7 +35,7 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   mesh = parallel.make_mesh(select_devices(1))
   if cfg.get("objective", "finetune") == "arc":
     # An ARC-Forcing run: the generator (its EMA when kept).
-    from lmdm_jax.arc import train as arc_train
+    from lmdm_jax.train.arc import train as arc_train
     spec = arc_train.ARCSpec.from_config(cfg)
     abstract = checkpoint.abstract_like(
         jax.eval_shape(lambda: arc_train.init_state(

@@ -91,10 +91,10 @@ def spec_for(cfg):
   if objective == "finetune":
     return finetune.FinetuneSpec.from_config(cfg)
   if objective == "base":
-    from lmdm_jax.arc.warmup import BaseSpec
+    from lmdm_jax.train.arc.warmup import BaseSpec
     return BaseSpec.from_config(cfg)
   raise ValueError(f"this loop trains objective 'finetune' or 'base', got "
-                   f"{objective!r} (ARC-Forcing: lmdm_jax.arc.train)")
+                   f"{objective!r} (ARC-Forcing: lmdm_jax.train.arc.train)")
 
 
 def select_devices(n: int):

@@ -112,7 +112,7 @@ def init_state(cfg, tx: optax.GradientTransformation, log=print) -> TrainState:
   k_init, k_train = jax.random.split(key)
   params = init_params(dit_config(cfg), k_init, int(cfg.cond_tokens))
   if cfg.init.params:
-    from lmdm_jax.arc.train import backbone_from, load_params_any
+    from lmdm_jax.train.arc.train import backbone_from, load_params_any
     loaded = load_params_any(cfg.init.params)
     if cfg.get("objective", "finetune") == "base":
       # A base model may start from an LMDM: its input-add path is dropped.

@@ -11,7 +11,7 @@ Every random draw that differs between examples is keyed by that example's
 own key (keys [B], folded from its global index by the trainer), and the
 rollout's step counts [R] are given, shared by the whole global batch: so
 a batch split over N devices or M microbatches computes the same losses as
-one. `lmdm_jax/arc/train.py` runs these under `shard_map`;
+one. `lmdm_jax/train/arc/train.py` runs these under `shard_map`;
 `benchmarks/arc_memory.py` compiles the trainer's steps around them.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from lmdm_jax.arc import losses
-from lmdm_jax.arc.discriminator import Discriminator, DiscriminatorConfig
-from lmdm_jax.arc.rollout import rollout
+from lmdm_jax.train.arc import losses
+from lmdm_jax.train.arc.discriminator import Discriminator, DiscriminatorConfig
+from lmdm_jax.train.arc.rollout import rollout
 from lmdm_jax.diffusion import flow
 from lmdm_jax.streaming.state import Controls, StreamSpec
 from lmdm_jax.train import finetune

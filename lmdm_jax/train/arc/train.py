@@ -37,10 +37,10 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from lmdm_jax.arc.discriminator import Discriminator
-from lmdm_jax.arc.objective import (ARCSpec, discriminator_loss,
+from lmdm_jax.train.arc.discriminator import Discriminator
+from lmdm_jax.train.arc.objective import (ARCSpec, discriminator_loss,
                                     generator_loss)
-from lmdm_jax.arc.rollout import sample_steps
+from lmdm_jax.train.arc.rollout import sample_steps
 from lmdm_jax.train import parallel
 from lmdm_jax.train import state as train_state
 
