@@ -162,13 +162,13 @@ def test_discriminator_warmup_trains_the_base_model_on_long_windows(
   """configs/disc_warmup.py:tiny runs on stage 1's loop: full-window
   flow matching of the base model (no input-add path), finite losses."""
   from lmdm_jax.train.arc.warmup import BaseSpec
-  from lmdm_jax.train import loop
+  from lmdm_jax.train import objective
   cfg = load_config(os.path.join(ROOT, "configs", "disc_warmup.py:tiny"))
   cfg.model.depth = 1
   cfg.train.update(steps=6, log_every=1)
-  spec = loop.spec_for(cfg)
+  spec = objective.spec_for(cfg)
   assert isinstance(spec, BaseSpec) and spec.window == cfg.data.window
-  loop.train(cfg, str(tmp_path), log=lambda *a: None, progress=False)
+  objective.train(cfg, str(tmp_path), log=lambda *a: None, progress=False)
   import json
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   losses = [r["loss"] for r in rows]

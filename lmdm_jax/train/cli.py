@@ -90,7 +90,7 @@ def _train(args) -> int:
   import jax
   _init_distributed(args)
   from lmdm_jax.configs import load_config
-  from lmdm_jax.train import loop
+  from lmdm_jax.train import objective
   cfg = apply_overrides(load_config(args.config), args.overrides)
   log = (lambda *a: print(*a, file=sys.stderr, flush=True))
   log(f"[train] {jax.process_count()} process(es), {jax.device_count()} "
@@ -102,17 +102,10 @@ def _train(args) -> int:
         log(f"[train] HANG after step {step}")
         while True:            # the kill test SIGKILLs us here
           time.sleep(1)
-  if cfg.get("objective", "finetune") == "arc":
-    from lmdm_jax.train.arc import train as arc_train
-    state = arc_train.train(cfg, args.workdir, log=log,
-                            progress=not args.no_progress,
-                            stop_after=args.stop_after, after_step=hang)
-    params = state.g_params
-  else:
-    state = loop.train(cfg, args.workdir, log=log,
-                       progress=not args.no_progress,
-                       stop_after=args.stop_after, after_step=hang)
-    params = state.params
+  state = objective.train(cfg, args.workdir, log=log,
+                          progress=not args.no_progress,
+                          stop_after=args.stop_after, after_step=hang)
+  params, _ = objective.exported_params(cfg, state)
   log(f"[train] finished at step {int(state.step)}; params sha1 "
       f"{params_digest(params)}")
   return 0

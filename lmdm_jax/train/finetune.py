@@ -42,12 +42,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmdm_jax.configs import dit_config, geometry
 from lmdm_jax.control import augment
 from lmdm_jax.control import inputs as control_inputs
 from lmdm_jax.diffusion import flow
 from lmdm_jax.model import masks
 from lmdm_jax.model.config import DiTConfig, Geometry
 from lmdm_jax.model.dit import DiT
+from lmdm_jax.train import state as train_state
 from lmdm_jax.train import timesteps
 
 BATCH_PREFIX = "control_"     # batch["control_<name>"]: [B, T, dim + 1]
@@ -141,7 +143,6 @@ class FinetuneSpec:
   @classmethod
   def from_config(cls, cfg) -> "FinetuneSpec":
     """From a finetune config (`cfg.model`, `cfg.geometry`, `cfg.loss`)."""
-    from lmdm_jax.configs import dit_config, geometry
     loss = dict(cfg.loss.to_dict())
     names = {f.name for f in dataclasses.fields(cls)} - {"model", "geometry"}
     unknown = sorted(set(loss) - names)
@@ -149,6 +150,17 @@ class FinetuneSpec:
       raise ValueError(f"unknown loss config keys {unknown}; known: "
                        f"{sorted(names)}")
     return cls(dit_config(cfg), geometry(cfg), **loss)
+
+  def loss(self, params, batch: dict, keys):
+    """(loss [], per-example losses [B]) of a batch: `loss_fn` (every
+    objective the stage-1 step trains has this method)."""
+    return loss_fn(params, self, batch, keys)
+
+  def merge_initial(self, fresh, loaded, log=print):
+    """Starting parameters from a loaded tree: every leaf the model has
+    (leaves missing from `loaded`, e.g. SAO's absent input-add path, keep
+    their fresh init)."""
+    return train_state.merge_params(fresh, loaded, log)
 
 
 

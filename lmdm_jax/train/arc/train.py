@@ -37,12 +37,14 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from lmdm_jax.train.arc.discriminator import Discriminator
-from lmdm_jax.train.arc.objective import (ARCSpec, discriminator_loss,
-                                    generator_loss)
-from lmdm_jax.train.arc.rollout import sample_steps
+from lmdm_jax.model.init import init_params
 from lmdm_jax.train import parallel
 from lmdm_jax.train import state as train_state
+from lmdm_jax.train.arc.discriminator import Discriminator
+from lmdm_jax.train.arc.objective import (ARCSpec, discriminator_loss,
+                                          generator_loss)
+from lmdm_jax.train.arc.rollout import sample_steps
+from lmdm_jax.train.loop import check_config, run, select_devices
 
 AXIS = parallel.AXIS
 
@@ -159,37 +161,11 @@ def cached_steps(spec: ARCSpec, cfg, mesh):
 
 
 # -- initial state ---------------------------------------------------------
-def load_params_any(path: str):
-  """A params tree from an orbax params directory or an `lmdm export`
-  package (model.json + params.npz)."""
-  if os.path.exists(os.path.join(path, "params.npz")):
-    from lmdm_jax.pretrained import load
-    params = load(path).params
-    return params["dit"] if "dit" in params else params
-  return train_state.load_params(path)
-
-
-def backbone_from(fresh, loaded, log=print):
-  """The discriminator backbone's leaves taken from a (base or generator)
-  DiT's params: leaves the backbone lacks (input-add path, layers after the
-  exit layer, output layers) are dropped and reported."""
-  ff = flax.traverse_util.flatten_dict(flax.core.unfreeze(fresh), sep="/")
-  fl = flax.traverse_util.flatten_dict(flax.core.unfreeze(loaded), sep="/")
-  dropped = sorted(set(fl) - set(ff))
-  if dropped:
-    log(f"[arc] discriminator backbone: {len(dropped)} loaded parameters "
-        f"unused (input-add path, layers after the exit layer, output)")
-  kept = {k: v for k, v in fl.items() if k in ff}
-  return train_state.merge_params(
-      fresh, flax.traverse_util.unflatten_dict(kept, sep="/"), log)
-
-
 def init_state(cfg, spec: ARCSpec, tx_g, tx_d, log=print,
                load: bool = True) -> ARCState:
   """Generator from cfg.init.params (stage 1), discriminator backbone from
   cfg.disc.init (a warmed-up base model) or, when empty, the generator;
   head freshly initialised. load=False: shapes only (for restore)."""
-  from lmdm_jax.model.init import init_params
   key = jax.random.PRNGKey(int(cfg.seed))
   k_g, k_d, k_train = jax.random.split(key, 3)
   g = init_params(spec.stream.model, k_g, spec.stream.cond_tokens)
@@ -197,7 +173,8 @@ def init_state(cfg, spec: ARCSpec, tx_g, tx_d, log=print,
     if not cfg.init.params:
       raise ValueError("ARC-Forcing starts from a stage-1 model: set "
                        "--config.init.params (orbax params or a package)")
-    g = train_state.merge_params(g, load_params_any(cfg.init.params), log)
+    g = train_state.merge_params(
+        g, train_state.load_params_any(cfg.init.params), log)
   m = spec.stream.model
   n = spec.window
   glob = jnp.zeros((1, m.global_cond_dim)) if m.global_cond_dim else None
@@ -206,8 +183,9 @@ def init_state(cfg, spec: ARCSpec, tx_g, tx_d, log=print,
       jnp.zeros((1, spec.stream.cond_tokens, m.cond_token_dim)), glob,
       spec.stream.geometry.context)["params"]
   if load:
-    base = load_params_any(cfg.disc.init) if cfg.disc.init else g
-    d = dict(d, backbone=backbone_from(d["backbone"], base, log))
+    base = (train_state.load_params_any(cfg.disc.init) if cfg.disc.init
+            else g)
+    d = dict(d, backbone=train_state.backbone_from(d["backbone"], base, log))
   ema = g if float(cfg.train.ema_decay) > 0 else None
   return ARCState(step=jnp.zeros((), jnp.int32), g_params=g,
                   g_opt=tx_g.init(g), d_params=d, d_opt=tx_d.init(d),
@@ -220,7 +198,6 @@ def train(cfg, workdir: str, log: Callable = print, progress: bool = True,
           after_step: Optional[Callable[[int], None]] = None) -> ARCState:
   """Post-trains (or resumes) to cfg.train.steps updates; returns the
   state. Arguments as `lmdm_jax.train.loop.train`, whose loop it runs."""
-  from lmdm_jax.train.loop import check_config, run, select_devices
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))
   check_config(cfg, mesh.size)

@@ -18,10 +18,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from lmdm_jax.configs import dit_config
 from lmdm_jax.diffusion import flow
 from lmdm_jax.model.config import DiTConfig
 from lmdm_jax.model.dit import DiT
 from lmdm_jax.model.masks import full_mask
+from lmdm_jax.train import state as train_state
 from lmdm_jax.train import timesteps
 
 
@@ -51,7 +53,6 @@ class BaseSpec:
 
   @classmethod
   def from_config(cls, cfg) -> "BaseSpec":
-    from lmdm_jax.configs import dit_config
     l = cfg.loss
     return cls(dit_config(cfg), int(cfg.data.window),
                float(l.cfg_dropout), str(l.sampler), float(l.logit_mean),
@@ -83,3 +84,8 @@ class BaseSpec:
                      full_mask(n))
     err = jnp.square(v.astype(jnp.float32) - (eps - x0)).mean(axis=(1, 2))
     return err.mean(), err
+
+  def merge_initial(self, fresh, loaded, log=print):
+    """Starting parameters: a base model may start from an LMDM, whose
+    input-add path it lacks and drops."""
+    return train_state.backbone_from(fresh, loaded, log)
