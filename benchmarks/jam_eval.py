@@ -88,7 +88,7 @@ def partner_losses(pkg, params, data, tfs, codec, encoder, blocks: int,
   {condition: mean loss} (per-clip means under "per_clip").
   """
   import jax.numpy as jnp
-  from lmdm_jax.control import inputs as ci
+  from lmdm_jax.model import control_inputs as ci
   from lmdm_jax.train import finetune
 
   g = pkg.geometry
@@ -165,7 +165,7 @@ def run(model, audio_dirs, stems_dirs, n_clips, blocks, tfs, seed=0,
         log=print, context: str = "real", loss_draws: int = 8,
         generate: bool = True) -> dict:
   from lmdm_jax import pretrained
-  from lmdm_jax.control import inputs as ci
+  from lmdm_jax.model import control_inputs as ci
   from lmdm_jax.eval import adherence as A
   from lmdm_jax.streaming.sampler import Stream
   from lmdm_jax.streaming.state import StreamSpec, make_controls

@@ -1,7 +1,7 @@
 """Stage-1 fine-tuning of a BC LMDM with sketch controls (issue 7).
 
 As configs/finetune_bc.py (paper section 3.5 hyper-parameters), plus
-time-aligned controls through the input-add path (lmdm_jax/control,
+time-aligned controls through the input-add path (lmdm_jax/model/control_inputs.py,
 docs/control.md): loudness, brightness, pitch (1 dim each) and the 84-bin
 top-4 CQT melody, each with its own bias-free, zero-initialised projection
 of [values, mask]; per-control dropout 0.5 and random median filtering

@@ -3,7 +3,7 @@
 The shipped demo model's recipe (BC, s=96 / o=24 / W=4, width 192 x 6
 layers, mel codec, hashed-word text) with sketch controls added through the
 input-add path: loudness, brightness, pitch and the 84-bin top-4 CQT melody
-(lmdm_jax/control, docs/control.md), per-control dropout 0.5 and random
+(lmdm_jax/model/control_inputs.py, docs/control.md), per-control dropout 0.5 and random
 median filtering (p 0.5, kernels 3..9 frames). It can start from the
 shipped demo checkpoint (`init.params`): the new control projections are
 zero-initialised, so step 0 plays exactly like the demo model. Variant

@@ -12,8 +12,8 @@ import json
 import sys
 
 from lmdm_jax.train.cli import register as _register_train
-from lmdm_jax import generate as generate_cli
-from lmdm_jax import live as live_cli
+from lmdm_jax.live import generate as generate_cli
+from lmdm_jax.live import cli as live_cli
 from lmdm_jax.train import export as export_cli
 from lmdm_jax.convert import cli as convert_cli
 from lmdm_jax.eval import cli as eval_cli

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from lmdm_jax.control import extract, features, inputs
+from lmdm_jax.data import controls as extract, features
+from lmdm_jax.model import control_inputs as inputs
 
 SR = 22050
 FR = SR / 1024            # ~21.5 latent frames per second

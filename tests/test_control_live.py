@@ -12,10 +12,10 @@ import soundfile as sf
 
 from live_helpers import REPO, make_smoke_package
 from lmdm_jax.codecs import get_codec
-from lmdm_jax.control import inputs as ci
-from lmdm_jax.control.live_input import LiveInput, default_delay
-from lmdm_jax.control.track import ControlTrack, partner_track, sketch_names
-from lmdm_jax.generate import generate
+from lmdm_jax.model import control_inputs as ci
+from lmdm_jax.live.live_input import LiveInput, default_delay
+from lmdm_jax.live.track import ControlTrack, partner_track, sketch_names
+from lmdm_jax.live.generate import generate
 
 SR = 44100
 

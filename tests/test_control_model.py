@@ -12,7 +12,7 @@ import pytest
 from control_helpers import (CONTROLS, random_frame_controls, setup,
                              strip_controls)
 from lmdm_jax.configs import dit_config, geometry
-from lmdm_jax.control import inputs as ci
+from lmdm_jax.model import control_inputs as ci
 from lmdm_jax.model import masks
 from lmdm_jax.model.config import DiTConfig
 from lmdm_jax.model.dit import DiT

@@ -9,7 +9,7 @@ import pytest
 
 from control_helpers import CONTROLS, random_frame_controls, setup
 from helpers import random_controls
-from lmdm_jax.control import inputs as ci
+from lmdm_jax.model import control_inputs as ci
 from lmdm_jax.diffusion import samplers
 from lmdm_jax.streaming.reference import (bc_history_inputs,
                                           make_sequence_forward,
@@ -169,7 +169,7 @@ def test_bc_stream_with_controls_equals_full_history_forward(tiny_cfg):
 
 def test_live_session_changes_control_curves_without_recompiling(
     tiny_cfg, tmp_path):
-  from lmdm_jax.streaming.session import LiveSession
+  from lmdm_jax.live.session import LiveSession
   spec, params = setup(tiny_cfg, "bc", steps=2, batch=1)
   g = spec.geometry
   enc = lambda text: np.ones((spec.cond_tokens, 24), np.float32)

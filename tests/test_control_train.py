@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lmdm_jax.configs import load_config
-from lmdm_jax.control import augment
-from lmdm_jax.control import inputs as ci
+from lmdm_jax.model import control_augment as augment
+from lmdm_jax.model import control_inputs as ci
 from lmdm_jax.data.pipeline import SyntheticSource, WindowPipeline
 from lmdm_jax.model.init import init_params, randomize
 from lmdm_jax.train import finetune, parallel

@@ -52,7 +52,7 @@ def test_hashed_words_is_deterministic_and_padded():
     (dict(cfg_scale=-1.0), "cfg"),
 ])
 def test_generate_rejects_bad_arguments(kwargs, match):
-  from lmdm_jax.generate import check_args
+  from lmdm_jax.live.generate import check_args
   args = dict(prompt="organ", seconds=5.0, out="out.wav", steps=None,
               cfg_scale=None)
   args.update(kwargs)

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from live_helpers import REPO, make_smoke_package, random_params
-from lmdm_jax import live
-from lmdm_jax.streaming import commands
+from lmdm_jax.live import cli as live
+from lmdm_jax.live import commands
 from lmdm_jax.configs import dit_config, geometry
 from lmdm_jax.codecs import get_codec
-from lmdm_jax.streaming.player import Player
-from lmdm_jax.streaming.session import LiveSession
+from lmdm_jax.live.player import Player
+from lmdm_jax.live.session import LiveSession
 from lmdm_jax.streaming.state import StreamSpec
 
 

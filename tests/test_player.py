@@ -7,8 +7,8 @@ import pytest
 
 from helpers import tiny_setup
 from lmdm_jax.codecs import get_codec
-from lmdm_jax.streaming.player import Player, RingBuffer
-from lmdm_jax.streaming.session import LiveSession
+from lmdm_jax.live.player import Player, RingBuffer
+from lmdm_jax.live.session import LiveSession
 
 
 def test_ring_buffer_wraps_and_refuses_overflow():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_setup
-from lmdm_jax.streaming.session import LiveSession
+from lmdm_jax.live.session import LiveSession
 
 
 def fake_encoder(spec):

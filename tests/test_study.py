@@ -12,7 +12,7 @@ from helpers import tiny_setup
 from lmdm_jax.bench import study
 from lmdm_jax.bench.stream import call_flops
 from lmdm_jax.configs import load_config
-from lmdm_jax.model import discrete_ar as dar
+from lmdm_jax.bench import discrete_ar as dar
 from lmdm_jax.streaming.sampler import Stream
 from lmdm_jax.streaming.state import make_controls
 

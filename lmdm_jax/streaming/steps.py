@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmdm_jax.control import inputs as control_inputs
+from lmdm_jax.model import control_inputs
 from lmdm_jax.model import masks
 from lmdm_jax.model.dit import DiT, KV, Conditioning
 from lmdm_jax.model.rope import rope_table

@@ -198,7 +198,7 @@ def register(sub, bsub) -> None:
   b.add_argument("--controls", default="",
                  help="also store sketch controls computed from the audio, "
                       "e.g. loudness,brightness,pitch,cqt_topk "
-                      "(lmdm_jax/control/extract.py)")
+                      "(lmdm_jax/data/controls.py)")
   b.add_argument("--pitch-method", default="pyin", choices=("pyin", "yin"),
                  help="pitch tracker for the pitch control (yin is ~25x "
                       "faster; pyin tracks voicing better)")

@@ -88,7 +88,7 @@ def finetune_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
   return c
 
 
-# Sketch controls (lmdm_jax/control): loudness, brightness and pitch are
+# Sketch controls (lmdm_jax/data/features.py): loudness, brightness and pitch are
 # 1-dim curves, cqt_topk the paper's 84-bin top-4 CQT melody.
 SKETCH_CONTROLS = dict(loudness=1, brightness=1, pitch=1, cqt_topk=84)
 SKETCH_VARIANTS = ("", "tiny", "jam", "tiny_jam")

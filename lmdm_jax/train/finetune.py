@@ -26,9 +26,9 @@ device and N devices see the same randomness):
                         [values, mask], computed from each example's audio
                         (dataset features) or latents (the partner); per
                         control dropout and random median filtering
-                        (lmdm_jax/control/augment.py), then the partner
+                        (lmdm_jax/model/control_augment.py), then the partner
                         visibility cut at window index s + partner_visibility
-                        (lmdm_jax/control/inputs.py, shared with streaming).
+                        (lmdm_jax/model/control_inputs.py, shared with streaming).
                         A control missing from the batch is absent.
 
 Shapes: B examples, T = s + o frames, C latent channels, L text tokens,
@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lmdm_jax.configs import dit_config, geometry
-from lmdm_jax.control import augment
-from lmdm_jax.control import inputs as control_inputs
+from lmdm_jax.model import control_augment as augment
+from lmdm_jax.model import control_inputs
 from lmdm_jax.diffusion import flow
 from lmdm_jax.model import masks
 from lmdm_jax.model.config import DiTConfig, Geometry

@@ -83,7 +83,7 @@ class LiveSession:
     # DiTConfig.controls): name -> [B, T, dim + 1]; absent until set.
     self.frame_controls: Dict[str, np.ndarray] = {}
     # Optional block index -> frame controls, asked before every block (a
-    # control track or live input: lmdm_jax/control/track.py).
+    # control track or live input: lmdm_jax/live/track.py).
     self.control_source: Optional[Callable[[int], Dict[str,
                                                        np.ndarray]]] = None
     if context is None:
@@ -148,7 +148,7 @@ class LiveSession:
     control/inputs.py); names left out are absent. Stays in force until set
     again (a live host passes each block its sliding window). Values and
     masks change without recompiling."""
-    from lmdm_jax.control import inputs as control_inputs
+    from lmdm_jax.model import control_inputs
     b, t = self.spec.batch, self.spec.geometry.window
     out = {}
     for name, a in controls.items():
@@ -204,7 +204,7 @@ class LiveSession:
     glob = np.broadcast_to(self.global_cond, (b,) + self.global_cond.shape)
     frame_controls = {}
     if self.spec.model.controls:
-      from lmdm_jax.control import inputs as control_inputs
+      from lmdm_jax.model import control_inputs
       frame_controls = control_inputs.all_absent(
           self.spec.model.control_dims, b, self.spec.geometry.window)
       frame_controls.update({n: jnp.asarray(a)

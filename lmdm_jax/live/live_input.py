@@ -3,7 +3,7 @@
 A musician plays while the model plays. Each block's controls are computed,
 when the block is about to be generated, from the input heard so far
 (`LiveInput`): the output at timeline frame f follows the input at frame
-f - delay (timeline: lmdm_jax/control/track.py). Sketch controls make the
+f - delay (timeline: lmdm_jax/live/track.py). Sketch controls make the
 model re-synthesise the player's line in its own timbre about `delay`
 later; the partner control (jam models) makes it accompany the player.
 
@@ -25,8 +25,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from lmdm_jax.control import extract
-from lmdm_jax.control import inputs
+from lmdm_jax.data import controls as extract
+from lmdm_jax.model import control_inputs as inputs
 
 
 class LiveInput:

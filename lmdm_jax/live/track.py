@@ -10,14 +10,14 @@ per block (`window`), absent (zeros) outside its frames.
 Where the controls come from:
 
   `sketch_track`     a file's sketch features (loudness, brightness, pitch,
-                     top-k CQT; lmdm_jax/control/extract.py), known ahead:
+                     top-k CQT; lmdm_jax/data/controls.py), known ahead:
                      `lmdm generate --sketch FILE`
   `partner_track`    a file's codec latents as the "partner" control:
                      `lmdm generate --accompany FILE` (the model's partner
                      visibility t_f hides what a live player could not have
                      heard yet)
   live input         audio that arrives while the stream plays: see
-                     lmdm_jax/control/live_input.py (the generative delay).
+                     lmdm_jax/live/live_input.py (the generative delay).
 
 Shapes: frames are latent frames at the codec's frame rate; audio is
 [channels, samples] at the codec's sample rate.
@@ -28,8 +28,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from lmdm_jax.control import extract
-from lmdm_jax.control import inputs
+from lmdm_jax.data import controls as extract
+from lmdm_jax.model import control_inputs as inputs
 
 
 class ControlTrack:

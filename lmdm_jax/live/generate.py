@@ -85,8 +85,8 @@ def control_tracks(pkg, codec, frames: int, sketch: Optional[str] = None,
                    sketch_controls=None, accompany: Optional[str] = None,
                    delay: int = 0, pitch_method: str = "yin"):
   """(ControlTrack or None, partner audio or None) for generate's files."""
-  from lmdm_jax.control import track as track_lib
-  from lmdm_jax.control.inputs import PARTNER
+  from lmdm_jax.live import track as track_lib
+  from lmdm_jax.model.control_inputs import PARTNER
   from lmdm_jax.data.audio import read_converted
   dims = pkg.dit.control_dims
   controls, partner_audio = {}, None
@@ -136,8 +136,8 @@ def generate(prompt: str, seconds: Optional[float], out: str,
     raise ValueError(f"--save-latents must name a .npy file, got "
                      f"{latents_out!r}")
   from lmdm_jax import pretrained
-  from lmdm_jax.streaming.player import Player, write_wav
-  from lmdm_jax.streaming.session import LiveSession
+  from lmdm_jax.live.player import Player, write_wav
+  from lmdm_jax.live.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
 
   t_start = time.perf_counter()

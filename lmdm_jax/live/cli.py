@@ -36,10 +36,10 @@ sound card's input) is analysed block by block into the model's sketch
 controls (--input-as sketch: it re-plays your line in its own sound) or
 its partner control (--input-as partner: it accompanies you); the output
 follows the input --delay seconds late (default: the buffering's minimum,
-(buffer blocks + 1) blocks; see lmdm_jax/control/live_input.py).
+(buffer blocks + 1) blocks; see lmdm_jax/live/live_input.py).
 
 The command language and its application to the session between blocks are
-in lmdm_jax/streaming/commands.py; this module is the command line: checks,
+in lmdm_jax/live/commands.py; this module is the command line: checks,
 model and session set-up, latency accounting, the play loop and the files.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from lmdm_jax.streaming.commands import HELP, LiveApp, Quit, parse_int
+from lmdm_jax.live.commands import HELP, LiveApp, Quit, parse_int
 
 
 # -- the command ---------------------------------------------------------------
@@ -199,8 +199,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   """The `lmdm live` session. log: progress (stderr); say: replies."""
   check_args(args)
   from lmdm_jax import pretrained
-  from lmdm_jax.streaming.player import Player, write_wav
-  from lmdm_jax.streaming.session import LiveSession
+  from lmdm_jax.live.player import Player, write_wav
+  from lmdm_jax.live.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
   import jax
 
@@ -371,9 +371,9 @@ def _attach_input(args, pkg, session, player, codec, log):
   """--input FILE|mic: the generative delay. -> (LiveInput, mic stream)."""
   if args.input is None:
     return None, None
-  from lmdm_jax.control import inputs as control_inputs
-  from lmdm_jax.control import live_input
-  from lmdm_jax.control import track
+  from lmdm_jax.model import control_inputs
+  from lmdm_jax.live import live_input
+  from lmdm_jax.live import track
   dims = pkg.dit.control_dims
   kind = args.input_as or ("sketch" if any(
       n != control_inputs.PARTNER for n in dims) else "partner")

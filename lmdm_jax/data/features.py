@@ -15,7 +15,7 @@ with librosa at a finer hop (`ANALYSIS_HOP_S`, ~11.6 ms) and then pooled
 over each latent frame's span (`pool_to_frames`).
 
 Feature definitions (units are those the functions return; the model sees
-them after `lmdm_jax.control.inputs.normalise`):
+them after `lmdm_jax.model.control_inputs.normalise`):
 
   loudness    [frames, 1] dB re full scale: 10 log10 of the frame's mean
               power (mean square of the samples, optionally A-weighted in

@@ -13,8 +13,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from lmdm_jax.control import features
-from lmdm_jax.control import inputs
+from lmdm_jax.data import features
+from lmdm_jax.model import control_inputs as inputs
 
 AUDIO_CONTROLS = ("loudness", "brightness", "pitch", "cqt_topk")
 

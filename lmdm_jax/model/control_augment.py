@@ -15,7 +15,7 @@ Per example and per control, independently:
                  partner's latents.
 
 All functions work on one example (call under vmap for a batch): packed
-controls [T, dim + 1] = [values, mask] (lmdm_jax/control/inputs.py).
+controls [T, dim + 1] = [values, mask] (lmdm_jax/model/control_inputs.py).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Dict, Sequence
 import jax
 import jax.numpy as jnp
 
-from lmdm_jax.control.inputs import PARTNER
+from lmdm_jax.model.control_inputs import PARTNER
 
 
 def check_params(dropout: float, median_p: float, median_max: int,
