@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import random_controls, tiny_setup
-from lmdm_jax.streaming import parallel
+import parallel_streams as parallel
 from lmdm_jax.streaming.sampler import Stream
 
 
