@@ -150,7 +150,7 @@ def _data_demo(args) -> int:
 
 def _bench_train(args) -> int:
   from lmdm_jax.configs import load_config
-  from lmdm_jax.train import bench
+  from lmdm_jax.bench import train as bench
   cfg = apply_overrides(load_config(args.config), args.overrides)
   result = bench.run(cfg, args.config, args.steps, args.devices,
                      args.batch_size)
