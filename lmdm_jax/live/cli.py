@@ -423,12 +423,9 @@ def _cli(args) -> int:
     return 2
 
 
-def register(sub, bsub) -> None:
-  """Adds `live`."""
-  del bsub
-  p = sub.add_parser("live", help="play a model live, steered from the "
-                     "terminal", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  """`lmdm live`'s arguments (the command is registered in
+  lmdm_jax/cli.py)."""
   p.add_argument("--prompt", required=True)
   p.add_argument("--checkpoint", default=None,
                  help="an `lmdm export` package (default: the shipped demo; "
@@ -479,4 +476,3 @@ def register(sub, bsub) -> None:
   p.add_argument("--delay", type=float, default=None, metavar="S",
                  help="--input: the output follows the input S seconds "
                  "late (default (buffer blocks + 1) blocks)")
-  p.set_defaults(fn=_cli)

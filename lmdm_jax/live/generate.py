@@ -300,12 +300,9 @@ def _cli(args) -> int:
   return 0
 
 
-def register(sub, bsub) -> None:
-  """Adds `generate`."""
-  del bsub
-  g = sub.add_parser("generate", help="text prompt -> streamed music (WAV)",
-                     description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(g: argparse.ArgumentParser) -> None:
+  """`lmdm generate`'s arguments (the command is registered in
+  lmdm_jax/cli.py)."""
   g.add_argument("--prompt", required=True)
   g.add_argument("--seconds", type=float, default=None,
                  help="length (default 30 s, or the --sketch/--accompany "
@@ -339,4 +336,3 @@ def register(sub, bsub) -> None:
   g.add_argument("--save-latents", default=None, metavar="FILE.npy",
                  help="also save the generated latents [frames, channels]")
   g.add_argument("--no-progress", action="store_true")
-  g.set_defaults(fn=_cli)

@@ -91,14 +91,9 @@ def _cli(args) -> int:
   return 0
 
 
-def register(sub, bsub) -> None:
-  """Adds `export`."""
-  del bsub
-  from lmdm_jax.train.cli import _OverrideParser
-  e = sub.add_parser("export", help="checkpoint -> model package",
-                     description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-  e.__class__ = _OverrideParser
+def add_arguments(e: argparse.ArgumentParser) -> None:
+  """`lmdm export`'s arguments (registered in lmdm_jax/cli.py, which also
+  takes `--config.a.b=v` overrides)."""
   e.add_argument("--config", required=True)
   e.add_argument("--workdir", required=True)
   e.add_argument("--out", required=True)
@@ -109,4 +104,3 @@ def register(sub, bsub) -> None:
   e.add_argument("--cfg", type=float, default=1.0)
   e.add_argument("--sampler", default="pingpong",
                  choices=("euler", "pingpong"))
-  e.set_defaults(fn=_cli, overrides=[])
