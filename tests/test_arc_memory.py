@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import load_benchmark
+from lmdm_jax.bench import arc_memory
 from lmdm_jax.configs import dit_config
 from lmdm_jax.model.dit import DiT
 from lmdm_jax.model.init import init_params, randomize
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench():
-  return load_benchmark("arc_memory")
+  return arc_memory
 
 
 def test_memory_json_has_every_field_and_layer_remat_lowers_temp(tmp_path):

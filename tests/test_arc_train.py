@@ -284,8 +284,7 @@ def test_arc_report_refuses_evaluations_of_different_sizes(tmp_path):
   table (FD is biased by the sample count)."""
   import json
   import sys
-  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-  import arc_demo_report
+  from lmdm_jax.bench import arc_demo_report
 
   def results(clips, fd):
     return {"clips": clips, "fd_kl": {"steps_2": {

@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 
 from conftest import ROOT
-from helpers import load_benchmark
+from lmdm_jax.bench import bc_step_levers
 
 
 def _levers():
-  return load_benchmark("bc_step_levers")
+  return bc_step_levers
 
 
 def test_dots_reads_shapes_and_flops_from_optimised_hlo():

@@ -194,8 +194,7 @@ def test_live_generative_delay_from_a_file(jam_package, tmp_path):
 def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
   """benchmarks/jam_eval.py: part k of piece k is the partner, the other
   parts' sum the accompaniment; every condition and reference is scored."""
-  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-  import jam_eval
+  from lmdm_jax.bench import jam_eval
   adir, sdir = tmp_path / "audio", tmp_path / "stems"
   adir.mkdir()
   for p, freqs in enumerate(((220.0, 330.0), (262.0, 392.0, 523.0))):

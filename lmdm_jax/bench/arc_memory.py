@@ -44,7 +44,8 @@ from lmdm_jax.model.init import count_params, param_shapes
 from lmdm_jax.streaming.state import StreamSpec
 from lmdm_jax.train import parallel
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "finetune_bc.py")
 MEMORY_FIELDS = ("argument_size_in_bytes", "output_size_in_bytes",
                  "temp_size_in_bytes", "alias_size_in_bytes",
@@ -252,7 +253,7 @@ def main(argv=None):
       continue
     merged = None
     for step in steps:      # a fresh process per compile: its own RSS
-      cmd = [sys.executable, os.path.abspath(__file__), "--config",
+      cmd = [sys.executable, "-m", "lmdm_jax.bench.arc_memory", "--config",
              a.config, "--mode", a.mode, "--batch", str(batch), "--blocks",
              str(a.blocks), "--k-max", str(a.k_max), "--dtype", dtype,
              "--remat", remat, "--steps", step, "--accum", str(a.accum),

@@ -234,7 +234,8 @@ def main():
       env = dict(os.environ, XLA_FLAGS=flags)
       out = args.json + f".{fname}.tmp"
       proc = subprocess.run(
-          [sys.executable, __file__, "--config", args.config, "--json", out,
+          [sys.executable, "-m", "lmdm_jax.bench.bc_step_levers", "--config",
+           args.config, "--json", out,
            "--only", "b1", "--no-profile"], env=env, capture_output=True,
           text=True)
       if proc.returncode != 0:

@@ -1,0 +1,9 @@
+"""Thin script: the benchmark is lmdm_jax/bench/arc_memory.py (its docstring says
+what it measures and how to run it); `python3 -m lmdm_jax.bench.arc_memory` is
+the same."""
+import sys
+
+from lmdm_jax.bench.arc_memory import main
+
+if __name__ == "__main__":
+  sys.exit(main())
