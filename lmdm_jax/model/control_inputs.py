@@ -162,3 +162,15 @@ def tile(controls: Optional[Dict], times: int):
     return controls
   return {n: jnp.concatenate([a] * times, axis=0)
           for n, a in controls.items()}
+
+
+def known_features(latents, input_add_dim: int):
+  """Input-add features [mask = 1, latents, zero pad] [..., N, A] of clean
+  (known) frames [..., N, C]: what LMDM's input-add path sees for context
+  frames (frames being generated get all zeros)."""
+  ones = jnp.ones(latents.shape[:-1] + (1,), latents.dtype)
+  feats = jnp.concatenate([ones, latents], axis=-1)
+  pad = input_add_dim - feats.shape[-1]
+  if pad:
+    feats = jnp.pad(feats, [(0, 0)] * (feats.ndim - 1) + [(0, pad)])
+  return feats

@@ -232,13 +232,7 @@ def state_bytes(state: StreamState) -> int:
 
 def known_features(spec: StreamSpec, latents) -> jnp.ndarray:
   """Input-add features [mask=1, latents, zero pad] of clean frames."""
-  m = spec.model
-  ones = jnp.ones(latents.shape[:-1] + (1,), latents.dtype)
-  feats = jnp.concatenate([ones, latents], axis=-1)
-  pad = m.input_add_dim - feats.shape[-1]
-  if pad:
-    feats = jnp.pad(feats, [(0, 0)] * (feats.ndim - 1) + [(0, pad)])
-  return feats
+  return control_inputs.known_features(latents, spec.model.input_add_dim)
 
 
 def unknown_features(spec: StreamSpec, frames: int, batch: int):

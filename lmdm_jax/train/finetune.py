@@ -262,10 +262,8 @@ def model_inputs(spec: FinetuneSpec, latents, d: dict):
   known = np.r_[np.ones(s), np.zeros(g.block)].astype(np.float32)
   x = x_t * (1.0 - known)[None, :, None]
   ctx = latents[:, :s] * d["keep"][:, :, None]
-  feats = jnp.concatenate([jnp.ones(ctx.shape[:-1] + (1,), ctx.dtype), ctx],
-                          axis=-1)
-  pad = m.input_add_dim - feats.shape[-1]
-  feats = jnp.pad(feats, [(0, 0), (0, g.block), (0, pad)])
+  feats = control_inputs.known_features(ctx, m.input_add_dim)
+  feats = jnp.pad(feats, [(0, 0), (0, g.block), (0, 0)])
   feats = feats * d["input_add"][:, None, None]
   return x, feats, 1.0 - known, d["eps"] - latents
 

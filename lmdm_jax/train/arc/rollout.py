@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lmdm_jax.diffusion import samplers
+from lmdm_jax.diffusion import flow, samplers
 from lmdm_jax.streaming import steps as st
 from lmdm_jax.streaming.sampler import block_key
 from lmdm_jax.streaming.state import Controls, StreamSpec
@@ -32,13 +32,9 @@ sg = jax.lax.stop_gradient
 
 
 def dynamic_levels(k, k_max: int):
-  """The logSNR schedule for a traced step count k: [k_max + 1] levels,
-  t_i = sigmoid(-(-6 + 8 i / k)), t_0 = 1, t_i = 0 for i >= k."""
-  i = jnp.arange(k_max + 1, dtype=jnp.float32)
-  lam = -6.0 + 8.0 * i / k.astype(jnp.float32)
-  t = jax.nn.sigmoid(-lam)
-  t = jnp.where(i == 0, 1.0, t)
-  return jnp.where(i >= k, 0.0, t)
+  """The sampling schedule (logSNR) for a traced step count k: [k_max + 1]
+  levels, t_0 = 1, t_i = 0 for i >= k (`flow.LogSNR.traced_levels`)."""
+  return flow.SCHEDULES["logsnr"].traced_levels(k, k_max)
 
 
 def sample_steps(key, blocks: int, k_min: int, k_max: int):
@@ -83,7 +79,7 @@ def rollout(params, spec: StreamSpec, context, controls: Controls, steps,
       state, x = carry
       state, v = call(frozen, state, x, levels[i], i == 0)
       eps = jax.random.normal(jax.random.fold_in(key, i + 1), shape)
-      x, _ = samplers.step("pingpong", x, v, None, levels[i],
+      x, _ = samplers.step(samplers.PingPong(), x, v, None, levels[i],
                            levels[i + 1], eps)
       return state, x
 
