@@ -130,3 +130,16 @@ def test_every_module_imports_in_a_fresh_interpreter(order):
   r = subprocess.run([sys.executable, "-c", code] + names, cwd=ROOT, env=env,
                      capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_pure_core_imports_no_host_code():
+  """model/ -> nothing of ours; diffusion/ -> nothing; streaming/ -> model/
+  and diffusion/ only (docs/architecture.md)."""
+  graph = import_graph()
+  allowed = {"lmdm_jax.model": (), "lmdm_jax.diffusion": (),
+             "lmdm_jax.streaming": ("lmdm_jax.model.", "lmdm_jax.diffusion.")}
+  for pkg, ok in allowed.items():
+    outside = sorted(
+        d for m, deps in graph.items() if m == pkg or m.startswith(pkg + ".")
+        for d in deps if not d.startswith(pkg) and not d.startswith(tuple(ok)))
+    assert not outside, (pkg, outside)

@@ -4,7 +4,7 @@ lmdm_jax/cli.py). Results go to benchmarks/results/ (README, docs).
   lmdm bench stream --config configs/sao_small.py --modes outpaint,ed,bc \
       --steps 8 --blocks 3 --json out.json
   lmdm bench bc-history --config configs/tiny.py --blocks 40 --json h.json
-  lmdm bench study --config configs/bench/study_cpu.py --json s.json
+  lmdm bench study --config configs/bench/study_tiny.py --json s.json
   lmdm bench peer --config configs/sao_small.py --json peer.json
   lmdm bench codec --codec mel --audio music.ogg --seconds 30 --json c.json
   lmdm bench train --config configs/finetune_bc.py:tiny --steps 10 \

@@ -2,7 +2,7 @@
 
 One line of terminal (or script) input -> `parse_command` -> `Command`;
 `LiveApp.handle` applies it between two blocks of a `LiveSession` played by a
-`Player` (lmdm_jax/streaming/{session,player}.py), so its controls take
+`Player` (lmdm_jax/live/{session,player}.py), so its controls take
 effect from exactly the next block generated, and logs it. `lmdm live`
 (lmdm_jax/live/cli.py) reads the lines and plays.
 """

@@ -6,7 +6,8 @@
     session.crossfade_to({"ragtime piano": 1.0}, blocks=4)
     session.set_cfg(5.0); session.set_steps(2)
     ...
-    session.save("perf.npz"); later = LiveSession.restore(...)
+    session.save("perf.npz")
+    later = LiveSession(params, spec, encode_prompt); later.load("perf.npz")
 
 Everything that can change while playing is an array of fixed shape (mixed
 prompt tokens, CFG, seed), and every step count offered is compiled when the
@@ -277,9 +278,9 @@ class LiveSession:
     with open(path, "w") as f:
       json.dump(self.log, f, indent=1)
 
-  # -- save / restore -------------------------------------------------------
+  # -- save / load ----------------------------------------------------------
   def save(self, path: str) -> None:
-    """State arrays and controls; `restore` continues exactly from here."""
+    """State arrays and controls; `load` continues exactly from here."""
     meta = {"prompts": self.prompts, "fade": self._fade,
             "cfg_scale": self.cfg_scale, "rescale": self.rescale,
             "seed": self.seed, "steps": self.steps,
