@@ -25,18 +25,15 @@ seconds-long runs for tests.
 """
 import os
 
-from lmdm_jax.train.config import add_sketch
+from lmdm_jax.configs import load_config, load_module
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))
+add_sketch = load_module(os.path.join(HERE, "finetune_sketch.py")).add_sketch
 
 
 def _demo(arg: str):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "_lmdm_demo_config", os.path.join(_HERE, "demo.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_config(os.path.join(HERE, "demo.py:" + arg) if arg else
+                     os.path.join(HERE, "demo.py"))
 
 
 def get_config(arg: str = ""):

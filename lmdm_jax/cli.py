@@ -4,7 +4,7 @@ arguments and the function that runs it).
 
   lmdm generate --prompt "slow Bach chorale for string ensemble" --seconds 30
   lmdm live --prompt "..." [--simulate]
-  lmdm train --config configs/finetune_bc.py --workdir W
+  lmdm train --config configs/finetune.py:bc --workdir W
   lmdm bench stream --config configs/sao_small.py --modes outpaint,ed,bc
   lmdm info --config configs/sao_small.py
 """

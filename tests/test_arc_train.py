@@ -18,10 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_arc(**train):
-  """configs/arc_forcing_bc.py:tiny with a 1-layer DiT (fast compiles) and
+  """configs/arc_forcing.py:bc,tiny with a 1-layer DiT (fast compiles) and
   Adam eps 1e-6 (see test_train_core: noise-level gradients of the key
   norm biases must stay noise-level updates)."""
-  cfg = load_config(os.path.join(ROOT, "configs", "arc_forcing_bc.py:tiny"))
+  cfg = load_config(os.path.join(ROOT, "configs", "arc_forcing.py:bc,tiny"))
   cfg.model.depth = 1
   cfg.disc.exit_layer = 0
   cfg.optim_g.eps = cfg.optim_d.eps = 1e-6

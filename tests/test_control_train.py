@@ -75,7 +75,7 @@ def test_augment_draws_and_apply():
 
 def sketch_tiny(arg="tiny_jam"):
   return load_config(os.path.join(ROOT, "configs",
-                                  f"finetune_sketch_bc.py:{arg}"))
+                                  f"finetune_sketch.py:bc,{arg}"))
 
 
 def test_objective_with_all_controls_dropped_is_the_base_objective():
@@ -189,8 +189,8 @@ def test_pipeline_crops_controls_with_the_latents():
 
 
 def test_sketch_configs_load_and_one_train_step_runs():
-  for name, arg in (("finetune_sketch_ed.py", ""),
-                    ("finetune_sketch_bc.py", "jam"),
+  for name, arg in (("finetune_sketch.py", "ed"),
+                    ("finetune_sketch.py", "bc,jam"),
                     ("sketch_demo.py", ""), ("sketch_demo.py", "smoke_jam")):
     path = os.path.join(ROOT, "configs", name)
     cfg = load_config(f"{path}:{arg}" if arg else path)

@@ -123,7 +123,7 @@ def test_cli_build_then_train(tmp_path):
                    "pool", "--codec-kwargs", json.dumps(CODEC), "--out", out,
                    "--min-frames", "32"]) == 0
   assert cli.main([
-      "train", "--config", os.path.join(ROOT, "configs/finetune_ed.py:tiny"),
+      "train", "--config", os.path.join(ROOT, "configs/finetune.py:ed,tiny"),
       "--workdir", work, "--no-progress", "--config.model.depth=1",
       "--config.mesh.devices=1", "--config.train.steps=2",
       "--config.data.source=tfds", f"--config.data.dir={out}"]) == 0
@@ -134,5 +134,5 @@ def test_cli_build_then_train(tmp_path):
   assert os.listdir(os.path.join(work, "ckpt")) == ["2"]
   with pytest.raises(ValueError, match="unknown config field"):
     cli.main(["train", "--config",
-              os.path.join(ROOT, "configs/finetune_ed.py:tiny"),
+              os.path.join(ROOT, "configs/finetune.py:ed,tiny"),
               "--workdir", work, "--config.optim.lrr=1"])

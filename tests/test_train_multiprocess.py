@@ -38,7 +38,7 @@ def test_two_processes_equal_one_process(tmp_path):
   procs = []
   for pid in range(2):
     cmd = [sys.executable, "-m", "lmdm_jax.cli", "train", "--config",
-           os.path.join(ROOT, "configs", "finetune_bc.py:tiny"),
+           os.path.join(ROOT, "configs", "finetune.py:bc,tiny"),
            "--workdir", workdir, "--no-progress",
            "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
            "--process-id", str(pid), "--config.model.depth=1",

@@ -70,7 +70,7 @@ def test_sigkill_between_checkpoints_resumes_exactly(reference, tmp_path):
   ref_dir, ref_state = reference
   workdir = str(tmp_path)
   cmd = [sys.executable, "-m", "lmdm_jax.cli", "train", "--config",
-         os.path.join(ROOT, "configs", "finetune_bc.py:tiny"),
+         os.path.join(ROOT, "configs", "finetune.py:bc,tiny"),
          "--workdir", workdir, "--no-progress", "--hang-after-step", "3",
          "--config.model.depth=1", "--config.mesh.devices=1",
          f"--config.train.steps={STEPS}",

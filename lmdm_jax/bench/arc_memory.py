@@ -46,7 +46,7 @@ from lmdm_jax.train import parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-DEFAULT_CONFIG = os.path.join(ROOT, "configs", "finetune_bc.py")
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "finetune.py:bc")
 MEMORY_FIELDS = ("argument_size_in_bytes", "output_size_in_bytes",
                  "temp_size_in_bytes", "alias_size_in_bytes",
                  "generated_code_size_in_bytes")

@@ -7,7 +7,7 @@ lmdm_jax/cli.py). Results go to benchmarks/results/ (README, docs).
   lmdm bench study --config configs/bench/study_tiny.py --json s.json
   lmdm bench peer --config configs/sao_small.py --json peer.json
   lmdm bench codec --codec mel --audio music.ogg --seconds 30 --json c.json
-  lmdm bench train --config configs/finetune_bc.py:tiny --steps 10 \
+  lmdm bench train --config configs/finetune.py:bc,tiny --steps 10 \
       --json bench.json
 
 The benchmark modules import JAX, matplotlib or a codec's weights when a

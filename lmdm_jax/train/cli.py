@@ -1,6 +1,6 @@
 """`lmdm train` (registered in lmdm_jax/cli.py).
 
-  lmdm train --config configs/finetune_bc.py --workdir W \
+  lmdm train --config configs/finetune.py:bc --workdir W \
       --config.data.dir=DATA --config.train.batch_size=64
 
 `--config.a.b=value` overrides any config field (value parsed as the type
@@ -111,7 +111,7 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
   """`lmdm train`'s arguments (registered in lmdm_jax/cli.py, which also
   takes `--config.a.b=v` overrides)."""
   t.add_argument("--config", required=True,
-                 help="configs/finetune_bc.py[:tiny]")
+                 help="configs/finetune.py:bc[,tiny]")
   t.add_argument("--workdir", required=True)
   t.add_argument("--no-progress", action="store_true")
   t.add_argument("--stop-after", type=int, default=None,

@@ -1,8 +1,15 @@
-"""The ARC-Forcing config shared by configs/arc_forcing_{bc,ed,demo}.py.
+"""ARC-Forcing post-training of an LMDM at SAO-Small shape (paper code
+settings).
 
-`arc_config(mode, arg)` returns an ml_collections ConfigDict with the
-stage-1 keys (seed, model, geometry, cond_tokens, frame_rate, data, ckpt,
-mesh, train, text, codec; see lmdm_jax/train/config.py) plus:
+get_config("MODE,VARIANT"): MODE bc (default) or ed; VARIANT "" (the
+paper's) or "tiny" (seconds on CPU, for tests). Start from a stage-1 model:
+
+  lmdm train --config configs/arc_forcing.py:bc --workdir W \\
+      --config.init.params=STAGE1_PARAMS --config.disc.init=WARMUP_PARAMS \\
+      --config.data.dir=TFDS
+
+Keys: configs/finetune.py's (seed, model, geometry, cond_tokens,
+frame_rate, data, ckpt, mesh, train, init) plus:
 
   objective  "arc" (what `lmdm train` dispatches on)
   arc        blocks R, k_min, k_max (steps per block ~ U{k_min..k_max}),
@@ -23,12 +30,13 @@ Training alternates: even updates train the generator, odd updates the
 discriminator (paper code: `train_gen = optim_step % 2 == 0`);
 `train.steps` counts both. Windows are s + R * o frames (`data.window`).
 """
-from __future__ import annotations
+import os
 
 import ml_collections
 
-from lmdm_jax.train.config import finetune_config
+from lmdm_jax.configs import load_config, parse_arg
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("", "tiny")
 
 
@@ -38,12 +46,9 @@ def _optim(lr: float) -> ml_collections.ConfigDict:
       warmup_steps=0, decay="constant", decay_steps=0, final_ratio=0.0))
 
 
-def arc_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
-  """Paper-code ARC settings for an s=192, o=48 SAO-Small LMDM, or tiny."""
-  arg = (arg or "").strip()
-  if arg not in VARIANTS:
-    raise ValueError(f"unknown ARC variant {arg!r}; known: {VARIANTS}")
-  c = finetune_config(mode, "tiny" if arg == "tiny" else "")
+def get_config(arg: str = ""):
+  mode, variant = parse_arg(arg, ("bc", "ed"), VARIANTS)
+  c = load_config(os.path.join(HERE, f"finetune.py:{mode},{variant}"))
   c.objective = "arc"
   # Rollout context dropout (paper code: p_uncond 0.25, p_partial 0.1) and
   # rollout prompt dropout (BC config 0.1); loss.* is stage-1's, unused.
@@ -67,7 +72,7 @@ def arc_config(mode: str, arg: str = "") -> ml_collections.ConfigDict:
   c.samples.every_steps = 0
   c.data.window = c.geometry.context + c.arc.blocks * c.geometry.block
   c.data.left_pad_short = False
-  if arg == "tiny":
+  if variant == "tiny":
     c.arc.update(blocks=2, k_max=2, max_partial_chunks=2)
     c.disc.update(exit_layer=1, channels=8)
     c.optim_g.lr = c.optim_d.lr = 1e-3
