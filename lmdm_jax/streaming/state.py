@@ -82,7 +82,7 @@ class StreamSpec:
     the context (minus its newest chunk, which the fused step encodes) is
     re-encoded from the block's window under the current cut, one prefill
     of s - o frames per block, and each block equals the training window's
-    forward exactly (tests/test_control_stream.py).
+    forward exactly (tests/streaming/test_control_stream.py).
     """
     if self.geometry.mode != "bc":
       return False

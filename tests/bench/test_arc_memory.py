@@ -14,7 +14,8 @@ from lmdm_jax.configs import dit_config
 from lmdm_jax.model.dit import DiT
 from lmdm_jax.model.init import init_params, randomize
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def _bench():

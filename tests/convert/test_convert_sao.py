@@ -214,7 +214,8 @@ def test_sao_small_model_config_reads_as_our_sao_small_dit():
                      "attn_kwargs": {"qk_norm": "ln"}}}}}
   cfg = dit_config_from_sao(sao_small)
   ours = dit_config(load_config(os.path.join(
-      os.path.dirname(os.path.dirname(__file__)), "configs", "sao_small.py")))
+      os.path.dirname(os.path.dirname(os.path.dirname(
+          os.path.abspath(__file__)))), "configs", "sao_small.py")))
   import dataclasses
   assert cfg.dit == dataclasses.replace(ours, input_add_dim=0,
                                         postpend=False)

@@ -11,7 +11,8 @@ import pytest
 
 from lmdm_jax.text.hashed import HashedWords, vocabulary_of, words
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def _lmdm(*args, timeout=900):

@@ -15,7 +15,8 @@ import pytest
 
 from lmdm_jax.eval import musicnn as mn
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "data",
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "data",
                        "musicnn_reference.npz")
 # max |port - reference| allowed (absolute; the pooled features reach 43
 # and their float32 round-off grows with them).

@@ -11,7 +11,8 @@ import sys
 
 import soundfile as sf
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def test_demo_model_sixty_seconds_simulated(tmp_path):

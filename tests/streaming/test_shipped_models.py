@@ -4,7 +4,7 @@ it did when tests/data/shipped_blocks.npz was written.
 The references were generated with the code as it stood before the package
 restructure (issue 17), by running this file as a script:
 
-  PYTHONPATH=$PWD python3 tests/test_shipped_models.py
+  PYTHONPATH=$PWD python3 tests/streaming/test_shipped_models.py
 
 Each model (lmdm_jax/assets/{demo,sketch,jam}) streams three blocks of its
 pure core (`Stream.prime` + `Stream.block`, the package's own steps,
@@ -28,8 +28,8 @@ import platform
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REFERENCE = os.path.join(HERE, "data", "shipped_blocks.npz")
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(TESTS, "data", "shipped_blocks.npz")
 MODELS = ("demo", "sketch", "jam")
 PROMPT = "slow Bach chorale for string ensemble"
 BLOCKS, SEED = 3, 7

@@ -14,7 +14,8 @@ from lmdm_jax.model.init import randomize
 from lmdm_jax.train import parallel
 from lmdm_jax.train import state as train_state
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def tiny_arc(**train):

@@ -16,7 +16,8 @@ from lmdm_jax.model.init import init_params, randomize
 from lmdm_jax.train import finetune, parallel
 from lmdm_jax.train import state as train_state
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def np_median(x, k):
