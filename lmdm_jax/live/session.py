@@ -145,9 +145,9 @@ class LiveSession:
 
   def set_frame_controls(self, controls: Dict[str, np.ndarray]) -> None:
     """Sets the time-aligned controls of the next block's window [context |
-    block]: name -> packed [T, dim + 1] or [B, T, dim + 1] (lmdm_jax/
-    control/inputs.py); names left out are absent. Stays in force until set
-    again (a live host passes each block its sliding window). Values and
+    block]: name -> packed [T, dim + 1] or [B, T, dim + 1]
+    (lmdm_jax/model/control_inputs.py); names left out are absent. Stays in
+    force until set again (a live host passes each block its sliding window). Values and
     masks change without recompiling."""
     from lmdm_jax.model import control_inputs
     b, t = self.spec.batch, self.spec.geometry.window
