@@ -147,8 +147,8 @@ class LiveSession:
     """Sets the time-aligned controls of the next block's window [context |
     block]: name -> packed [T, dim + 1] or [B, T, dim + 1]
     (lmdm_jax/model/control_inputs.py); names left out are absent. Stays in
-    force until set again (a live host passes each block its sliding window). Values and
-    masks change without recompiling."""
+    force until set again (a live host passes each block its sliding
+    window). Values and masks change without recompiling."""
     from lmdm_jax.model import control_inputs
     b, t = self.spec.batch, self.spec.geometry.window
     out = {}
