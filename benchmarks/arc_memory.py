@@ -1,6 +1,6 @@
-"""Thin script: the benchmark is lmdm_jax/bench/arc_memory.py (its docstring says
-what it measures and how to run it); `python3 -m lmdm_jax.bench.arc_memory` is
-the same."""
+"""Thin script over lmdm_jax/bench/arc_memory.py (its docstring says what it
+measures and how to run it); the same as
+`python3 -m lmdm_jax.bench.arc_memory`."""
 import sys
 
 from lmdm_jax.bench.arc_memory import main

@@ -1,6 +1,6 @@
-"""Thin script: the benchmark is lmdm_jax/bench/bc_step_levers.py (its docstring says
-what it measures and how to run it); `python3 -m lmdm_jax.bench.bc_step_levers` is
-the same."""
+"""Thin script over lmdm_jax/bench/bc_step_levers.py (its docstring says what it
+measures and how to run it); the same as
+`python3 -m lmdm_jax.bench.bc_step_levers`."""
 import sys
 
 from lmdm_jax.bench.bc_step_levers import main
