@@ -28,7 +28,8 @@ device and N devices see the same randomness):
                         control dropout and random median filtering
                         (lmdm_jax/model/control_augment.py), then the partner
                         visibility cut at window index s + partner_visibility
-                        (lmdm_jax/model/control_inputs.py, shared with streaming).
+                        (lmdm_jax/model/control_inputs.py, shared with
+                        streaming).
                         A control missing from the batch is absent.
 
 Shapes: B examples, T = s + o frames, C latent channels, L text tokens,

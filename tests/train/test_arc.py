@@ -10,8 +10,8 @@ import pytest
 from helpers import random_controls, tiny_setup
 from lmdm_jax.train.arc import losses
 from lmdm_jax.train.arc.discriminator import Discriminator, DiscriminatorConfig
-from lmdm_jax.train.arc.rollout import (dynamic_levels, last_step_output, rollout,
-                                  sample_steps)
+from lmdm_jax.train.arc.rollout import (dynamic_levels, last_step_output,
+                                        rollout, sample_steps)
 from lmdm_jax.diffusion import flow
 from lmdm_jax.model.init import randomize
 from lmdm_jax.streaming.sampler import Stream
