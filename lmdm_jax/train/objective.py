@@ -13,7 +13,7 @@ also `loss(params, batch, keys)` and `merge_initial(fresh, loaded, log)`.
 
 Imports go one way: objective -> {loop, arc.train} -> {parallel, state,
 checkpoint}, and the specs (finetune, arc.warmup, arc.objective) -> state;
-no training module imports this one (tests/train/test_imports.py).
+no training module imports this one (tests/test_imports.py).
 """
 from __future__ import annotations
 
