@@ -18,7 +18,7 @@ and reports the medians and the extra pause per step of synchronous saves,
 (sync_save_s - async_block_s) / every_steps, at the config's every_steps.
 
   PYTHONPATH=. python3 benchmarks/ckpt_save.py \\
-      --config configs/finetune_bc.py:mid --json \\
+      --config configs/finetune.py:bc,mid --json \\
       benchmarks/results/ckpt_save_mid.json
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--config", default="configs/finetune_bc.py:tiny")
+  ap.add_argument("--config", default="configs/finetune.py:bc,tiny")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--every-steps", type=int, default=None,
                   help="default: the config's ckpt.every_steps")

@@ -77,8 +77,8 @@ def main(argv=None) -> int:
 
   import soundfile as sf
   from lmdm_jax.eval.run import evaluate_dirs, tag_summary
-  from lmdm_jax.generate import generate
-  from lmdm_jax.streaming.player import write_wav
+  from lmdm_jax.live.generate import generate
+  from lmdm_jax.live.player import write_wav
 
   os.makedirs(args.out, exist_ok=True)
   log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731

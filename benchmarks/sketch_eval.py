@@ -62,7 +62,7 @@ def clips(dirs, n, seconds, sample_rate):
 def run(model, dirs, n_clips, blocks, seed=0, pitch_method="yin",
         log=print) -> dict:
   from lmdm_jax import pretrained
-  from lmdm_jax.control import extract
+  from lmdm_jax.data import controls as extract
   from lmdm_jax.eval import adherence as A
   from lmdm_jax.streaming.sampler import Stream
   from lmdm_jax.streaming.state import StreamSpec, make_controls

@@ -13,7 +13,7 @@ work="${1:-/tmp/lmdm_loss_demo}"
 python3 -m lmdm_jax.cli data build \
   --audio-dir /usr/share/games/wesnoth/1.16/data/core/music \
   --codec pool --out "$work/data"
-python3 -m lmdm_jax.cli train --config configs/finetune_bc.py:tiny \
+python3 -m lmdm_jax.cli train --config configs/finetune.py:bc,tiny \
   --workdir "$work/run" --no-progress \
   --config.data.source=tfds --config.data.dir="$work/data" \
   --config.model.io_channels=64 --config.model.input_add_dim=65 \

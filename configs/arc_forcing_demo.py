@@ -6,7 +6,7 @@ cores): the docs/arc-forcing.md experiment.
   lmdm train --config configs/arc_forcing_demo.py --workdir WA \\
       --config.data.dir=DEMO/tfds --config.disc.init=WD/params
 
-Against the paper's settings (arc_forcing_bc.py): R = 8 rollout blocks of
+Against the paper's settings (arc_forcing.py:bc): R = 8 rollout blocks of
 the demo's o = 24 frames (window 96 + 192 = 288 frames, 13.4 s; short
 recordings are zero-padded before their start, i.e. inside the context),
 k ~ U{1..4}; discriminator exit layer 4 of 6 (the paper's 12 of 16 is
@@ -26,15 +26,14 @@ so on an accelerator sweep optim_d.lr between this and the default.
 """
 import os
 
-from lmdm_jax.arc.config import arc_config
+from lmdm_jax.configs import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(arg: str = ""):
-  from lmdm_jax.configs import load_config
   demo = load_config(os.path.join(HERE, "demo.py"))
-  c = arc_config("bc", "")
+  c = load_config(os.path.join(HERE, "arc_forcing.py:bc"))
   for key in ("model", "geometry", "text", "codec"):
     c[key] = demo[key]
   c.cond_tokens = demo.cond_tokens

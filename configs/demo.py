@@ -30,11 +30,15 @@ SAO-Small width 1024 x 16 layers):
     from-scratch model rather than the paper's fine-tune (there is no
     small pretrained base to start from offline).
 """
-from lmdm_jax.train.config import finetune_config
+import os
+
+from lmdm_jax.configs import load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(arg: str = ""):
-  c = finetune_config("bc", "")
+  c = load_config(os.path.join(HERE, "finetune.py:bc"))
   c.model.update(io_channels=64, embed_dim=192, depth=6, num_heads=3,
                  cond_token_dim=64, project_cond_tokens=True,
                  global_cond_dim=0, input_add_dim=65, postpend=True,

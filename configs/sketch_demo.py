@@ -3,9 +3,9 @@
 The shipped demo model's recipe (BC, s=96 / o=24 / W=4, width 192 x 6
 layers, mel codec, hashed-word text) with sketch controls added through the
 input-add path: loudness, brightness, pitch and the 84-bin top-4 CQT melody
-(lmdm_jax/control, docs/control.md), per-control dropout 0.5 and random
-median filtering (p 0.5, kernels 3..9 frames). It can start from the
-shipped demo checkpoint (`init.params`): the new control projections are
+(lmdm_jax/model/control_inputs.py, docs/control.md), per-control dropout
+0.5 and random median filtering (p 0.5, kernels 3..9 frames). It can start
+from the shipped demo checkpoint (`init.params`): the new control projections are
 zero-initialised, so step 0 plays exactly like the demo model. Variant
 "jam" adds the partner's latents, with the visibility t_f drawn per example
 from {-43, 0, +24} frames (-2 s, 0, +1.1 s = the whole block: the most a
@@ -25,18 +25,15 @@ seconds-long runs for tests.
 """
 import os
 
-from lmdm_jax.train.config import add_sketch
+from lmdm_jax.configs import load_config, load_module
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))
+add_sketch = load_module(os.path.join(HERE, "finetune_sketch.py")).add_sketch
 
 
 def _demo(arg: str):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "_lmdm_demo_config", os.path.join(_HERE, "demo.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_config(os.path.join(HERE, "demo.py:" + arg) if arg else
+                     os.path.join(HERE, "demo.py"))
 
 
 def get_config(arg: str = ""):

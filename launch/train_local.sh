@@ -3,7 +3,7 @@
 # single-host TPU VM): one process, mesh ("data",) over the local devices.
 #
 #   bash launch/train_local.sh CONFIG WORKDIR [--config.x=y ...]
-#   bash launch/train_local.sh configs/finetune_bc.py /tmp/w --config.data.dir=DATA
+#   bash launch/train_local.sh configs/finetune.py:bc /tmp/w --config.data.dir=DATA
 #
 # Re-running the same command resumes from the latest checkpoint in WORKDIR.
 set -euo pipefail

@@ -1,74 +1,32 @@
-"""`lmdm`: the command-line entry point.
+"""`lmdm`: the command-line entry point, and the one registry of its
+commands (every subcommand is in `COMMANDS` below; each module gives the
+arguments and the function that runs it).
 
-  lmdm bench stream --config configs/sao_small.py --modes outpaint,ed,bc \
-      --steps 8 --blocks 3 --json out.json
-  lmdm bench bc-history --config configs/tiny.py --blocks 40 --json h.json
+  lmdm generate --prompt "slow Bach chorale for string ensemble" --seconds 30
+  lmdm live --prompt "..." [--simulate]
+  lmdm train --config configs/finetune.py:bc --workdir W
+  lmdm bench stream --config configs/sao_small.py --modes outpaint,ed,bc
   lmdm info --config configs/sao_small.py
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from typing import Callable, Optional
 
-from lmdm_jax.train.cli import register as _register_train
-from lmdm_jax import generate as generate_cli
-from lmdm_jax import live as live_cli
-from lmdm_jax.serve import cli as serve_cli
-from lmdm_jax.train import export as export_cli
-from lmdm_jax.convert import cli as convert_cli
-from lmdm_jax.eval import cli as eval_cli
 from lmdm_jax import fetch as fetch_cli
-
-
-def _bench_stream(args) -> int:
-  from lmdm_jax.bench import stream as bench
-  from lmdm_jax.configs import load_config
-  from lmdm_jax.model.config import MODES
-  modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-  bad = [m for m in modes if m not in MODES]
-  if bad:
-    raise SystemExit(f"unknown modes {bad}; choose from {list(MODES)}")
-  cfg = load_config(args.config)
-  log = (lambda *a: print(*a, file=sys.stderr, flush=True))
-  result = bench.run(args.config, cfg, modes, args.steps, args.blocks,
-                     batch=args.batch, cfg_branch=args.cfg,
-                     sampler=args.sampler, progress=log)
-  if args.json:
-    bench.write_json(result, args.json)
-    log(f"[bench] wrote {args.json}")
-  print(bench.markdown_table(result))
-  if "ratios_vs_outpaint" in result:
-    for m, r in result["ratios_vs_outpaint"].items():
-      print(f"outpaint/{m}: FLOPs x{r['flops']:.2f}, time x{r['time']:.2f}")
-  print(f"device: {result['device']}, jax {result['jax']}")
-  return 0
-
-
-def _bench_history(args) -> int:
-  import jax
-  from lmdm_jax.bench import history
-  from lmdm_jax.bench.stream import device_info
-  from lmdm_jax.configs import dit_config, geometry, load_config
-  from lmdm_jax.model.init import init_params, randomize
-  from lmdm_jax.streaming.state import StreamSpec
-  cfg = load_config(args.config)
-  dit = dit_config(cfg)
-  params = randomize(init_params(dit, jax.random.PRNGKey(args.seed),
-                                 cfg.cond_tokens),
-                     jax.random.PRNGKey(args.seed + 1))
-  spec = StreamSpec(dit, geometry(cfg, "bc"), batch=1,
-                    cond_tokens=cfg.cond_tokens, steps=args.steps)
-  result = history.measure(params, spec, args.blocks, args.seed)
-  result.update({"config": args.config, "steps": args.steps,
-                 "weights": "random (every parameter)",
-                 "device": device_info(), "jax": jax.__version__})
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(result, f, indent=2)
-  print(json.dumps({k: v for k, v in result.items()
-                    if k != "per_block_rel_l2"}, indent=2))
-  return 0
+from lmdm_jax.bench import cli as bench_cli
+from lmdm_jax.convert import assemble
+from lmdm_jax.convert import cli as convert_cli
+from lmdm_jax.data import cli as data_cli
+from lmdm_jax.eval import cli as eval_cli
+from lmdm_jax.live import cli as live_cli
+from lmdm_jax.live import generate as generate_cli
+from lmdm_jax.serve import cli as serve_cli
+from lmdm_jax.train import cli as train_cli
+from lmdm_jax.train import export as export_cli
 
 
 def _info(args) -> int:
@@ -85,105 +43,88 @@ def _info(args) -> int:
   return 0
 
 
-def _register_core(sub, bsub) -> None:
-  """`lmdm bench stream`, `lmdm bench bc-history`, `lmdm info`."""
-  s = bsub.add_parser("stream", help="cost per block of each streaming mode")
-  s.add_argument("--config", required=True)
-  s.add_argument("--modes", default="outpaint,ed,bc")
-  s.add_argument("--steps", type=int, default=8)
-  s.add_argument("--blocks", type=int, default=5,
-                 help="timed blocks per mode (after one warm-up block)")
-  s.add_argument("--batch", type=int, default=1)
-  s.add_argument("--cfg", action="store_true",
-                 help="compute the unconditional CFG branch too")
-  s.add_argument("--sampler", default="pingpong",
-                 choices=["pingpong", "euler"])
-  s.add_argument("--json", default=None, help="write the results here")
-  s.set_defaults(fn=_bench_stream)
-  h = bsub.add_parser(
-      "bc-history", help="BC stream vs its fixed training window, per block")
-  h.add_argument("--config", required=True)
-  h.add_argument("--blocks", type=int, default=40)
-  h.add_argument("--steps", type=int, default=4)
-  h.add_argument("--seed", type=int, default=0)
-  h.add_argument("--json", default=None)
-  h.set_defaults(fn=_bench_history)
-  i = sub.add_parser("info", help="parameter count and geometry of a config")
-  i.add_argument("--config", required=True)
-  i.set_defaults(fn=_info)
+def _add_info_arguments(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--config", required=True)
 
 
-def _bench_study(args) -> int:
-  from lmdm_jax.bench import study
-  from lmdm_jax.configs import load_config
-  cfg = load_config(args.config)
-  log = (lambda *a: print(*a, file=sys.stderr, flush=True))
-  result = study.run(cfg, progress=log)
-  study.write(result, args.json, args.report)
-  print(study.markdown(result))
-  return 0
+@dataclasses.dataclass(frozen=True)
+class Command:
+  """words: the command after `lmdm` ("generate", "data build");
+  add_arguments(parser); run(args) -> exit code; overrides: the command
+  also takes `--config.a.b=value` (collected into args.overrides);
+  description: the --help text (default: help)."""
+  words: str
+  add_arguments: Callable[[argparse.ArgumentParser], None]
+  run: Callable[[argparse.Namespace], int]
+  help: str
+  description: Optional[str] = None
+  overrides: bool = False
 
 
-def _register_study(sub, bsub) -> None:
-  """`lmdm bench study`: LMDM modes vs a discrete-AR live model."""
-  del sub
-  s = bsub.add_parser("study", help="efficiency study sweep (JSON, "
-                      "Markdown, PNG)")
-  s.add_argument("--config", required=True,
-                 help="a configs/bench/*.py sweep description")
-  s.add_argument("--json", default=None)
-  s.add_argument("--report", default=None,
-                 help="directory for study.md and the PNG plots")
-  s.set_defaults(fn=_bench_study)
+# Command groups (`lmdm bench ...`): their help lines.
+GROUPS = {
+    "bench": "benchmarks that write JSON",
+    "data": "datasets of codec latents",
+    "convert": "import PyTorch checkpoints",
+}
 
-
-def _bench_peer(args) -> int:
-  from lmdm_jax.bench import peer
-  from lmdm_jax.configs import load_config
-  cfg = load_config(args.config)
-  log = (lambda *a: print(*a, file=sys.stderr, flush=True))
-  result = peer.run(args.config, cfg, args.steps, args.batch, args.repeats,
-                    args.python, progress=log)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(result, f, indent=2)
-    log(f"[peer] wrote {args.json}")
-  print(peer.markdown(result))
-  return 0
-
-
-def _register_peer(sub, bsub) -> None:
-  """`lmdm bench peer`: ours vs stable-audio-tools' PyTorch DiT."""
-  del sub
-  from lmdm_jax.bench.peer import DEFAULT_PYTHON
-  s = bsub.add_parser("peer", help="ours vs stable-audio-tools (PyTorch) at "
-                      "equal work and equal task, in one run")
-  s.add_argument("--config", required=True)
-  s.add_argument("--steps", type=int, default=8)
-  s.add_argument("--batch", type=int, default=1)
-  s.add_argument("--repeats", type=int, default=3)
-  s.add_argument("--python", default=DEFAULT_PYTHON,
-                 help="interpreter with torch + stable-audio-tools "
-                      "(default: .ci/refenv/bin/python or $LMDM_REFENV_PYTHON)")
-  s.add_argument("--json", default=None)
-  s.set_defaults(fn=_bench_peer)
-
-
-# Each entry registers its subcommands: fn(subparsers, bench_subparsers).
-# Feature modules add one line here and keep their commands to themselves.
-REGISTRARS = [
-    _register_core,
-    _register_study,
-    _register_peer,
-    _register_train,
-    convert_cli.register,
-    generate_cli.register,
-    live_cli.register,
-    serve_cli.register,
-    export_cli.register,
-    eval_cli.register,
-    fetch_cli.register,
-]
+COMMANDS = (
+    Command("generate", generate_cli.add_arguments, generate_cli._cli,
+            "text prompt -> streamed music (WAV)", generate_cli.__doc__),
+    Command("live", live_cli.add_arguments, live_cli._cli,
+            "play a model live, steered from the terminal",
+            live_cli.__doc__),
+    Command("serve", serve_cli.add_arguments, serve_cli._cli,
+            "play a model in the browser (MIDI, OSC)", serve_cli.__doc__),
+    Command("fetch", fetch_cli.add_arguments, fetch_cli._cli,
+            "download published weights -> one model package",
+            fetch_cli.__doc__),
+    Command("package", assemble.add_arguments, assemble._cli,
+            "converted DiT + T5 + Oobleck -> one model package",
+            assemble.__doc__),
+    Command("train", train_cli.add_arguments, train_cli._train,
+            "fine-tune (resumes from workdir)", train_cli.__doc__,
+            overrides=True),
+    Command("export", export_cli.add_arguments, export_cli._cli,
+            "checkpoint -> model package", export_cli.__doc__,
+            overrides=True),
+    Command("eval", eval_cli.add_arguments, eval_cli._eval,
+            "musicnn FD / KL / drift of generated vs reference audio",
+            eval_cli.__doc__),
+    Command("info", _add_info_arguments, _info,
+            "parameter count and geometry of a config"),
+    Command("data build", data_cli.add_build_arguments, data_cli.run_build,
+            "encode a folder of audio to TFDS", data_cli.__doc__),
+    Command("data demo", data_cli.add_demo_arguments, data_cli.run_demo,
+            "render the offline demo dataset (music21 + fluidsynth)",
+            data_cli.DEMO_DESCRIPTION),
+    Command("convert sao", convert_cli.add_sao_arguments,
+            convert_cli._convert_sao,
+            "stable-audio-tools DiT (+ seconds_total) -> params dir"),
+    Command("convert oobleck", convert_cli.add_oobleck_arguments,
+            convert_cli._convert_oobleck,
+            "stable-audio-tools Oobleck VAE -> codec dir "
+            "(get_codec('oobleck', directory=OUT))"),
+    Command("convert t5", convert_cli.add_t5_arguments,
+            convert_cli._convert_t5,
+            "Hugging Face T5 encoder -> params dir (+ spiece.model)"),
+    Command("bench stream", bench_cli.add_stream_arguments,
+            bench_cli.run_stream, "cost per block of each streaming mode"),
+    Command("bench bc-history", bench_cli.add_bc_history_arguments,
+            bench_cli.run_bc_history,
+            "BC stream vs its fixed training window, per block"),
+    Command("bench study", bench_cli.add_study_arguments,
+            bench_cli.run_study,
+            "efficiency study sweep (JSON, Markdown, PNG)"),
+    Command("bench peer", bench_cli.add_peer_arguments, bench_cli.run_peer,
+            "ours vs stable-audio-tools (PyTorch) at equal work and equal "
+            "task, in one run"),
+    Command("bench codec", bench_cli.add_codec_arguments,
+            bench_cli.run_codec, "codec round-trip quality and speed"),
+    Command("bench train", bench_cli.add_train_arguments,
+            bench_cli.run_train, "training step time and throughput",
+            overrides=True),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,11 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--debug", action="store_true",
                  help="show the full traceback of an error (also "
                  "LMDM_DEBUG=1; may also follow the command)")
-  sub = p.add_subparsers(dest="command", required=True)
-  bench = sub.add_parser("bench", help="benchmarks that write JSON")
-  bsub = bench.add_subparsers(dest="bench_command", required=True)
-  for register in REGISTRARS:
-    register(sub, bsub)
+  top = p.add_subparsers(dest="command", required=True)
+  groups = {}
+  for c in COMMANDS:
+    *group, name = c.words.split()
+    sub = top
+    if group:
+      (g,) = group
+      if g not in groups:
+        gp = top.add_parser(g, help=GROUPS[g])
+        groups[g] = gp.add_subparsers(dest=f"{g}_command", required=True)
+      sub = groups[g]
+    cp = sub.add_parser(name, help=c.help, description=c.description or
+                        c.help,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    if c.overrides:
+      cp.__class__ = train_cli._OverrideParser
+      cp.set_defaults(overrides=[])
+    c.add_arguments(cp)
+    cp.set_defaults(fn=c.run)
   return p
 
 

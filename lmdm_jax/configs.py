@@ -9,14 +9,44 @@ import ml_collections
 from lmdm_jax.model.config import DiTConfig, Geometry
 
 
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "configs")
+
+
+def load_module(path: str):
+  """A config file as a module (config files are not a package: recipes
+  that build on another file load it this way)."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file not found: {path}")
+  name = "_lmdm_config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def parse_arg(arg: str, modes=("bc", "ed"), variants=("",),
+              default_mode: str = "bc"):
+  """A recipe's `get_config(arg)` argument "MODE,VARIANT" -> (mode,
+  variant): either part may be left out ("tiny" = default mode, tiny;
+  "ed" = ED, the full recipe). Unknown parts are a ValueError."""
+  mode, variant = default_mode, ""
+  for part in [p.strip() for p in (arg or "").split(",") if p.strip()]:
+    if part in modes:
+      mode = part
+    elif part in variants and not variant:
+      variant = part
+    else:
+      raise ValueError(f"config argument {arg!r}: {part!r} is neither a "
+                       f"mode {tuple(modes)} nor a variant "
+                       f"{tuple(v for v in variants if v)}")
+  return mode, variant
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """Loads `configs/x.py` or `configs/x.py:arg` by calling get_config(arg)."""
   path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"config file not found: {path}")
-  module_spec = importlib.util.spec_from_file_location("_lmdm_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_module(path)
   if not hasattr(module, "get_config"):
     raise ValueError(f"{path} defines no get_config(arg)")
   return module.get_config(arg) if arg else module.get_config()

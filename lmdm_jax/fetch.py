@@ -190,12 +190,8 @@ def _cli(args) -> int:
   return 0
 
 
-def register(sub, bsub) -> None:
-  """Adds `fetch`."""
-  del bsub
-  p = sub.add_parser("fetch", help="download published weights -> one "
-                     "model package", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p) -> None:
+  """`lmdm fetch`'s arguments."""
   p.add_argument("model", choices=sorted(MODELS))
   p.add_argument("--out", required=True, help="the package directory")
   p.add_argument("--token", default=None,
@@ -205,4 +201,3 @@ def register(sub, bsub) -> None:
                  "~/.cache/huggingface/hub)")
   p.add_argument("--offline", action="store_true",
                  help="read the hub cache only (also HF_HUB_OFFLINE=1)")
-  p.set_defaults(fn=_cli)

@@ -428,7 +428,7 @@ class Pretrained:
     (seconds_total) and its generation defaults; kwargs go to LiveSession
     (steps_options, seed, drop_frames, context, progress). Play it with
     `Player(session, pkg.make_codec())`."""
-    from lmdm_jax.streaming.session import LiveSession
+    from lmdm_jax.live.session import LiveSession
     from lmdm_jax.streaming.state import StreamSpec
     d = self.defaults
     steps = int(steps if steps is not None else d.get("steps", 8))

@@ -1,5 +1,10 @@
 """Test setup: 8 simulated CPU devices (before JAX is imported anywhere)."""
 import os
+import sys
+
+# Shared helpers (helpers.py, train_helpers.py, ...) live here; the tests
+# in the sub-folders import them by name.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 flags = os.environ.get("XLA_FLAGS", "")

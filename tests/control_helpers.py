@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from lmdm_jax.configs import dit_config, geometry
-from lmdm_jax.control import inputs as ci
+from lmdm_jax.model import control_inputs as ci
 from lmdm_jax.model.init import init_params, randomize
 from lmdm_jax.streaming.state import StreamSpec
 

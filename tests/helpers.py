@@ -1,9 +1,6 @@
 """Shared test helpers: tiny models with every parameter random."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import jax
 
 from lmdm_jax.configs import dit_config, geometry
@@ -31,13 +28,3 @@ def random_controls(spec, key, cfg_scale=1.0, seed=0):
       jax.random.normal(k1, (spec.batch, spec.cond_tokens, m.cond_token_dim)),
       jax.random.normal(k2, (spec.batch, m.global_cond_dim)),
       cfg_scale=cfg_scale, seed=seed)
-
-
-def load_benchmark(name: str):
-  """Imports benchmarks/<name>.py (a script folder, not a package)."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  path = os.path.join(root, "benchmarks", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module

@@ -463,7 +463,7 @@ def test_export_of_a_t5_run_keeps_the_base_packages_parts(fetched, tmp_path):
 def test_player_decodes_oobleck_exactly_block_by_block(fetched):
   """A package's Oobleck codec plays through its exact streaming decoder:
   the blocks' audio equals the whole stream decoded at once."""
-  from lmdm_jax.streaming.player import Player
+  from lmdm_jax.live.player import Player
   pkg = package.load(fetched)
   session = pkg.live_session(steps=2, seed=1)
   session.set_prompts({"slow string choir": 1.0})
@@ -477,7 +477,7 @@ def test_player_decodes_oobleck_exactly_block_by_block(fetched):
 
 def test_training_init_reads_packages_and_converted_dirs(fetched, parts):
   """cfg.init.params may name a package or a `lmdm convert sao` dir."""
-  from lmdm_jax.arc.train import load_params_any
+  from lmdm_jax.train.state import load_params_any
   from_pkg = package.flatten(load_params_any(fetched))
   from_dir = package.flatten(load_params_any(str(parts / "dit")))
   # The package adds a zero input-add layer (to play a base SAO DiT); a run

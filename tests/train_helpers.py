@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_finetune(mode: str = "bc", depth: int = 1):
   """configs/finetune_<mode>.py:tiny with a 1-layer DiT (fast compiles)."""
-  cfg = load_config(os.path.join(ROOT, "configs", f"finetune_{mode}.py:tiny"))
+  cfg = load_config(os.path.join(ROOT, "configs", f"finetune.py:{mode},tiny"))
   cfg.model.depth = depth
   return cfg
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lmdm_jax.bench.stream import _flops, call_flops, device_info
-from lmdm_jax.model import discrete_ar as dar
+from lmdm_jax.bench import discrete_ar as dar
 from lmdm_jax.model.config import Geometry
 from lmdm_jax.model.init import count_params, init_params
 from lmdm_jax.streaming.sampler import Stream

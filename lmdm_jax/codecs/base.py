@@ -27,7 +27,7 @@ class Codec(abc.ABC):
   # Where latent frame j sits, in frames after sample j * hop: 0.0 when it is
   # centred on j * hop (the mel codec's centred STFT), 0.5 when it covers
   # samples [j * hop, (j + 1) * hop) (Oobleck, pool). Audio features meant
-  # to line up with the latents (control/extract.py) use it.
+  # to line up with the latents (data/controls.py) use it.
   frame_centre: float = 0.0
 
   @property

@@ -157,11 +157,8 @@ def _cli(args) -> int:
   return 0
 
 
-def register(sub) -> None:
-  """Adds `lmdm package`."""
-  p = sub.add_parser("package", help="converted DiT + T5 + Oobleck -> one "
-                     "model package", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p) -> None:
+  """`lmdm package`'s arguments."""
   p.add_argument("--dit", required=True, help="`lmdm convert sao` output")
   p.add_argument("--t5-dir", required=True,
                  help="`lmdm convert t5` output (with spiece.model)")
@@ -175,5 +172,4 @@ def register(sub) -> None:
   p.add_argument("--window-chunks", type=int, default=None,
                  help=f"BC window in blocks (default "
                       f"{SAO_GEOMETRY['window_chunks']})")
-  p.set_defaults(fn=_cli)
 

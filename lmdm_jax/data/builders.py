@@ -12,7 +12,7 @@ and plain features only, so it is read back without TensorFlow
   frames        int32  latent frames
   control_<n>   Tensor [frames, dim + 1] float32, only with --controls:
                 sketch control n packed [values, mask] at the latent frame
-                rate (lmdm_jax/control/extract.py)
+                rate (lmdm_jax/data/controls.py)
   control_partner  Tensor [frames, latent_channels + 1] float32, only with
                 --stems: a partner's latents packed [latents, mask]
                 (jamming); all zeros (absent) on mix records
@@ -63,7 +63,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lmdm_jax.control.inputs import PARTNER
+from lmdm_jax.model.control_inputs import PARTNER
 from lmdm_jax.data import audio as audio_lib
 
 VERSION = "1.0.0"
@@ -298,7 +298,7 @@ def _controls_file(cache: str, key: str, names,
 
 def _write_controls(path: str, names, audio, codec, frames: int,
                     pitch_method: str = "pyin") -> None:
-  from lmdm_jax.control import extract
+  from lmdm_jax.data import controls as extract
   feats = extract.extract(names, audio, codec.sample_rate, codec.frame_rate,
                           frames, pitch_method=pitch_method,
                           frame_centre=codec.frame_centre)
@@ -369,7 +369,7 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   Returns the report (also written to <out>/<name>_build_report.json):
   counts, dataset path and `skipped` [{file, reason}]. `controls`: sketch
   control names to compute from each file's audio and store
-  (lmdm_jax/control/extract.py; cached per file like the latents).
+  (lmdm_jax/data/controls.py; cached per file like the latents).
   `pitch_method`: "pyin" (default, ~0.36 s per second of audio on a
   2-core CPU) or "yin" (~25x faster, loudness-gated voicing).
   `stems` / `stems_dir`: also write one accompaniment record per part of
@@ -382,8 +382,8 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   TensorFlow).
   """
   from lmdm_jax.codecs import get_codec
-  from lmdm_jax.control import extract
-  from lmdm_jax.control import features as control_features
+  from lmdm_jax.data import controls as extract
+  from lmdm_jax.data import features as control_features
   if pitch_method not in control_features.PITCH_METHODS:
     raise ValueError(f"pitch_method must be one of "
                      f"{control_features.PITCH_METHODS}, got {pitch_method!r}")

@@ -160,7 +160,7 @@ class WindowPipeline:
 
   def _controls(self, item, rec: int, n_short: int, off: int) -> dict:
     """Window crops of the record's controls (absent where it has none)."""
-    from lmdm_jax.control.inputs import PARTNER, pack
+    from lmdm_jax.model.control_inputs import PARTNER, pack
     out = {}
     for name, dim in self.controls.items():
       if f"control_{name}" in item:

@@ -1,0 +1,2 @@
+"""The pure core: rectified flow, sampling schedules and samplers
+(docs/architecture.md)."""

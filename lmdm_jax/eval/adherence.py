@@ -35,7 +35,7 @@ question is whether the generation fits it, not copies it:
   `onset_f1`          of the generation's onsets against the partner's
                       (rhythmic alignment; a tolerance of 70 ms by default).
 
-Every function takes per-frame arrays (as lmdm_jax.control.features
+Every function takes per-frame arrays (as lmdm_jax.data.features
 returns them) or audio, and returns plain floats: these are pure numpy
 functions, cheap enough to run over every held-out piece.
 """
@@ -45,7 +45,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from lmdm_jax.control import features as F
+from lmdm_jax.data import features as F
 
 
 def _check_frames(a: np.ndarray, b: np.ndarray, what: str) -> None:

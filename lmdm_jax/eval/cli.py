@@ -1,4 +1,4 @@
-"""`lmdm eval` (registered from lmdm_jax.cli).
+"""`lmdm eval` (registered in lmdm_jax/cli.py).
 
   lmdm eval --generated GEN/ --reference REF/ --json eval.json \
       [--window-seconds 10] [--tags] [--model mtt|msd] \
@@ -11,6 +11,7 @@ Conventions: docs/evaluation.md.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -37,11 +38,8 @@ def _eval(args) -> int:
   return 0
 
 
-def register(sub, bsub) -> None:
-  """`lmdm eval`."""
-  del bsub
-  e = sub.add_parser(
-      "eval", help="musicnn FD / KL / drift of generated vs reference audio")
+def add_arguments(e: argparse.ArgumentParser) -> None:
+  """`lmdm eval`'s arguments (registered in lmdm_jax/cli.py)."""
   e.add_argument("--generated", required=True, help="directory of audio")
   e.add_argument("--reference", default=None,
                  help="directory of reference audio (omit: tags only)")
@@ -63,4 +61,3 @@ def register(sub, bsub) -> None:
   e.add_argument("--top-k", type=int, default=5)
   e.add_argument("-v", "--verbose", action="store_true",
                  help="progress per file on stderr")
-  e.set_defaults(fn=_eval)

@@ -1,7 +1,7 @@
 """Distribution metrics on musicnn outputs: Fréchet distance, KL, drift.
 
 Everything here is numpy/scipy on arrays (float64 internally), so it can be
-tested on synthetic data with known answers (tests/test_eval_metrics.py).
+tested on synthetic data with known answers (tests/eval/test_eval_metrics.py).
 
 Fréchet distance (FD) between Gaussian fits N(mu_1, S_1), N(mu_2, S_2) of
 two embedding sets (rows = patches):

@@ -3,7 +3,8 @@
 The weights are musicnn's own (ISC licence, `weights/LICENSE.musicnn`),
 converted once from its TF1 checkpoints by tools/convert_musicnn.py; the
 port is tested against the original TF graph on fixed inputs
-(tests/test_eval_musicnn.py, fixture written by tools/musicnn_reference.py).
+(tests/eval/test_eval_musicnn.py, fixture written by
+tools/musicnn_reference.py).
 Neither TensorFlow nor musicnn is needed here.
 
 Two models ship (same architecture, 787,159 parameters each):

@@ -1,0 +1,2 @@
+"""The pure core: the DiT, its configs and the packing of its inputs
+(docs/architecture.md)."""

@@ -84,8 +84,8 @@ class DiTConfig:
     controls: time-aligned controls, ((name, dim), ...) (a dict name -> dim
       is accepted): one bias-free projection `to_control_embed_<name>` of
       [values, mask] (dim + 1 -> D) per control, added to the frames'
-      hidden states like the input-add projection (lmdm_jax/control/
-      inputs.py). Empty (default): no controls, no extra parameters.
+      hidden states like the input-add projection (lmdm_jax/model/
+      control_inputs.py). Empty (default): no controls, no extra parameters.
   """
   io_channels: int = 64
   embed_dim: int = 1024

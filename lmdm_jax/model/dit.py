@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmdm_jax.control import inputs as control_inputs
+from lmdm_jax.model import control_inputs
 from lmdm_jax.model.config import DiTConfig
 from lmdm_jax.model.rope import RopeTable, apply_rope, rope_table
 
@@ -330,8 +330,8 @@ class DiT(nn.Module):
   # -- token embedding ----------------------------------------------------
   def embed_frames(self, x, input_add=None, router=None, controls=None):
     """x [B,N,C] noisy latents, input_add [B,N,A], router [N] or [B,N],
-    controls {name: [B,N,dim+1]} packed [values, mask] (lmdm_jax/control/
-    inputs.py; a missing name, or None, is absent on every frame)."""
+    controls {name: [B,N,dim+1]} packed [values, mask] (lmdm_jax/model/
+    control_inputs.py; a missing name, or None, is absent on every frame)."""
     c = self.config
     x = x.astype(jnp.dtype(c.dtype))
     x = self.preprocess_conv(x) + x

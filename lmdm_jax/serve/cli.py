@@ -101,12 +101,8 @@ def run(args, log) -> int:
   return 0
 
 
-def register(sub, bsub) -> None:
-  """Adds `serve`."""
-  del bsub
-  p = sub.add_parser("serve", help="play a model in the browser (MIDI, OSC)",
-                     description=__doc__ + "\n" + server_doc(),
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p) -> None:
+  """`lmdm serve`'s arguments."""
   p.add_argument("--checkpoint", default=None,
                  help="an `lmdm export` package or demo|sketch|jam "
                  "(default: the shipped demo)")
@@ -137,11 +133,11 @@ def register(sub, bsub) -> None:
   p.add_argument("--seconds", type=float, default=None,
                  help="stop after this long (default: at Ctrl-C)")
 
-  def _cli(args):
-    import sys
-    return run(args, lambda s: print(f"[serve] {s}", file=sys.stderr,
-                                     flush=True))
-  p.set_defaults(fn=_cli)
+
+def _cli(args) -> int:
+  import sys
+  return run(args, lambda s: print(f"[serve] {s}", file=sys.stderr,
+                                   flush=True))
 
 
 def server_doc() -> str:

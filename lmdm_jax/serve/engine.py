@@ -1,8 +1,8 @@
 """The playing session behind `lmdm serve`: audio frames and controls.
 
-`Engine` owns one `LiveSession`, its `Player` (lmdm_jax/streaming/player.py)
+`Engine` owns one `LiveSession`, its `Player` (lmdm_jax/live/player.py)
 on the simulated, wall-clock-paced sound card, and the `LiveApp` of
-`lmdm live` (lmdm_jax/streaming/commands.py) through which EVERY control
+`lmdm live` (lmdm_jax/live/commands.py) through which EVERY control
 passes, from the page, OSC or MIDI alike.
 
 Audio: each callback period ([channels, period] float32) goes to `sink`
@@ -26,8 +26,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from lmdm_jax.serve import protocol
-from lmdm_jax.streaming.commands import LiveApp
-from lmdm_jax.streaming.player import Player
+from lmdm_jax.live.commands import LiveApp
+from lmdm_jax.live.player import Player
 
 Reply = Callable[[dict], None]
 
@@ -162,7 +162,7 @@ class Engine:
     """A drawn loop of sketch curves (one value per latent frame, played
     cyclically along the stream's timeline) -> the session's frame
     controls from the next block. {} clears them."""
-    from lmdm_jax.control import inputs
+    from lmdm_jax.model import control_inputs as inputs
     curves = protocol.sketch_curves(msg, self.drawable())
     loops = {n: inputs.pack(inputs.normalise(
         n, self.DRAWN[n](np.asarray(v, np.float32)))[:, None])
@@ -187,7 +187,8 @@ class Engine:
     """The page's input (mic or file, pushed by `push_input`) as the
     partner (jam models) or the sketch controls, with the default
     generative delay; "off" detaches it."""
-    from lmdm_jax.control import inputs, live_input, track
+    from lmdm_jax.live import live_input, track
+    from lmdm_jax.model import control_inputs as inputs
     m = self.session.spec.model
     dims = m.control_dims if m.controls else {}
     if kind not in ("partner", "sketch", "off"):
@@ -304,8 +305,8 @@ def build(args, log: Callable[[str], None]) -> Engine:
   set-up as `lmdm live`: every step option compiled before playing)."""
   from lmdm_jax import pretrained
   from lmdm_jax.live import measure_latency, parse_steps_options
-  from lmdm_jax.streaming.recording import LatentLog
-  from lmdm_jax.streaming.session import LiveSession
+  from lmdm_jax.live.recording import LatentLog
+  from lmdm_jax.live.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
 
   pkg = pretrained.load(args.checkpoint)

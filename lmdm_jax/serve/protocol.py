@@ -1,7 +1,7 @@
 """What a message from the page (or OSC, or MIDI) may say.
 
 Every control is turned into ONE line of `lmdm live`'s command language
-(lmdm_jax/streaming/commands.py) and checked by its parser, so the ranges
+(lmdm_jax/live/commands.py) and checked by its parser, so the ranges
 and rules (weights >= 0, cfg rescale in [0, 1], seeds in int32, ...) are
 those of the terminal and exist once. This module only checks what JSON adds
 to a line: the size of a message, its fields and their types, and that
@@ -33,7 +33,7 @@ import json
 import math
 from typing import Dict, List, Optional, Tuple
 
-from lmdm_jax.streaming.commands import Command, parse_command
+from lmdm_jax.live.commands import Command, parse_command
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PROMPT_CHARS = 500

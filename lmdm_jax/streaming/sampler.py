@@ -26,8 +26,8 @@ def block_key(seed, block):
 
 
 def _update(spec: StreamSpec, controls: Controls, x, out, t, t_next, eps):
-  v_c, v_u = st._split(spec, out)
-  return samplers.step(spec.sampler, x, v_c, v_u, t, t_next, eps,
+  v_c, v_u = st.split_branches(spec, out)
+  return samplers.step(samplers.get(spec.sampler), x, v_c, v_u, t, t_next, eps,
                        controls.cfg_scale, controls.rescale, spec.plus_plus)
 
 

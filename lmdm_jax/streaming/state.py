@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmdm_jax.control import inputs as control_inputs
+from lmdm_jax.model import control_inputs
 from lmdm_jax.diffusion import flow, samplers
 from lmdm_jax.model.config import DiTConfig, Geometry
 from lmdm_jax.model.dit import KV, Conditioning
@@ -41,7 +41,7 @@ class StreamSpec:
   # Pad target-only calls so batch * branches * tokens >= this (0: off).
   min_query_rows: int = 64
   # Jamming: partner frames at window index >= context + this are hidden
-  # (frames, relative to the block start; lmdm_jax/control/inputs.py).
+  # (frames, relative to the block start; lmdm_jax/model/control_inputs.py).
   partner_visibility: int = 0
   # BC only: re-encode the context from its window every block (None: only
   # when a partner control is cut at t_f < 0). See `reencodes_context`.
@@ -89,7 +89,7 @@ class StreamSpec:
     the context (minus its newest chunk, which the fused step encodes) is
     re-encoded from the block's window under the current cut, one prefill
     of s - o frames per block, and each block equals the training window's
-    forward exactly (tests/test_control_stream.py).
+    forward exactly (tests/streaming/test_control_stream.py).
     """
     if self.geometry.mode != "bc":
       return False
@@ -145,7 +145,7 @@ class Controls:
   frame_controls: {name: [B, T, dim + 1]} time-aligned controls (sketch
     curves, a partner's latents) packed [values, mask] over the window
     [context s | block o] of the next block (T = s + o; see
-    lmdm_jax/control/inputs.py). Empty for a model without controls; a
+    lmdm_jax/model/control_inputs.py). Empty for a model without controls; a
     name left out is absent (changing which names are given recompiles,
     changing values or masks does not).
   """
@@ -243,13 +243,7 @@ def state_bytes(state: StreamState) -> int:
 
 def known_features(spec: StreamSpec, latents) -> jnp.ndarray:
   """Input-add features [mask=1, latents, zero pad] of clean frames."""
-  m = spec.model
-  ones = jnp.ones(latents.shape[:-1] + (1,), latents.dtype)
-  feats = jnp.concatenate([ones, latents], axis=-1)
-  pad = m.input_add_dim - feats.shape[-1]
-  if pad:
-    feats = jnp.pad(feats, [(0, 0)] * (feats.ndim - 1) + [(0, pad)])
-  return feats
+  return control_inputs.known_features(latents, spec.model.input_add_dim)
 
 
 def unknown_features(spec: StreamSpec, frames: int, batch: int):

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmdm_jax.control import inputs as control_inputs
+from lmdm_jax.diffusion import flow
+from lmdm_jax.model import control_inputs
 from lmdm_jax.model import masks
 from lmdm_jax.model.dit import DiT, KV, Conditioning
 from lmdm_jax.model.rope import rope_table
@@ -163,7 +164,9 @@ def append_block(spec: StreamSpec, state: StreamState, clean) -> StreamState:
                        block=state.block + 1)
 
 
-def _split(spec: StreamSpec, out):
+def split_branches(spec: StreamSpec, out):
+  """Model output [B*, ...] -> (conditional [B, ...], unconditional [B,
+  ...] or None without a CFG branch)."""
   if spec.cfg:
     return out[:spec.batch], out[spec.batch:]
   return out, None
@@ -250,7 +253,7 @@ def outpaint_step(params, spec, state, x_t, t):
   key = jax.random.fold_in(jax.random.PRNGKey(state.seed), state.block)
   eps = jax.random.normal(jax.random.fold_in(key, 10_000),
                           state.context.shape)
-  ctx_t = (1.0 - t) * state.context + t * eps
+  ctx_t = flow.noise(state.context, eps, t)
   x = tile_branches(spec, jnp.concatenate([ctx_t, x_t], axis=1))
   feats = jnp.concatenate(
       [known_features(spec, tile_branches(spec, state.context)),
@@ -296,5 +299,5 @@ def denoise_step(params, spec: StreamSpec, state: StreamState, x_t, t):
         lambda s: bc_cached_step(params, spec, s, x_t, t), state)
   else:
     state, out = later_step(params, spec, state, x_t, t)
-  v_c, v_u = _split(spec, out)
+  v_c, v_u = split_branches(spec, out)
   return state, v_c, v_u

@@ -1,11 +1,7 @@
-"""`lmdm train`, `lmdm data build` and `lmdm bench train`.
+"""`lmdm train` (registered in lmdm_jax/cli.py).
 
-  lmdm data build --audio-dir AUDIO [--captions captions.csv] --codec pool \
-      --out DATA
-  lmdm train --config configs/finetune_bc.py --workdir W \
+  lmdm train --config configs/finetune.py:bc --workdir W \
       --config.data.dir=DATA --config.train.batch_size=64
-  lmdm bench train --config configs/finetune_bc.py:tiny --steps 10 \
-      --json bench.json
 
 `--config.a.b=value` overrides any config field (value parsed as the type
 of the field it replaces).
@@ -127,7 +123,7 @@ def _train(args) -> int:
   import jax
   _init_distributed(args)
   from lmdm_jax.configs import load_config
-  from lmdm_jax.train import loop
+  from lmdm_jax.train import loop, objective
   cfg = apply_overrides(load_config(args.config), args.overrides)
   log = (lambda *a: print(*a, file=sys.stderr, flush=True))
   log(f"[train] {jax.process_count()} process(es), {jax.device_count()} "
@@ -140,17 +136,10 @@ def _train(args) -> int:
         while True:            # the kill test SIGKILLs us here
           time.sleep(1)
   from lmdm_jax.train.checkpoint import RestoreError
-  arc = cfg.get("objective", "finetune") == "arc"
   try:
-    if arc:
-      from lmdm_jax.arc import train as arc_train
-      state = arc_train.train(cfg, args.workdir, log=log,
-                              progress=not args.no_progress,
-                              stop_after=args.stop_after, after_step=hang)
-    else:
-      state = loop.train(cfg, args.workdir, log=log,
-                         progress=not args.no_progress,
-                         stop_after=args.stop_after, after_step=hang)
+    state = objective.train(cfg, args.workdir, log=log,
+                            progress=not args.no_progress,
+                            stop_after=args.stop_after, after_step=hang)
   except loop.Preempted as e:
     log(f"[train] {e}")
     return loop.EXIT_PREEMPTED
@@ -160,70 +149,17 @@ def _train(args) -> int:
   except RestoreError as e:
     log(f"[train] error: {e}")
     return 1
-  params = state.g_params if arc else state.params
+  params, _ = objective.exported_params(cfg, state)
   log(f"[train] finished at step {int(state.step)}; params sha1 "
       f"{params_digest(params)}")
   return 0
 
 
-def _data_build(args) -> int:
-  from lmdm_jax.data import builders
-  kwargs = json.loads(args.codec_kwargs) if args.codec_kwargs else {}
-  report = builders.build(args.audio_dir, args.out, codec=args.codec,
-                          codec_kwargs=kwargs, captions=args.captions,
-                          min_frames=args.min_frames,
-                          controls=[c for c in args.controls.split(",")
-                                    if c],
-                          pitch_method=args.pitch_method,
-                          stems=args.stems, stems_dir=args.stems_dir,
-                          parts_per_file=args.parts_per_file)
-  print(json.dumps({k: v for k, v in report.items() if k != "skipped"},
-                   indent=2))
-  if report["skipped"]:
-    print(f"skipped {len(report['skipped'])} file(s); see "
-          f"{report['report_path']}", file=sys.stderr)
-  return 0
-
-
-def _data_demo(args) -> int:
-  from lmdm_jax.data import demo, midi_render
-  if not 0.0 <= args.heldout_fraction < 1.0:
-    raise SystemExit(f"--heldout-fraction must be in [0, 1), got "
-                     f"{args.heldout_fraction}")
-  if args.workers < 1:
-    raise SystemExit(f"--workers must be >= 1, got {args.workers}")
-  report = demo.build_demo(
-      args.out, workers=args.workers, seed=args.seed,
-      heldout_fraction=args.heldout_fraction, max_seconds=args.max_seconds,
-      limit=args.limit, wesnoth=not args.no_wesnoth, stems=args.stems,
-      soundfont_dirs=args.soundfont_dir or midi_render.SOUNDFONT_DIRS,
-      log=lambda *a: print(*a, file=sys.stderr, flush=True))
-  print(json.dumps({k: v for k, v in report.items() if k != "failures"},
-                   indent=2))
-  return 0
-
-
-def _bench_train(args) -> int:
-  from lmdm_jax.configs import load_config
-  from lmdm_jax.train import bench
-  cfg = apply_overrides(load_config(args.config), args.overrides)
-  result = bench.run(cfg, args.config, args.steps, args.devices,
-                     args.batch_size)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(result, f, indent=2)
-  print(json.dumps(result, indent=2))
-  return 0
-
-
-def register(sub, bsub) -> None:
-  """Adds `train`, `data build` and `bench train`."""
-  t = sub.add_parser("train", help="fine-tune (resumes from workdir)",
-                     description=__doc__,
-                     formatter_class=argparse.RawTextHelpFormatter)
-  t.__class__ = _OverrideParser
+def add_arguments(t: argparse.ArgumentParser) -> None:
+  """`lmdm train`'s arguments (registered in lmdm_jax/cli.py, which also
+  takes `--config.a.b=v` overrides)."""
   t.add_argument("--config", required=True,
-                 help="configs/finetune_bc.py[:tiny]")
+                 help="configs/finetune.py:bc[,tiny]")
   t.add_argument("--workdir", required=True)
   t.add_argument("--no-progress", action="store_true")
   t.add_argument("--stop-after", type=int, default=None,
@@ -236,66 +172,3 @@ def register(sub, bsub) -> None:
                  help="jax.distributed.initialize() with auto-detection")
   t.add_argument("--hang-after-step", type=int, default=None,
                  help=argparse.SUPPRESS)   # tests: block here to be killed
-  t.set_defaults(fn=_train, overrides=[])
-
-  d = sub.add_parser("data", help="datasets of codec latents")
-  dsub = d.add_subparsers(dest="data_command", required=True)
-  b = dsub.add_parser("build", help="encode a folder of audio to TFDS")
-  b.add_argument("--audio-dir", required=True)
-  b.add_argument("--captions", default=None,
-                 help="CSV/JSON/JSONL of file -> caption (else sidecar .txt)")
-  b.add_argument("--codec", required=True)
-  b.add_argument("--codec-kwargs", default="",
-                 help='JSON, e.g. \'{"latent_channels": 8}\'')
-  b.add_argument("--out", required=True, help="TFDS data_dir to write")
-  b.add_argument("--min-frames", type=int, default=256,
-                 help="skip files shorter than this many latent frames")
-  b.add_argument("--controls", default="",
-                 help="also store sketch controls computed from the audio, "
-                      "e.g. loudness,brightness,pitch,cqt_topk "
-                      "(lmdm_jax/control/extract.py)")
-  b.add_argument("--pitch-method", default="pyin", choices=("pyin", "yin"),
-                 help="pitch tracker for the pitch control (yin is ~25x "
-                      "faster; pyin tracks voicing better)")
-  b.add_argument("--stems", action="store_true",
-                 help="also write one accompaniment record per part of "
-                      "every file with stems (`lmdm data demo --stems` "
-                      "layout): latents = the other parts, control_partner "
-                      "= the part (jamming data)")
-  b.add_argument("--stems-dir", default=None,
-                 help="stems of AUDIO/x/y.flac are in STEMS_DIR/x/y/*.flac "
-                      "(implies --stems)")
-  b.add_argument("--parts-per-file", type=int, default=None,
-                 help="at most this many accompaniment records per file "
-                      "(default: one per part)")
-  b.set_defaults(fn=_data_build)
-  dm = dsub.add_parser(
-      "demo", help="render the offline demo dataset (music21 + fluidsynth)",
-      description=("Renders music21 corpus scores through fluidsynth and "
-                   "links Debian's Wesnoth recordings, with captions from "
-                   "metadata, split by piece (see lmdm_jax/data/demo.py)."))
-  dm.add_argument("--out", required=True)
-  dm.add_argument("--workers", type=int, default=2)
-  dm.add_argument("--seed", type=int, default=0)
-  dm.add_argument("--heldout-fraction", type=float, default=0.05)
-  dm.add_argument("--max-seconds", type=float, default=240.0,
-                  help="cut renderings after this many seconds")
-  dm.add_argument("--limit", type=int, default=None,
-                  help="render only the first N planned pieces (smoke)")
-  dm.add_argument("--no-wesnoth", action="store_true")
-  dm.add_argument("--stems", action="store_true",
-                  help="also render each part alone into OUT/stems/ (the "
-                       "mix is their sum): accompaniment training data")
-  dm.add_argument("--soundfont-dir", action="append", default=None,
-                  help="folder of GM .sf2/.sf3 fonts (repeatable; default "
-                       "/usr/share/sounds/sf2)")
-  dm.set_defaults(fn=_data_demo)
-
-  bt = bsub.add_parser("train", help="training step time and throughput")
-  bt.__class__ = _OverrideParser
-  bt.add_argument("--config", required=True)
-  bt.add_argument("--steps", type=int, default=10)
-  bt.add_argument("--devices", type=int, default=1)
-  bt.add_argument("--batch-size", type=int, default=None)
-  bt.add_argument("--json", default=None)
-  bt.set_defaults(fn=_bench_train, overrides=[])

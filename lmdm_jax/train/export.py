@@ -41,7 +41,7 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
            base: Optional[str] = None) -> dict:
   import jax
   from lmdm_jax import pretrained
-  from lmdm_jax.train import checkpoint, parallel, state as train_state
+  from lmdm_jax.train import checkpoint, objective, parallel
   from lmdm_jax.train.loop import select_devices
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), 1, 1000)
@@ -52,28 +52,10 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   if step not in steps:
     raise ValueError(f"no checkpoint at step {step}; have {sorted(steps)}")
   mesh = parallel.make_mesh(select_devices(1))
-  if cfg.get("objective", "finetune") == "arc":
-    # An ARC-Forcing run: the generator (its EMA when kept).
-    from lmdm_jax.arc import train as arc_train
-    spec = arc_train.ARCSpec.from_config(cfg)
-    abstract = checkpoint.abstract_like(
-        jax.eval_shape(lambda: arc_train.init_state(
-            cfg, spec, train_state.make_optimizer(cfg.optim_g),
-            train_state.make_optimizer(cfg.optim_d), load=False)),
-        parallel.replicated(mesh))
-    state, _ = ckpt.restore(step, abstract)
-    ema, params = state.g_ema, state.g_params
-  else:
-    tx = train_state.make_optimizer(cfg.optim)
-    scratch = cfg.copy_and_resolve_references()
-    with scratch.unlocked():
-      scratch.init.params = ""
-    abstract = checkpoint.abstract_like(
-        jax.eval_shape(lambda: train_state.init_state(scratch, tx,
-                                                      lambda *a: None)),
-        parallel.replicated(mesh))
-    state, _ = ckpt.restore(step, abstract)
-    ema, params = state.ema_params, state.params
+  abstract = checkpoint.abstract_like(objective.abstract_state(cfg),
+                                      parallel.replicated(mesh))
+  state, _ = ckpt.restore(step, abstract)
+  params, ema = objective.exported_params(cfg, state)
   ckpt.close()
   params = jax.device_get(ema if ema is not None else params)
 
@@ -103,12 +85,12 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
     with open(metrics) as f:
       rows = [json.loads(line) for line in f if line.strip()]
     meta["final_loss"] = rows[-1].get("loss") if rows else None
-    if cfg.get("objective", "finetune") == "arc":
-      last = {}
-      for r in rows:
-        last.update(r)
-      meta["final_metrics"] = {k: v for k, v in last.items()
-                               if k[:2] in ("g_", "d_")}
+    last = {}
+    for r in rows:
+      last.update(r)
+    players = {k: v for k, v in last.items() if k[:2] in ("g_", "d_")}
+    if players:                          # ARC-Forcing: both players'
+      meta["final_metrics"] = players
   pretrained.save(out, dit_params=params, cfg=cfg, text=text, codec=codec,
                   defaults=dict(defaults or {"steps": 8, "cfg_scale": 1.0,
                                              "sampler": "pingpong"}),
@@ -129,14 +111,9 @@ def _cli(args) -> int:
   return 0
 
 
-def register(sub, bsub) -> None:
-  """Adds `export`."""
-  del bsub
-  from lmdm_jax.train.cli import _OverrideParser
-  e = sub.add_parser("export", help="checkpoint -> model package",
-                     description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-  e.__class__ = _OverrideParser
+def add_arguments(e: argparse.ArgumentParser) -> None:
+  """`lmdm export`'s arguments (registered in lmdm_jax/cli.py, which also
+  takes `--config.a.b=v` overrides)."""
   e.add_argument("--config", required=True)
   e.add_argument("--workdir", required=True)
   e.add_argument("--out", required=True)
@@ -151,4 +128,3 @@ def register(sub, bsub) -> None:
   e.add_argument("--cfg", type=float, default=1.0)
   e.add_argument("--sampler", default="pingpong",
                  choices=("euler", "pingpong"))
-  e.set_defaults(fn=_cli, overrides=[])

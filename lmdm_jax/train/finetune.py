@@ -26,9 +26,10 @@ device and N devices see the same randomness):
                         [values, mask], computed from each example's audio
                         (dataset features) or latents (the partner); per
                         control dropout and random median filtering
-                        (lmdm_jax/control/augment.py), then the partner
+                        (lmdm_jax/model/control_augment.py), then the partner
                         visibility cut at window index s + partner_visibility
-                        (lmdm_jax/control/inputs.py, shared with streaming).
+                        (lmdm_jax/model/control_inputs.py, shared with
+                        streaming).
                         A control missing from the batch is absent.
 
 Shapes: B examples, T = s + o frames, C latent channels, L text tokens,
@@ -42,12 +43,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmdm_jax.control import augment
-from lmdm_jax.control import inputs as control_inputs
+from lmdm_jax.configs import dit_config, geometry
+from lmdm_jax.model import control_augment as augment
+from lmdm_jax.model import control_inputs
 from lmdm_jax.diffusion import flow
 from lmdm_jax.model import masks
 from lmdm_jax.model.config import DiTConfig, Geometry
 from lmdm_jax.model.dit import DiT
+from lmdm_jax.train import state as train_state
 from lmdm_jax.train import timesteps
 
 BATCH_PREFIX = "control_"     # batch["control_<name>"]: [B, T, dim + 1]
@@ -141,7 +144,6 @@ class FinetuneSpec:
   @classmethod
   def from_config(cls, cfg) -> "FinetuneSpec":
     """From a finetune config (`cfg.model`, `cfg.geometry`, `cfg.loss`)."""
-    from lmdm_jax.configs import dit_config, geometry
     loss = dict(cfg.loss.to_dict())
     names = {f.name for f in dataclasses.fields(cls)} - {"model", "geometry"}
     unknown = sorted(set(loss) - names)
@@ -149,6 +151,17 @@ class FinetuneSpec:
       raise ValueError(f"unknown loss config keys {unknown}; known: "
                        f"{sorted(names)}")
     return cls(dit_config(cfg), geometry(cfg), **loss)
+
+  def loss(self, params, batch: dict, keys):
+    """(loss [], per-example losses [B]) of a batch: `loss_fn` (every
+    objective the stage-1 step trains has this method)."""
+    return loss_fn(params, self, batch, keys)
+
+  def merge_initial(self, fresh, loaded, log=print):
+    """Starting parameters from a loaded tree: every leaf the model has
+    (leaves missing from `loaded`, e.g. SAO's absent input-add path, keep
+    their fresh init)."""
+    return train_state.merge_params(fresh, loaded, log)
 
 
 
@@ -250,10 +263,8 @@ def model_inputs(spec: FinetuneSpec, latents, d: dict):
   known = np.r_[np.ones(s), np.zeros(g.block)].astype(np.float32)
   x = x_t * (1.0 - known)[None, :, None]
   ctx = latents[:, :s] * d["keep"][:, :, None]
-  feats = jnp.concatenate([jnp.ones(ctx.shape[:-1] + (1,), ctx.dtype), ctx],
-                          axis=-1)
-  pad = m.input_add_dim - feats.shape[-1]
-  feats = jnp.pad(feats, [(0, 0), (0, g.block), (0, pad)])
+  feats = control_inputs.known_features(ctx, m.input_add_dim)
+  feats = jnp.pad(feats, [(0, 0), (0, g.block), (0, 0)])
   feats = feats * d["input_add"][:, None, None]
   return x, feats, 1.0 - known, d["eps"] - latents
 

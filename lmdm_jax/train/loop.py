@@ -168,19 +168,6 @@ def cached_train_step(spec, cfg, mesh):
   return _STEP_CACHE[key]
 
 
-def spec_for(cfg):
-  """The objective a config trains: stage-1 fine-tuning (default) or the
-  discriminator's base-model warm-up (`objective = "base"`)."""
-  objective = cfg.get("objective", "finetune")
-  if objective == "finetune":
-    return finetune.FinetuneSpec.from_config(cfg)
-  if objective == "base":
-    from lmdm_jax.arc.warmup import BaseSpec
-    return BaseSpec.from_config(cfg)
-  raise ValueError(f"this loop trains objective 'finetune' or 'base', got "
-                   f"{objective!r} (ARC-Forcing: lmdm_jax.arc.train)")
-
-
 def select_devices(n: int):
   """n = -1: every device of every process; else the first n."""
   devices = jax.devices()
@@ -389,9 +376,13 @@ def run(cfg, workdir: str, mesh, init: Callable[[], Any],
 def train(cfg, workdir: str, log: Callable = print,
           progress: bool = True,
           stop_after: Optional[int] = None,
-          after_step: Optional[Callable[[int], None]] = None
-          ) -> train_state.TrainState:
+          after_step: Optional[Callable[[int], None]] = None,
+          spec=None) -> train_state.TrainState:
   """Trains (or resumes) to cfg.train.steps; returns the final state.
+
+  spec: the one-player objective to train (`lmdm_jax.train.objective`
+    chooses it from the config; None: stage-1 fine-tuning, for a config
+    whose objective is "finetune").
 
   stop_after: leave after this many steps of *this* invocation (tests and
     benchmarks), saving a checkpoint only if it falls on a periodic one.
@@ -404,7 +395,11 @@ def train(cfg, workdir: str, log: Callable = print,
   lead = jax.process_index() == 0
   mesh = parallel.make_mesh(select_devices(int(cfg.mesh.devices)))
   check_config(cfg, mesh.size)
-  spec = spec_for(cfg)
+  if spec is None:
+    if cfg.get("objective", "finetune") != "finetune":
+      raise ValueError(f"objective {cfg.objective!r}: train it through "
+                       f"lmdm_jax.train.objective.train")
+    spec = finetune.FinetuneSpec.from_config(cfg)
   tx = train_state.make_optimizer(cfg.optim)
 
   def abstract():
@@ -436,7 +431,8 @@ def train(cfg, workdir: str, log: Callable = print,
           state.params)
       log(f"[train] sample: {write_sample(params, cfg, workdir, done)}")
 
-  return run(cfg, workdir, mesh, lambda: train_state.init_state(cfg, tx, log),
+  return run(cfg, workdir, mesh,
+             lambda: train_state.init_state(cfg, tx, log, spec.merge_initial),
              abstract, lambda step: step_fn, scalars, "[train]", log=log,
              progress=progress, stop_after=stop_after, after_step=after_step,
              on_step=samples)

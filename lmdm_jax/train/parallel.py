@@ -31,7 +31,6 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lmdm_jax.train import finetune
 from lmdm_jax.train.state import TrainState
 
 AXIS = "data"
@@ -107,14 +106,15 @@ def accumulated_grads(value_and_grad, params, micro, accum_steps: int):
   return mean(g_sum), mean(v_sum)
 
 
-def make_train_step(spec: finetune.FinetuneSpec,
+def make_train_step(spec,
                     tx: optax.GradientTransformation, mesh: Mesh,
                     accum_steps: int = 1, ema_decay: float = 0.0,
                     schedule=None):
   """Returns jitted step(state, batch) -> (state, metrics).
 
   Args:
-    spec: the objective.
+    spec: the objective's spec (`lmdm_jax.train.objective`): its
+      `loss(params, batch, keys)` -> (loss [], per-example losses [B]).
     tx: the optimizer.
     mesh: ("data",) mesh; the global batch must divide by its size times
       accum_steps.
@@ -137,11 +137,7 @@ def make_train_step(spec: finetune.FinetuneSpec,
     keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(ids)
     params = jax.lax.pcast(state.params, AXIS, to="varying")
     micro = microbatches((batch, keys), accum_steps)
-    if hasattr(spec, "loss"):      # other objectives (arc.warmup.BaseSpec)
-      grad_fn = jax.value_and_grad(lambda p, b, k: spec.loss(p, b, k)[0])
-    else:
-      grad_fn = jax.value_and_grad(
-          lambda p, b, k: finetune.loss_fn(p, spec, b, k)[0])
+    grad_fn = jax.value_and_grad(lambda p, b, k: spec.loss(p, b, k)[0])
     grads, loss = accumulated_grads(grad_fn, params, micro, accum_steps)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)

@@ -17,8 +17,8 @@ import numpy as np
 
 from lmdm_jax.codecs import get_codec
 from lmdm_jax.model.config import DiTConfig, Geometry
-from lmdm_jax.streaming.player import write_wav
-from lmdm_jax.streaming.session import stream_for
+from lmdm_jax.live.player import write_wav
+from lmdm_jax.live.session import stream_for
 from lmdm_jax.streaming.state import StreamSpec, make_controls
 
 

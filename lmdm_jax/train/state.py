@@ -9,6 +9,7 @@ optionally an EMA of the parameters. Compute may run in bfloat16
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Optional
 
 import flax
@@ -17,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lmdm_jax import pretrained
+from lmdm_jax.configs import dit_config
 from lmdm_jax.model.init import init_params
 
 
@@ -124,20 +127,53 @@ def load_params(path: str):
   return ocp.StandardCheckpointer().restore(path)
 
 
-def init_state(cfg, tx: optax.GradientTransformation, log=print) -> TrainState:
-  """Fresh state: params from scratch (SAO init) or from cfg.init.params."""
-  from lmdm_jax.configs import dit_config
+def load_params_any(path: str):
+  """A params tree from an orbax params directory, a model package
+  (model.json + params.npz) or a `lmdm convert sao` directory (params.npz
+  with dit/ arrays)."""
+  if os.path.exists(os.path.join(path, "model.json")):
+    pkg = pretrained.load(path)
+    params = dict(pkg.params["dit"])
+    if pkg.meta.get("input_add_added"):
+      # A converted base DiT: its input-add layer is the package's zeros,
+      # not trained; the run initialises it (torch's default Linear init,
+      # as the paper's code does when it loads SAO Small).
+      params.pop("to_input_add_embed", None)
+    return params
+  if os.path.exists(os.path.join(path, "params.npz")):
+    from lmdm_jax.package import read_npz
+    params = read_npz(os.path.join(path, "params.npz"), path, "DiT")
+    return params["dit"] if "dit" in params else params
+  return load_params(path)
+
+
+def backbone_from(fresh, loaded, log=print):
+  """The leaves of `loaded` (an LMDM's or a base DiT's params) that a
+  smaller tree `fresh` has: leaves `fresh` lacks (input-add path, layers
+  after a discriminator's exit layer, output layers) are dropped and
+  reported. A base model or a discriminator backbone starts this way."""
+  ff = flax.traverse_util.flatten_dict(flax.core.unfreeze(fresh), sep="/")
+  fl = flax.traverse_util.flatten_dict(flax.core.unfreeze(loaded), sep="/")
+  dropped = sorted(set(fl) - set(ff))
+  if dropped:
+    log(f"[init] {len(dropped)} loaded parameters unused by this model "
+        f"(input-add path, layers after the exit layer, output)")
+  kept = {k: v for k, v in fl.items() if k in ff}
+  return merge_params(fresh, flax.traverse_util.unflatten_dict(kept, sep="/"),
+                      log)
+
+
+def init_state(cfg, tx: optax.GradientTransformation, log=print,
+               merge: Callable = merge_params) -> TrainState:
+  """Fresh state: params from scratch (SAO init) or from cfg.init.params,
+  taken into the fresh tree by `merge` (the objective's
+  `merge_initial`: stage 1 takes every leaf, the base model drops an
+  LMDM's input-add path)."""
   key = jax.random.PRNGKey(int(cfg.seed))
   k_init, k_train = jax.random.split(key)
   params = init_params(dit_config(cfg), k_init, int(cfg.cond_tokens))
   if cfg.init.params:
-    from lmdm_jax.arc.train import backbone_from, load_params_any
-    loaded = load_params_any(cfg.init.params)
-    if cfg.get("objective", "finetune") == "base":
-      # A base model may start from an LMDM: its input-add path is dropped.
-      params = backbone_from(params, loaded, log)
-    else:
-      params = merge_params(params, loaded, log)
+    params = merge(params, load_params_any(cfg.init.params), log)
   ema = params if float(cfg.train.ema_decay) > 0 else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(params), rng=k_train, ema_params=ema)
