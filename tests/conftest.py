@@ -1,4 +1,10 @@
-"""Test setup: 8 simulated CPU devices (before JAX is imported anywhere)."""
+"""Test setup: 8 simulated CPU devices (before JAX is imported anywhere),
+the shared session fixtures, and the order xdist hands files out in.
+
+Tiers (pytest.ini): `slow` marks real-time playback, subprocess CLI runs,
+several processes, notebooks and long training. `pytest -m "not slow" -n 2`
+is the development command; `.ci/run` runs everything on 2 workers.
+"""
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -17,6 +23,37 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_cfg():
   from lmdm_jax.configs import load_config
   return load_config(os.path.join(ROOT, "configs", "tiny.py"))
+
+
+@pytest.fixture(scope="session")
+def smoke_package(tmp_path_factory):
+  """Path of a random-weight model package at configs/demo.py:smoke size
+  (tests/live_helpers.py), written once per session (per xdist worker) and
+  only read by the tests (the live CLI, generate's argument checks)."""
+  from live_helpers import make_smoke_package
+  return make_smoke_package(str(tmp_path_factory.mktemp("smoke_pkg")))
+
+
+@pytest.fixture(scope="session")
+def tiny_bc_live(tiny_cfg):
+  """(spec, params) of the tiny BC stream that the live tests drive: batch
+  1, 2 steps, CFG branch on; parameters random (numpy, nothing compiled).
+  Sessions of equal spec share compiled programs (`session.stream_for`),
+  so every live test of a worker compiles this stream once."""
+  from live_helpers import random_params
+  from lmdm_jax.configs import dit_config, geometry
+  from lmdm_jax.streaming.state import StreamSpec
+  spec = StreamSpec(dit_config(tiny_cfg), geometry(tiny_cfg, "bc"), batch=1,
+                    cond_tokens=tiny_cfg.cond_tokens, steps=2, cfg=True)
+  return spec, random_params(tiny_cfg, seed=1)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Files holding `slow` tests run first (stable otherwise): with xdist's
+  file-level scheduling (`.ci/run`: -n 2 --dist loadfile) the long files
+  start at once and the many short ones fill both workers at the end."""
+  slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+  items.sort(key=lambda item: item.path not in slow_files)
 
 
 def pytest_report_header(config):

@@ -246,6 +246,7 @@ def test_demo_arc_configs_build(variant):
     load_config(os.path.join(ROOT, "configs", "arc_forcing_demo.py:huge"))
 
 
+@pytest.mark.slow
 def test_perturbation_control_matches_the_change_tensor_by_tensor(tmp_path):
   """benchmarks/perturb_params.py: each tensor moves by the norm the
   post-trained model moved it, in a random direction; mismatched packages

@@ -60,6 +60,7 @@ def test_generate_rejects_bad_arguments(kwargs, match):
     check_args(**args)
 
 
+@pytest.mark.slow
 def test_demo_recipe_train_export_generate(tmp_path):
   import soundfile as sf
   audio_dir = tmp_path / "audio"

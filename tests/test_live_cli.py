@@ -18,19 +18,17 @@ import wave
 import numpy as np
 import pytest
 
-from live_helpers import REPO, make_smoke_package, random_params
+from live_helpers import REPO
 from lmdm_jax import live
 from lmdm_jax.streaming import commands
-from lmdm_jax.configs import dit_config, geometry
 from lmdm_jax.codecs import get_codec
 from lmdm_jax.streaming.player import Player
 from lmdm_jax.streaming.session import LiveSession
-from lmdm_jax.streaming.state import StreamSpec
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-  return make_smoke_package(str(tmp_path_factory.mktemp("smoke_pkg")))
+def package(smoke_package):
+  return smoke_package
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +119,7 @@ def piped(package, live_env, tmp_path_factory):
   return r, out, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_piped_commands_apply_at_their_blocks(piped):
   r, out, _ = piped
   doc, fig = check_outputs(out)
@@ -142,6 +141,7 @@ def test_piped_commands_apply_at_their_blocks(piped):
   assert "played" in r.stdout and "underruns" in r.stdout
 
 
+@pytest.mark.slow
 def test_bad_commands_print_why_and_playback_goes_on(piped):
   r, out, _ = piped
   doc, fig = check_outputs(out)
@@ -158,9 +158,13 @@ def test_bad_commands_print_why_and_playback_goes_on(piped):
   assert all(b["steps"] in (1, 2) for b in doc["blocks"])
 
 
-def test_runtime_of_a_piped_session(piped):
-  """Compile (cached across runs) + ~5 s of music: keep the file fast."""
-  assert piped[2] < 90
+@pytest.mark.slow
+def test_piped_session_fills_the_shared_compilation_cache(piped, live_env):
+  """The module's later `lmdm live` runs reuse these compiles (what keeps
+  the file fast; its seconds are printed, never asserted: machine load)."""
+  cache = live_env["JAX_COMPILATION_CACHE_DIR"]
+  assert os.path.isdir(cache) and os.listdir(cache), cache
+  print(f"piped session: {piped[2]:.1f} s (compile + ~5 s of music)")
 
 
 # -- (a): a terminal, through tmux --------------------------------------------
@@ -176,6 +180,7 @@ def _tmux():
   return tmux
 
 
+@pytest.mark.slow
 def test_terminal_session_through_tmux(package, live_env, tmp_path):
   tmux = _tmux()
   sock = f"lmdm-live-test-{os.getpid()}"
@@ -242,12 +247,10 @@ def test_terminal_session_through_tmux(package, live_env, tmp_path):
 
 # -- (d): a control takes effect in the next block, not before -----------------
 @pytest.fixture(scope="module")
-def tiny_parts(tiny_cfg):
-  """tests/helpers.py's tiny BC stream with CFG; numpy-random parameters
+def tiny_parts(tiny_bc_live):
+  """conftest's tiny BC stream with CFG; numpy-random parameters
   (helpers.tiny_setup's eager jax randomisation costs ~7 s here)."""
-  spec = StreamSpec(dit_config(tiny_cfg), geometry(tiny_cfg, "bc"), batch=1,
-                    cond_tokens=tiny_cfg.cond_tokens, steps=2, cfg=True)
-  return spec, random_params(tiny_cfg, seed=1)
+  return tiny_bc_live
 
 
 def _session(parts):
@@ -366,6 +369,7 @@ def test_live_rejects_bad_arguments(argv, match):
     live.check_args(args)
 
 
+@pytest.mark.slow
 def test_player_background_playback_and_repeated_renders(tiny_parts):
   """start_simulated/stop around the threads the blocking API used; a
   second render() continues the stream (it crashed on the flushed tail)."""
@@ -385,6 +389,7 @@ def test_player_background_playback_and_repeated_renders(tiny_parts):
   assert len(s.log) > 5
 
 
+@pytest.mark.slow
 def test_sounddevice_path_with_a_fake_portaudio(tiny_parts, monkeypatch):
   """start_sounddevice/stop drive a PortAudio-shaped OutputStream (here a
   thread calling the callback), without a sound card on the test machine."""

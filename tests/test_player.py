@@ -31,6 +31,7 @@ def session(tiny_cfg):
       (spec.cond_tokens, spec.model.cond_token_dim)).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_simulated_playback_writes_audio_without_underruns(session,
                                                            tmp_path):
   codec = get_codec("pool", latent_channels=8)
@@ -48,6 +49,7 @@ def test_simulated_playback_writes_audio_without_underruns(session,
   assert report["control_to_sound_latency_s"] > report["buffer_s"]
 
 
+@pytest.mark.slow
 def test_slow_generation_counts_underruns_and_keeps_playing(session):
   codec = get_codec("pool", latent_channels=8)
   player = Player(session, codec, buffer_blocks=1, overlap=0)

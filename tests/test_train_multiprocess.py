@@ -9,10 +9,13 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from lmdm_jax.train import checkpoint, loop, parallel
 from lmdm_jax.train import state as train_state
 from train_helpers import ROOT, tiny_finetune
+
+pytestmark = pytest.mark.slow          # three processes, gloo collectives
 
 STEPS = 3
 

@@ -66,6 +66,7 @@ def test_sigterm_saves_and_resumes_exactly(reference, tmp_path):
   assert _losses(workdir) == _losses(ref_dir)
 
 
+@pytest.mark.slow
 def test_sigkill_between_checkpoints_resumes_exactly(reference, tmp_path):
   ref_dir, ref_state = reference
   workdir = str(tmp_path)
