@@ -26,6 +26,21 @@ def tiny_cfg():
 
 
 @pytest.fixture(scope="session")
+def cli_env(tmp_path_factory):
+  """Environment of the tests' `lmdm` subprocesses: this checkout on
+  PYTHONPATH, CPU, one device as a user runs it (no simulated devices), and
+  a persistent compilation cache shared by all of this worker's
+  subprocesses (a second run of the same model compiles in ~2 s instead of
+  ~13 s; cached programs are the compiled ones, so outputs are unchanged)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env.pop("XLA_FLAGS", None)
+  return env
+
+
+@pytest.fixture(scope="session")
 def smoke_package(tmp_path_factory):
   """Path of a random-weight model package at configs/demo.py:smoke size
   (tests/live_helpers.py), written once per session (per xdist worker) and

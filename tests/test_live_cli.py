@@ -32,15 +32,11 @@ def package(smoke_package):
 
 
 @pytest.fixture(scope="module")
-def live_env(tmp_path_factory):
-  """One device as a user runs it; a persistent compilation cache shared by
-  this module's runs (the second run compiles in ~2 s instead of ~13 s)."""
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  env.pop("XLA_FLAGS", None)
-  return env
+def live_env(cli_env):
+  """conftest's subprocess environment: one device as a user runs it; a
+  persistent compilation cache shared by the runs (the second run compiles
+  in ~2 s instead of ~13 s)."""
+  return cli_env
 
 
 def live_argv(package, out_dir, *extra):

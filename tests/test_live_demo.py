@@ -19,17 +19,13 @@ import soundfile as sf
 
 pytestmark = pytest.mark.slow          # a real-time run in a subprocess
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 SECONDS = 20.0
 
 
-def test_demo_model_simulated_real_time_run(tmp_path):
+def test_demo_model_simulated_real_time_run(tmp_path, cli_env):
   out = str(tmp_path / "live.wav")
   doc_path = str(tmp_path / "live.json")
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)                  # one device, as a user runs it
+  env = cli_env                               # one device, as a user runs it
   r = subprocess.run(
       [sys.executable, "-m", "lmdm_jax.cli", "live", "--prompt",
        "slow Bach chorale for string ensemble", "--simulate", "--seconds",
