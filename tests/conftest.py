@@ -2,8 +2,9 @@
 the shared session fixtures, and the order xdist hands files out in.
 
 Tiers (pytest.ini): `slow` marks real-time playback, subprocess CLI runs,
-several processes, notebooks and long training. `pytest -m "not slow" -n 2`
-is the development command; `.ci/run` runs everything on 2 workers.
+several processes, notebooks and long training. `pytest -m "not slow"
+-n 2 --dist loadgroup` is the development command; `.ci/run` runs
+everything on 2 workers.
 """
 import os
 
@@ -63,12 +64,23 @@ def tiny_bc_live(tiny_cfg):
   return spec, random_params(tiny_cfg, seed=1)
 
 
+@pytest.hookimpl(tryfirst=True)     # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-  """Files holding `slow` tests run first (stable otherwise): with xdist's
-  file-level scheduling (`.ci/run`: -n 2 --dist loadfile) the long files
-  start at once and the many short ones fill both workers at the end."""
+  """Order and groups for xdist (`.ci/run`: -n 2 --dist loadgroup
+  --no-loadscope-reorder).
+
+  Each file is one xdist group, so its module fixtures (a compiled session,
+  a piped `lmdm live` run) are built on one worker only; a file that sets
+  `XDIST_SPLIT_TESTS = True` (independent heavy tests, e.g. the notebooks)
+  lets its tests go to either worker. Files holding `slow` tests run first
+  (stable otherwise): the long units start at once and the many short ones
+  fill both workers at the end. Without xdist the marks do nothing."""
   slow_files = {item.path for item in items if item.get_closest_marker("slow")}
   items.sort(key=lambda item: item.path not in slow_files)
+  for item in items:
+    if not getattr(getattr(item, "module", None), "XDIST_SPLIT_TESTS", False):
+      item.add_marker(pytest.mark.xdist_group(
+          os.path.relpath(str(item.path), ROOT)))
 
 
 def pytest_report_header(config):
