@@ -64,23 +64,34 @@ def tiny_bc_live(tiny_cfg):
   return spec, random_params(tiny_cfg, seed=1)
 
 
+# Session fixtures whose compiled programs several files reuse: the files
+# that use one run on the same xdist worker.
+SHARED_COMPILED_FIXTURES = ("tiny_bc_live",)
+
+
 @pytest.hookimpl(tryfirst=True)     # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
   """Order and groups for xdist (`.ci/run`: -n 2 --dist loadgroup
   --no-loadscope-reorder).
 
   Each file is one xdist group, so its module fixtures (a compiled session,
-  a piped `lmdm live` run) are built on one worker only; a file that sets
+  a piped `lmdm live` run) are built on one worker only; the files using a
+  fixture of SHARED_COMPILED_FIXTURES form one group, so that its programs
+  are compiled once (`session.stream_for` caches them); a file that sets
   `XDIST_SPLIT_TESTS = True` (independent heavy tests, e.g. the notebooks)
   lets its tests go to either worker. Files holding `slow` tests run first
   (stable otherwise): the long units start at once and the many short ones
   fill both workers at the end. Without xdist the marks do nothing."""
   slow_files = {item.path for item in items if item.get_closest_marker("slow")}
   items.sort(key=lambda item: item.path not in slow_files)
+  shared = {item.path: name for item in items
+            for name in SHARED_COMPILED_FIXTURES
+            if name in getattr(item, "fixturenames", ())}
   for item in items:
-    if not getattr(getattr(item, "module", None), "XDIST_SPLIT_TESTS", False):
-      item.add_marker(pytest.mark.xdist_group(
-          os.path.relpath(str(item.path), ROOT)))
+    if getattr(getattr(item, "module", None), "XDIST_SPLIT_TESTS", False):
+      continue
+    item.add_marker(pytest.mark.xdist_group(
+        shared.get(item.path, os.path.relpath(str(item.path), ROOT))))
 
 
 def pytest_report_header(config):
