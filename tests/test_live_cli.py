@@ -110,7 +110,7 @@ def piped(package, live_env, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("piped"))
   t0 = time.perf_counter()
   r = subprocess.run(live_argv(package, out), input=SCRIPT, text=True,
-                     capture_output=True, timeout=180, cwd=REPO, env=live_env)
+                     capture_output=True, timeout=600, cwd=REPO, env=live_env)
   assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
   return r, out, time.perf_counter() - t0
 
