@@ -49,8 +49,8 @@ def test_two_processes_equal_one_process(tmp_path):
     procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, text=True,
                                   stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT))
-  # A hang guard, not a speed check: the test took 500 s on 2 cores at a
-  # load average of 18 (compiles in 3 processes); idle it takes a minute.
+  # A hang guard, not a speed check: the whole test took 500 s on 2 cores
+  # at a load average of 18 (it compiles in 3 processes).
   outs = []
   for p in procs:
     try:
