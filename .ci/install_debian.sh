@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs, installed only where missing
-# (idempotent: a second run does nothing and needs no network).
-#   fluidsynth + timgm6mb-soundfont  tests/test_data_demo.py (MIDI render)
-#   tmux                             tests/test_live_cli.py (`lmdm live` in a
-#                                    terminal)
-# Without them those tests skip, so this script fails loudly instead of
+# (idempotent: a second run does nothing and needs no network). Without
+# them their tests would skip, so this script fails loudly instead of
 # letting a fresh machine pass with skips. Runs as root or through sudo.
 set -euo pipefail
+# "<command, or /file, that shows it is installed> <Debian package>":
+# fluidsynth + a GM soundfont render MIDI (tests/test_data_demo.py); tmux
+# drives `lmdm live` through a terminal (tests/test_live_cli.py).
+NEEDS=(
+  "fluidsynth fluidsynth"
+  "/usr/share/sounds/sf2/TimGM6mb.sf2 timgm6mb-soundfont"
+  "tmux tmux"
+)
 need=()
-command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
-[ -e /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need+=(timgm6mb-soundfont)
-command -v tmux >/dev/null 2>&1 || need+=(tmux)
+for entry in "${NEEDS[@]}"; do
+  read -r probe package <<<"$entry"
+  if [[ "$probe" == /* ]]; then
+    [ -e "$probe" ] || need+=("$package")
+  else
+    command -v "$probe" >/dev/null 2>&1 || need+=("$package")
+  fi
+done
 [ "${#need[@]}" -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install_debian.sh: no apt-get here; install by hand: ${need[*]}" >&2
