@@ -14,8 +14,8 @@ from lmdm_jax.data import midi_render  # noqa: E402
 
 needs_synth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or not midi_render.find_soundfonts(),
-    reason="needs Debian's fluidsynth and a GM soundfont (.ci/run installs "
-           "them)")
+    reason="needs Debian's fluidsynth and a GM soundfont (`bash "
+           ".ci/install_debian.sh` installs them)")
 
 
 def test_split_is_by_piece_and_stable():

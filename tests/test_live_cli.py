@@ -172,7 +172,8 @@ def _tmux():
     tmux = shutil.which("tmux")
   if tmux is None:
     pytest.skip("tmux is not installed and `apt-get install tmux` failed "
-                "(not root, no apt-get or no network)")
+                "(not root, no apt-get or no network); run "
+                "`bash .ci/install_debian.sh`")
   return tmux
 
 
