@@ -15,6 +15,9 @@ from lmdm_jax.train import parallel
 from lmdm_jax.train import state as train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# No module fixtures: under xdist (conftest.py) the two long compiles (8 vs
+# 1 device, the discriminator warm-up) may run on different workers.
+XDIST_SPLIT_TESTS = True
 
 
 def tiny_arc(**train):
@@ -55,6 +58,7 @@ def _max_diff(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow        # compiles G and D steps twice (8 devices, 1 device)
 def test_eight_devices_equal_one_device_with_accumulation():
   """G, D, G updates on a global batch of 16: 8 devices (no accumulation)
   and 1 device (2 microbatches) give the same players, metrics and EMA."""
