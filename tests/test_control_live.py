@@ -192,6 +192,7 @@ def test_live_generative_delay_from_a_file(jam_package, cli_env, tmp_path):
   assert r.returncode == 2 and "--input must be" in r.stderr
 
 
+@pytest.mark.slow        # a whole benchmarks/jam_eval.py run (every condition)
 def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
   """benchmarks/jam_eval.py: part k of piece k is the partner, the other
   parts' sum the accompaniment; every condition and reference is scored."""
