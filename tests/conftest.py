@@ -1,4 +1,11 @@
-"""Test setup: 8 simulated CPU devices (before JAX is imported anywhere)."""
+"""Test setup: 8 simulated CPU devices (before JAX is imported anywhere),
+the shared session fixtures, and the order xdist hands files out in.
+
+Tiers (pytest.ini): `slow` marks real-time playback, subprocess CLI runs,
+several processes, notebooks and long training. `pytest -m "not slow"
+-n 2 --dist loadgroup` is the development command; `.ci/run` runs
+everything on 2 workers.
+"""
 import os
 import sys
 
@@ -22,6 +29,74 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_cfg():
   from lmdm_jax.configs import load_config
   return load_config(os.path.join(ROOT, "configs", "tiny.py"))
+
+
+@pytest.fixture(scope="session")
+def cli_env(tmp_path_factory):
+  """Environment of the tests' `lmdm` subprocesses: this checkout on
+  PYTHONPATH, CPU, one device as a user runs it (no simulated devices), and
+  a persistent compilation cache shared by all of this worker's
+  subprocesses (a second run of the same model compiles in ~2 s instead of
+  ~13 s; cached programs are the compiled ones, so outputs are unchanged)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env.pop("XLA_FLAGS", None)
+  return env
+
+
+@pytest.fixture(scope="session")
+def smoke_package(tmp_path_factory):
+  """Path of a random-weight model package at configs/demo.py:smoke size
+  (tests/live_helpers.py), written once per session (per xdist worker) and
+  only read by the tests (the live CLI, generate's argument checks)."""
+  from live_helpers import make_smoke_package
+  return make_smoke_package(str(tmp_path_factory.mktemp("smoke_pkg")))
+
+
+@pytest.fixture(scope="session")
+def tiny_bc_live(tiny_cfg):
+  """(spec, params) of the tiny BC stream that the live tests drive: batch
+  1, 2 steps, CFG branch on; parameters random (numpy, nothing compiled).
+  Sessions of equal spec share compiled programs (`session.stream_for`),
+  so every live test of a worker compiles this stream once."""
+  from live_helpers import random_params
+  from lmdm_jax.configs import dit_config, geometry
+  from lmdm_jax.streaming.state import StreamSpec
+  spec = StreamSpec(dit_config(tiny_cfg), geometry(tiny_cfg, "bc"), batch=1,
+                    cond_tokens=tiny_cfg.cond_tokens, steps=2, cfg=True)
+  return spec, random_params(tiny_cfg, seed=1)
+
+
+# Session fixtures whose compiled programs several files reuse: the files
+# that use one run on the same xdist worker.
+SHARED_COMPILED_FIXTURES = ("tiny_bc_live",)
+
+
+@pytest.hookimpl(tryfirst=True)     # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+  """Order and groups for xdist (`.ci/run`: -n 2 --dist loadgroup
+  --no-loadscope-reorder).
+
+  Each file is one xdist group, so its module fixtures (a compiled session,
+  a piped `lmdm live` run) are built on one worker only; the files using a
+  fixture of SHARED_COMPILED_FIXTURES form one group, so that its programs
+  are compiled once (`session.stream_for` caches them); a file that sets
+  `XDIST_SPLIT_TESTS = True` (independent heavy tests, e.g. the notebooks)
+  lets its tests go to either worker. Files holding `slow` tests run first
+  (stable otherwise): the long units start at once and the many short ones
+  fill both workers at the end. Without xdist the marks do nothing."""
+  slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+  items.sort(key=lambda item: item.path not in slow_files)
+  shared = {item.path: name for item in items
+            for name in SHARED_COMPILED_FIXTURES
+            if name in getattr(item, "fixturenames", ())}
+  for item in items:
+    if getattr(getattr(item, "module", None), "XDIST_SPLIT_TESTS", False):
+      continue
+    item.add_marker(pytest.mark.xdist_group(
+        shared.get(item.path, os.path.relpath(str(item.path), ROOT))))
 
 
 def pytest_report_header(config):

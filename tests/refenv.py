@@ -16,10 +16,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF_PYTHON = os.environ.get(
     "LMDM_REFENV_PYTHON", os.path.join(ROOT, ".ci", "refenv", "bin", "python"))
 
-needs_refenv = pytest.mark.skipif(
+_skip_without_refenv = pytest.mark.skipif(
     not os.path.exists(REF_PYTHON),
     reason=f"PyTorch reference venv not found at {REF_PYTHON}; create it "
            f"with `bash .ci/setup_refenv.sh` (CI does)")
+
+
+def needs_refenv(test):
+  """Decorator: skip without the reference venv; mark `slow` (each such
+  test starts a PyTorch subprocess)."""
+  return pytest.mark.slow(_skip_without_refenv(test))
 
 
 def run_reference(script: str, workdir: str, timeout: int = 300) -> None:

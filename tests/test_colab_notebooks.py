@@ -19,6 +19,9 @@ nbclient = pytest.importorskip(
 pytest.importorskip("ipykernel", reason="the `test` extra installs ipykernel")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Each notebook runs in its own kernel and shares nothing with the others:
+# under xdist (conftest.py) they may run on different workers at once.
+XDIST_SPLIT_TESTS = True
 
 
 def run_notebook(name, monkeypatch):

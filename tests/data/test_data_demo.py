@@ -14,8 +14,8 @@ from lmdm_jax.data import midi_render  # noqa: E402
 
 needs_synth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or not midi_render.find_soundfonts(),
-    reason="needs Debian's fluidsynth and a GM soundfont (.ci/run installs "
-           "them)")
+    reason="needs Debian's fluidsynth and a GM soundfont (`bash "
+           ".ci/install_debian.sh` installs them)")
 
 
 def test_split_is_by_piece_and_stable():
@@ -76,6 +76,7 @@ def test_retime_midi_gives_each_part_a_channel_and_program(tmp_path):
 
 
 @needs_synth
+@pytest.mark.slow
 def test_render_one_score_with_caption_and_resume(tmp_path):
   import soundfile as sf
   g = dataclasses.replace(demo.RECIPE[0], max_pieces=1)
@@ -106,6 +107,7 @@ def test_render_failure_is_reported_not_raised(tmp_path):
 
 
 @needs_synth
+@pytest.mark.slow
 def test_render_with_stems_sums_to_the_mix(tmp_path):
   """Each part rendered alone (jamming data): one stem per part, each
   audible, different from the others, and summing to the mix."""

@@ -15,9 +15,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
-def _lmdm(*args, timeout=900):
-  env = dict(os.environ, PYTHONPATH=REPO)
-  env.pop("XLA_FLAGS", None)            # one device, as a user would run
+def _lmdm(env, *args, timeout=900):
+  """`lmdm ARGS` in conftest's `cli_env` (one device, as a user would run;
+  a compilation cache shared with the other CLI tests of this worker)."""
   r = subprocess.run([sys.executable, "-m", "lmdm_jax.cli", *args],
                      capture_output=True, text=True, timeout=timeout,
                      cwd=REPO, env=env)
@@ -61,8 +61,11 @@ def test_generate_rejects_bad_arguments(kwargs, match):
     check_args(**args)
 
 
-def test_demo_recipe_train_export_generate(tmp_path):
+@pytest.mark.slow
+def test_demo_recipe_train_export_generate(tmp_path, cli_env):
   import soundfile as sf
+  def lmdm(*args):
+    return _lmdm(cli_env, *args)
   audio_dir = tmp_path / "audio"
   audio_dir.mkdir()
   sr = 44100
@@ -74,23 +77,23 @@ def test_demo_recipe_train_export_generate(tmp_path):
     sf.write(audio_dir / f"piece{i}.flac", np.stack([x, x], 1), sr)
     (audio_dir / f"piece{i}.txt").write_text(cap + "\n")
   data = tmp_path / "tfds"
-  _lmdm("data", "build", "--audio-dir", str(audio_dir), "--codec", "mel",
-        "--out", str(data), "--min-frames", "120")
+  lmdm("data", "build", "--audio-dir", str(audio_dir), "--codec", "mel",
+       "--out", str(data), "--min-frames", "120")
   work = tmp_path / "work"
-  _lmdm("train", "--config", "configs/demo.py:smoke", "--workdir", str(work),
-        "--no-progress", f"--config.data.dir={data}")
+  lmdm("train", "--config", "configs/demo.py:smoke", "--workdir", str(work),
+       "--no-progress", f"--config.data.dir={data}")
   pkg = tmp_path / "pkg"
-  _lmdm("export", "--config", "configs/demo.py:smoke", "--workdir",
-        str(work), "--data-dir", str(data), "--out", str(pkg), "--cfg", "2")
+  lmdm("export", "--config", "configs/demo.py:smoke", "--workdir",
+       str(work), "--data-dir", str(data), "--out", str(pkg), "--cfg", "2")
   doc = json.loads((pkg / "model.json").read_text())
   assert doc["meta"]["step"] == 4 and doc["meta"]["ema"] is True
   assert "organ" in doc["text"]["vocabulary"]
   assert doc["defaults"]["cfg_scale"] == 2.0
 
   out, fig = tmp_path / "out.wav", tmp_path / "fig.json"
-  r = _lmdm("generate", "--prompt", "slow organ chorale with violins",
-            "--seconds", "3", "--out", str(out), "--checkpoint", str(pkg),
-            "--steps", "2", "--json", str(fig), "--no-progress")
+  r = lmdm("generate", "--prompt", "slow organ chorale with violins",
+           "--seconds", "3", "--out", str(out), "--checkpoint", str(pkg),
+           "--steps", "2", "--json", str(fig), "--no-progress")
   assert "violins" in r.stderr                # named as never seen
   assert "real-time factor" in r.stdout
   audio, rate = sf.read(out)

@@ -3,7 +3,8 @@
 tests/data/musicnn_reference.npz was written by tools/musicnn_reference.py
 with musicnn 0.1.0 on TF 2.21 (its own extractor code and graph); no
 TensorFlow is needed here. Measured (jax 0.10.2, CPU) over 4 signals x 2
-models, 7 patches: log-mel bit-identical (float16, inf included);
+models, 7 patches: log-mel bit-identical (float16, inf included; another
+FFT library may flip rare elements by one float16 ulp: tolerated below);
 max |port - TF|: taggram 3.8e-6, penultimate 1.9e-5, mean_pool 7.0e-5,
 max_pool 1.7e-4 (values up to 43, i.e. 4e-6 relative).
 """
@@ -45,15 +46,42 @@ def test_fixture_is_small_and_complete(fx):
   assert fx["chirp/batch"].shape == (2, mn.PATCH_FRAMES, mn.N_MELS)
 
 
+def _assert_float16_identical_but_rare_ulps(got, want, err_msg=""):
+  """Bit-identical float16 except for at most 1 in 2000 elements that are
+  1 float16 ulp off; inf exactly where the reference has inf.
+
+  Why the slack: librosa's float32 mel power differs in its last bits
+  between numpy/scipy FFT versions, and a value sitting on a float16
+  rounding boundary then flips by one ulp (a fresh install measured 1 of
+  19,296 elements). A real change of the preprocessing (another mel scale,
+  float32 instead of float16 steps, a different log or offset) moves a
+  large share of elements or moves them by more than one ulp."""
+  want16 = np.asarray(want).astype(np.float16)
+  got16 = np.asarray(got).astype(np.float16)
+  assert got16.shape == want16.shape, err_msg
+  np.testing.assert_array_equal(np.isinf(got16), np.isinf(want16),
+                                err_msg=f"{err_msg}: inf positions")
+  fin = np.isfinite(want16)
+  diff = np.abs(got16[fin].astype(np.float32) - want16[fin].astype(np.float32))
+  ulp = np.spacing(np.abs(want16[fin])).astype(np.float32)
+  assert (diff <= ulp).all(), (err_msg, float((diff / ulp).max()))
+  off = int((diff > 0).sum())
+  assert off <= diff.size // 2000, (err_msg, off, diff.size)
+
+
 def test_log_mel_and_patches_bit_identical(fx):
-  """musicnn's float16 preprocessing, including its overflow to inf."""
+  """musicnn's float16 preprocessing, including its overflow to inf
+  (identical up to rare 1-ulp flips that depend on the FFT library)."""
   for sig in fx["signals"]:
     mel = mn.log_mel(_audio(fx, sig), exact=True)
     assert mel.dtype == np.float16
-    np.testing.assert_array_equal(mel, fx[f"{sig}/mel"], err_msg=str(sig))
+    _assert_float16_identical_but_rare_ulps(mel, fx[f"{sig}/mel"], str(sig))
     batch, starts = mn.make_patches(mel)
-    np.testing.assert_array_equal(batch, fx[f"{sig}/batch"].astype(
-        np.float32))
+    assert batch.dtype == np.float32
+    _assert_float16_identical_but_rare_ulps(batch, fx[f"{sig}/batch"],
+                                            f"{sig} patches")
+    idx = starts[:, None] + np.arange(mn.PATCH_FRAMES)[None]
+    np.testing.assert_array_equal(batch, mel[idx].astype(np.float32))
     np.testing.assert_array_equal(starts,
                                   np.arange(len(batch)) * mn.PATCH_FRAMES)
   assert np.isinf(fx["loud_sine/mel"]).any()   # the original overflows

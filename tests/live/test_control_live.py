@@ -133,7 +133,8 @@ def test_generate_accompany_sees_the_partner_up_to_t_f(jam_package,
   assert np.abs(b0[48:72] - b1[48:72]).max() > 1e-4       # block 2 sees it
 
 
-def test_generate_sketch_and_bad_control_arguments(jam_package, tmp_path):
+def test_generate_sketch_and_bad_control_arguments(jam_package, smoke_package,
+                                                  tmp_path):
   hum = str(tmp_path / "hum.wav")
   sf.write(hum, tone(2.0).T, SR)
   fig = generate("folk tune", None, str(tmp_path / "s.wav"),
@@ -154,20 +155,20 @@ def test_generate_sketch_and_bad_control_arguments(jam_package, tmp_path):
     generate("a", 2.0, out, checkpoint=jam_package, visibility_s=0.0)
   with pytest.raises(ValueError, match="--delay"):
     generate("a", 2.0, out, checkpoint=jam_package, sketch=hum, delay_s=-1)
-  plain = make_smoke_package(str(tmp_path / "plain"))
+  plain = smoke_package
   with pytest.raises(ValueError, match="no partner control"):
     generate("a", 2.0, out, checkpoint=plain, accompany=hum)
   with pytest.raises(ValueError, match="no sketch controls"):
     generate("a", 2.0, out, checkpoint=plain, sketch=hum)
 
 
-def test_live_generative_delay_from_a_file(jam_package, tmp_path):
+@pytest.mark.slow
+def test_live_generative_delay_from_a_file(jam_package, cli_env, tmp_path):
   """`lmdm live --input FILE`: the file is heard in step with the simulated
   output; the JSON says how it was used and how much was heard in time."""
   inp = str(tmp_path / "in.wav")
   sf.write(inp, tone(6.0).T, SR)
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env = cli_env             # the second run reuses the first one's compiles
   for kind in ("partner", "sketch"):
     js = str(tmp_path / f"{kind}.json")
     r = subprocess.run(
@@ -191,6 +192,7 @@ def test_live_generative_delay_from_a_file(jam_package, tmp_path):
   assert r.returncode == 2 and "--input must be" in r.stderr
 
 
+@pytest.mark.slow        # a whole benchmarks/jam_eval.py run (every condition)
 def test_jam_eval_pairs_partner_and_accompaniment(jam_package, tmp_path):
   """benchmarks/jam_eval.py: part k of piece k is the partner, the other
   parts' sum the accompaniment; every condition and reference is scored."""

@@ -29,20 +29,16 @@ from lmdm_jax.streaming.state import StreamSpec
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-  return make_smoke_package(str(tmp_path_factory.mktemp("smoke_pkg")))
+def package(smoke_package):
+  return smoke_package
 
 
 @pytest.fixture(scope="module")
-def live_env(tmp_path_factory):
-  """One device as a user runs it; a persistent compilation cache shared by
-  this module's runs (the second run compiles in ~2 s instead of ~13 s)."""
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  env.pop("XLA_FLAGS", None)
-  return env
+def live_env(cli_env):
+  """conftest's subprocess environment: one device as a user runs it; a
+  persistent compilation cache shared by the runs (the second run compiles
+  in ~2 s instead of ~13 s)."""
+  return cli_env
 
 
 def live_argv(package, out_dir, *extra):
@@ -116,11 +112,12 @@ def piped(package, live_env, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("piped"))
   t0 = time.perf_counter()
   r = subprocess.run(live_argv(package, out), input=SCRIPT, text=True,
-                     capture_output=True, timeout=180, cwd=REPO, env=live_env)
+                     capture_output=True, timeout=600, cwd=REPO, env=live_env)
   assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
   return r, out, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_piped_commands_apply_at_their_blocks(piped):
   r, out, _ = piped
   doc, fig = check_outputs(out)
@@ -142,6 +139,7 @@ def test_piped_commands_apply_at_their_blocks(piped):
   assert "played" in r.stdout and "underruns" in r.stdout
 
 
+@pytest.mark.slow
 def test_bad_commands_print_why_and_playback_goes_on(piped):
   r, out, _ = piped
   doc, fig = check_outputs(out)
@@ -158,9 +156,13 @@ def test_bad_commands_print_why_and_playback_goes_on(piped):
   assert all(b["steps"] in (1, 2) for b in doc["blocks"])
 
 
-def test_runtime_of_a_piped_session(piped):
-  """Compile (cached across runs) + ~5 s of music: keep the file fast."""
-  assert piped[2] < 90
+@pytest.mark.slow
+def test_piped_session_fills_the_shared_compilation_cache(piped, live_env):
+  """The module's later `lmdm live` runs reuse these compiles (what keeps
+  the file fast; its seconds are printed, never asserted: machine load)."""
+  cache = live_env["JAX_COMPILATION_CACHE_DIR"]
+  assert os.path.isdir(cache) and os.listdir(cache), cache
+  print(f"piped session: {piped[2]:.1f} s (compile + ~5 s of music)")
 
 
 # -- (a): a terminal, through tmux --------------------------------------------
@@ -172,10 +174,12 @@ def _tmux():
     tmux = shutil.which("tmux")
   if tmux is None:
     pytest.skip("tmux is not installed and `apt-get install tmux` failed "
-                "(not root, no apt-get or no network)")
+                "(not root, no apt-get or no network); run "
+                "`bash .ci/install_debian.sh`")
   return tmux
 
 
+@pytest.mark.slow
 def test_terminal_session_through_tmux(package, live_env, tmp_path):
   tmux = _tmux()
   sock = f"lmdm-live-test-{os.getpid()}"
@@ -242,12 +246,10 @@ def test_terminal_session_through_tmux(package, live_env, tmp_path):
 
 # -- (d): a control takes effect in the next block, not before -----------------
 @pytest.fixture(scope="module")
-def tiny_parts(tiny_cfg):
-  """tests/helpers.py's tiny BC stream with CFG; numpy-random parameters
+def tiny_parts(tiny_bc_live):
+  """conftest's tiny BC stream with CFG; numpy-random parameters
   (helpers.tiny_setup's eager jax randomisation costs ~7 s here)."""
-  spec = StreamSpec(dit_config(tiny_cfg), geometry(tiny_cfg, "bc"), batch=1,
-                    cond_tokens=tiny_cfg.cond_tokens, steps=2, cfg=True)
-  return spec, random_params(tiny_cfg, seed=1)
+  return tiny_bc_live
 
 
 def _session(parts):
@@ -366,6 +368,7 @@ def test_live_rejects_bad_arguments(argv, match):
     live.check_args(args)
 
 
+@pytest.mark.slow
 def test_player_background_playback_and_repeated_renders(tiny_parts):
   """start_simulated/stop around the threads the blocking API used; a
   second render() continues the stream (it crashed on the flushed tail)."""
@@ -385,6 +388,7 @@ def test_player_background_playback_and_repeated_renders(tiny_parts):
   assert len(s.log) > 5
 
 
+@pytest.mark.slow
 def test_sounddevice_path_with_a_fake_portaudio(tiny_parts, monkeypatch):
   """start_sounddevice/stop drive a PortAudio-shaped OutputStream (here a
   thread calling the callback), without a sound card on the test machine."""

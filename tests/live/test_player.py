@@ -5,7 +5,6 @@ import wave
 import numpy as np
 import pytest
 
-from helpers import tiny_setup
 from lmdm_jax.codecs import get_codec
 from lmdm_jax.live.player import Player, RingBuffer
 from lmdm_jax.live.session import LiveSession
@@ -24,13 +23,16 @@ def test_ring_buffer_wraps_and_refuses_overflow():
 
 
 @pytest.fixture(scope="module")
-def session(tiny_cfg):
-  spec, params = tiny_setup(tiny_cfg, "bc", batch=1, steps=2)
+def session(tiny_bc_live):
+  """A session on conftest's tiny BC stream (compiled once per worker for
+  the live tests)."""
+  spec, params = tiny_bc_live
   rng = np.random.default_rng(0)
   return LiveSession(params, spec, lambda t: rng.standard_normal(
       (spec.cond_tokens, spec.model.cond_token_dim)).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_simulated_playback_writes_audio_without_underruns(session,
                                                            tmp_path):
   codec = get_codec("pool", latent_channels=8)
@@ -48,6 +50,7 @@ def test_simulated_playback_writes_audio_without_underruns(session,
   assert report["control_to_sound_latency_s"] > report["buffer_s"]
 
 
+@pytest.mark.slow
 def test_slow_generation_counts_underruns_and_keeps_playing(session):
   codec = get_codec("pool", latent_channels=8)
   player = Player(session, codec, buffer_blocks=1, overlap=0)

@@ -19,10 +19,10 @@ def fake_encoder(spec):
 
 
 @pytest.fixture(scope="module")
-def session_parts(tiny_cfg):
-  spec, params = tiny_setup(tiny_cfg, "bc", batch=1, steps=2,
-                            cfg_branch=True)
-  return spec, params
+def session_parts(tiny_bc_live):
+  """conftest's tiny BC stream (batch 1, 2 steps, CFG branch), shared with
+  the live CLI tests."""
+  return tiny_bc_live
 
 
 def make(session_parts, **kw):

@@ -16,6 +16,9 @@ from lmdm_jax.train import state as train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
+# No module fixtures: under xdist (conftest.py) the two long compiles (8 vs
+# 1 device, the discriminator warm-up) may run on different workers.
+XDIST_SPLIT_TESTS = True
 
 
 def tiny_arc(**train):
@@ -56,6 +59,7 @@ def _max_diff(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow        # compiles G and D steps twice (8 devices, 1 device)
 def test_eight_devices_equal_one_device_with_accumulation():
   """G, D, G updates on a global batch of 16: 8 devices (no accumulation)
   and 1 device (2 microbatches) give the same players, metrics and EMA."""
@@ -247,6 +251,7 @@ def test_demo_arc_configs_build(variant):
     load_config(os.path.join(ROOT, "configs", "arc_forcing_demo.py:huge"))
 
 
+@pytest.mark.slow
 def test_perturbation_control_matches_the_change_tensor_by_tensor(tmp_path):
   """benchmarks/perturb_params.py: each tensor moves by the norm the
   post-trained model moved it, in a random direction; mismatched packages
