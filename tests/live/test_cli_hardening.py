@@ -45,6 +45,7 @@ def run_main(argv, capsys):
 
 
 # -- 8: Ctrl-C / SIGTERM keep the blocks made ---------------------------------
+@pytest.mark.slow                    # generate in a subprocess, signalled
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_generate_writes_what_it_made(package, env, tmp_path,
                                                   signum):

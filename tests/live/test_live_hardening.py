@@ -369,6 +369,7 @@ def test_generate_refuses_to_write_a_nonfinite_result(tmp_path, monkeypatch):
 
 
 # -- the shipped demo model, 30 s live, never above full scale -------------------
+@pytest.mark.slow          # a 30 s real-time `lmdm live` subprocess
 def test_demo_live_recording_never_clips(tmp_path):
   out, doc_path = str(tmp_path / "live.wav"), str(tmp_path / "live.json")
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")

@@ -25,6 +25,8 @@ import pytest
 
 from live_helpers import REPO, make_smoke_package
 
+pytestmark = pytest.mark.slow       # ten-minute simulated streams in subprocesses
+
 GROWTH_MB = 40.0
 SECONDS = 600
 
