@@ -132,9 +132,7 @@ def parse_command(line: str) -> Optional[Command]:
       raise ValueError("cfg needs a scale and optionally a rescale: "
                        "cfg X [R]")
     # The CFG++ bound ([0, 1]) depends on the session: checked on apply.
-    scale = _float(words[0], "cfg scale")
-    if scale > 1.0 or scale < 0:
-      ranges.check_cfg(scale)
+    scale = ranges.check_cfg(_float(words[0], "cfg scale"))
     rescale = ranges.check_rescale(
         _float(words[1], "cfg rescale") if len(words) == 2 else 0.0)
     return Command("cfg", (scale, rescale))

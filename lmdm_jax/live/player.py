@@ -30,8 +30,8 @@ block, crossfaded (equal power) over the audio of those frames, so decoder
 edge effects do not click.
 
 Output level: every sample played, recorded or rendered passes through one
-`OutputStage` (lmdm_jax/live/output_stage.py: calibrated gain and a
-true-peak limiter, block by block), so nothing clips; `report()["levels"]`
+`OutputStage` (lmdm_jax/live/output_stage.py: automatic or fixed gain
+and a true-peak limiter, block by block), so nothing clips; `report()["levels"]`
 and each block's `session.log` entry ("levels") say how loud it was and how
 much was limited. `output=None` gives the raw decoded audio (tests).
 

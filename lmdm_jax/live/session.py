@@ -140,13 +140,20 @@ class LiveSession:
     """Linear weight crossfade from the current mix over `blocks` blocks."""
     blocks = ranges.check_crossfade(blocks)
     self.mixed_tokens(prompts)
-    old, new = dict(self.prompts), dict(prompts)
+    # Names at weight 0 are left out, so fades never pile up silent names.
+    old = {n: w for n, w in self.prompts.items() if w > 0}
+    new = {n: w for n, w in prompts.items() if w > 0}
     names = list(dict.fromkeys(list(old) + list(new)))
-    self._fade = []
+    if len(names) > ranges.MIX_MAX:
+      raise ValueError(f"a crossfade holds the prompts of both mixes: "
+                       f"{len(names)} > {ranges.MIX_MAX}; fade to fewer")
+    fade = []
     for i in range(1, blocks + 1):
       a = i / blocks
-      self._fade.append({n: (1 - a) * old.get(n, 0.0) + a * new.get(n, 0.0)
-                         for n in names})
+      step = {n: (1 - a) * old.get(n, 0.0) + a * new.get(n, 0.0)
+              for n in names}
+      fade.append({n: w for n, w in step.items() if w > 0})
+    self._fade = fade
 
   def set_frame_controls(self, controls: Dict[str, np.ndarray]) -> None:
     """Sets the time-aligned controls of the next block's window [context |

