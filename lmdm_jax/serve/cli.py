@@ -45,7 +45,7 @@ def check_args(args) -> None:
   if args.seconds is not None and not (math.isfinite(args.seconds)
                                        and args.seconds > 0):
     raise ValueError(f"--seconds must be > 0, got {args.seconds}")
-  from lmdm_jax.live import _check_path
+  from lmdm_jax.live.cli import _check_path
   _check_path(args.out, "--out", ".wav")
   _check_path(args.log, "--log", ".json")
 
