@@ -18,24 +18,10 @@ import numpy as np
 import pytest
 
 from live_helpers import REPO
-from test_long_runs import pool_package
+from test_long_runs import package  # noqa: F401  (the module's fixture)
 from lmdm_jax import cli, cliutil, pretrained
 from lmdm_jax.text.hashed import HashedWords
 from lmdm_jax.text.notes import prompt_notes
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-  return pool_package(str(tmp_path_factory.mktemp("pool_pkg")))
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  env.pop("XLA_FLAGS", None)
-  return env
 
 
 def run_main(argv, capsys):
@@ -47,13 +33,13 @@ def run_main(argv, capsys):
 # -- 8: Ctrl-C / SIGTERM keep the blocks made ---------------------------------
 @pytest.mark.slow                    # generate in a subprocess, signalled
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_generate_writes_what_it_made(package, env, tmp_path,
+def test_interrupted_generate_writes_what_it_made(package, cli_env, tmp_path,
                                                   signum):
   out = str(tmp_path / "long.wav")
   p = subprocess.Popen(
       [sys.executable, "-m", "lmdm_jax.cli", "generate", "--checkpoint",
        package, "--prompt", "slow organ", "--seconds", "3600", "--steps",
-       "50", "--out", out, "--no-progress"], env=env,
+       "50", "--out", out, "--no-progress"], env=cli_env,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   t0 = time.time()
   while time.time() - t0 < 300 and p.poll() is None:   # until blocks exist

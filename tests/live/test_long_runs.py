@@ -48,15 +48,6 @@ def package(tmp_path_factory):
   return pool_package(str(tmp_path_factory.mktemp("pool_pkg")))
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  env.pop("XLA_FLAGS", None)
-  return env
-
-
 def rss_profile(argv, env, start_marker):
   """Runs argv; -> (rc, stderr, [RSS MB sampled after `start_marker`
   appeared on stderr]). Samples every 20 ms from /proc/PID/status."""
@@ -99,14 +90,14 @@ def check_bounded(samples, what):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"),
                     reason="samples RSS from Linux /proc")
-def test_ten_minute_live_stream_has_bounded_memory(package, env, tmp_path):
+def test_ten_minute_live_stream_has_bounded_memory(package, cli_env, tmp_path):
   out = str(tmp_path / "perf.wav")
   rc, err, samples = rss_profile(
       [sys.executable, "-m", "lmdm_jax.cli", "live", "--checkpoint",
        package, "--prompt", "slow organ chorale", "--simulate", "--no-pace",
        "--seconds", str(SECONDS), "--no-tui", "--steps-options", "2",
        "--out", out, "--json", str(tmp_path / "live.json")],
-      env, "[live] playing")
+      cli_env, "[live] playing")
   assert rc == 0, err[-3000:]
   with open(tmp_path / "live.json") as f:
     fig = json.load(f)
@@ -119,13 +110,13 @@ def test_ten_minute_live_stream_has_bounded_memory(package, env, tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"),
                     reason="samples RSS from Linux /proc")
-def test_ten_minute_generate_has_bounded_memory(package, env, tmp_path):
+def test_ten_minute_generate_has_bounded_memory(package, cli_env, tmp_path):
   out = str(tmp_path / "long.wav")
   rc, err, samples = rss_profile(
       [sys.executable, "-m", "lmdm_jax.cli", "generate", "--checkpoint",
        package, "--prompt", "slow organ chorale", "--seconds", str(SECONDS),
        "--out", out, "--no-progress", "--save-latents",
-       str(tmp_path / "long.npy")], env, "compiled in")
+       str(tmp_path / "long.npy")], cli_env, "compiled in")
   assert rc == 0, err[-3000:]
   with wave.open(out) as w:
     assert w.getnframes() == SECONDS * 44100
