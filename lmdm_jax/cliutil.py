@@ -105,8 +105,15 @@ def run(fn: Callable, args, name: str, debug: bool = False) -> int:
       raise
     print(f"lmdm {name}: interrupted", file=sys.stderr, flush=True)
     return 128 + int(getattr(e, "signum", INTERRUPTED - 128))
-  except SystemExit:
-    raise
+  except SystemExit as e:
+    if not isinstance(e.code, str):   # argparse, --help, sys.exit(n)
+      raise
+    # A command's own usage check (`raise SystemExit("message")`): the
+    # same one line and exit 2 as a ValueError.
+    msg = " ".join(e.code.removeprefix(f"lmdm {name}: ").splitlines())
+    print(f"lmdm {name}: error: {printable(msg, keep='')}", file=sys.stderr,
+          flush=True)
+    return USAGE
   except Exception as e:          # noqa: BLE001  (the one handler)
     if debug:
       raise

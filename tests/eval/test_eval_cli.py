@@ -1,6 +1,7 @@
 """`lmdm eval` and lmdm_jax.eval.run end to end on tiny files in tmp_path."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -102,27 +103,35 @@ def test_tag_summary_python_api(dirs):
   assert "reference" not in res and res["generated"]["files"] == 2
 
 
-def test_bad_inputs_name_the_problem(dirs, tmp_path):
+def test_bad_inputs_name_the_problem(dirs, tmp_path, capsys):
+  def refused(argv, pattern):
+    """cli.main's one handler: one line, exit 2."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lmdm eval: error: ") and err.count("\n") == 1
+    assert re.search(pattern, err), err
+
   gen, ref = dirs
   empty = tmp_path / "empty"
   empty.mkdir()
   (empty / "notes.txt").write_text("not audio")
-  with pytest.raises(SystemExit, match="no audio files .* in .*empty"):
-    main(["eval", "--generated", str(empty), "--reference", ref])
-  with pytest.raises(SystemExit, match="not a directory: .*missing"):
-    main(["eval", "--generated", str(tmp_path / "missing")])
+  refused(["eval", "--generated", str(empty), "--reference", ref],
+          "no audio files .* in .*empty")
+  refused(["eval", "--generated", str(tmp_path / "missing")],
+          "not a directory: .*missing")
   bad = tmp_path / "bad"
   bad.mkdir()
   (bad / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-  with pytest.raises(SystemExit, match=r"broken\.wav: unreadable"):
-    main(["eval", "--generated", str(bad), "--reference", ref])
+  refused(["eval", "--generated", str(bad), "--reference", ref],
+          r"broken\.wav: unreadable")
   short = tmp_path / "short"
   short.mkdir()
   sf.write(short / "tiny.wav", _plucks(2.0, 16000), 16000)
   with pytest.raises(ValueError, match=r"tiny\.wav: too short .*2\.976 s"):
     evaluate_dirs(str(short), ref)
-  with pytest.raises(SystemExit, match="needs --reference"):
-    main(["eval", "--generated", gen, "--window-seconds", "5"])
+  refused(["eval", "--generated", gen, "--window-seconds", "5"],
+          "needs --reference")
   with pytest.raises(ValueError, match="window_seconds must be > 0"):
     evaluate_dirs(gen, ref, window_seconds=-1)
   with pytest.raises(ValueError, match="unknown musicnn model"):
