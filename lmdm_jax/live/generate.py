@@ -279,8 +279,9 @@ def generate(prompt: str, seconds: Optional[float], out: str,
                                                           g.block)
   compile_s = time.perf_counter() - t0
   # The live output stage (automatic gain, or the package's fixed gain, and
-  # a true-peak limiter, block by block) sets the file's level too: no end-of-run rescale, so the level
-  # does not depend on the loudest moment, and a block written is final.
+  # a true-peak limiter, block by block) sets the file's level too: no
+  # end-of-run rescale, so the level does not depend on the loudest moment,
+  # and a block written is final.
   player = Player(session, codec, overlap=1,
                   output=output_stage.for_package(pkg, codec))
   block_s = g.block * codec.hop / codec.sample_rate
