@@ -320,8 +320,11 @@ class LiveSession:
       names = json.loads(bytes(z["names"]).decode())
       for n, t in zip(names, z["tokens"]):
         self._cache[n] = t
-      self.state = flax.serialization.from_bytes(self.state,
-                                                 bytes(z["state"]))
+      saved = flax.serialization.msgpack_restore(bytes(z["state"]))
+      # Sessions saved before the guard counted rejected blocks have no
+      # such field: they had rejected none.
+      saved.setdefault("rejected", np.zeros((), np.int32))
+      self.state = flax.serialization.from_state_dict(self.state, saved)
       self.frame_controls = {k[len("frame_control_"):]: np.asarray(z[k])
                              for k in z.files
                              if k.startswith("frame_control_")}

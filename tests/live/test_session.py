@@ -127,6 +127,30 @@ def test_restored_session_continues_exactly(session_parts, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_session_saved_before_the_rejected_count_loads(session_parts,
+                                                       tmp_path):
+  """A file written before StreamState had `rejected` (the field removed
+  from its state blob) loads, continues exactly, and counts from zero."""
+  import flax
+  s = make(session_parts)
+  s.set_prompts({"a": 1.0})
+  s.next_block()
+  path = str(tmp_path / "old.npz")
+  s.save(path)
+  with np.load(path) as z:
+    files = {k: np.asarray(z[k]) for k in z.files}
+  state = flax.serialization.msgpack_restore(bytes(files["state"]))
+  del state["rejected"]
+  files["state"] = np.frombuffer(flax.serialization.msgpack_serialize(state),
+                                 np.uint8)
+  np.savez(path, **files)
+  expect = s.next_block()
+  r = make(session_parts)
+  r.load(path)
+  assert int(r.state.rejected) == 0
+  np.testing.assert_array_equal(r.next_block(), expect)
+
+
 def test_session_rejects_bad_controls(session_parts):
   spec, params = session_parts
   s = make(session_parts)
