@@ -49,6 +49,8 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from lmdm_jax.flat_tree import flatten, unflatten  # noqa: F401  (package.flatten)
+
 FORMAT = "lmdm_jax.model/2"
 FORMAT_V1 = "lmdm_jax.model/1"
 MANIFEST = "model.json"
@@ -69,30 +71,7 @@ class PackageError(ValueError):
     super().__init__(f"{where}: {part}: {problem}")
 
 
-# -- flat npz trees ------------------------------------------------------------
-def flatten(tree, prefix: str = "") -> Dict[str, np.ndarray]:
-  """Nested dicts -> {"a/b/c": float32 array}."""
-  out = {}
-  for k, v in tree.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, Mapping):
-      out.update(flatten(v, key + "/"))
-    else:
-      out[key] = np.asarray(v, np.float32)
-  return out
-
-
-def unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
-  tree: Dict[str, Any] = {}
-  for k, v in flat.items():
-    node = tree
-    *parents, leaf = k.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = v
-  return tree
-
-
+# -- flat npz trees (lmdm_jax/flat_tree.py) -------------------------------------
 def read_npz(path: str, where: str, part: str, as_jax: bool = True):
   """A flat npz -> nested tree (jnp arrays unless as_jax=False)."""
   if not os.path.isfile(path):

@@ -13,6 +13,8 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
+from lmdm_jax.flat_tree import unflatten  # noqa: F401  (the converters' import)
+
 StateDict = Dict[str, np.ndarray]
 
 
@@ -120,17 +122,6 @@ def flatten(tree, prefix="") -> Dict[str, object]:
     else:
       out[path] = v
   return out
-
-
-def unflatten(flat: Mapping[str, object]):
-  tree: dict = {}
-  for path, v in flat.items():
-    node = tree
-    *heads, leaf = path.split("/")
-    for h in heads:
-      node = node.setdefault(h, {})
-    node[leaf] = v
-  return tree
 
 
 def match(sd: StateDict, targets: Mapping[str, Tuple[int, ...]],
