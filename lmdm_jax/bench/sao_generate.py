@@ -19,7 +19,10 @@ size):
            reported apart.
 
 Weights do not change the cost. Cost per block is flat after the first
-(BC caches each finished block once), so a few blocks give a stable median.
+(BC caches each finished block once; the streaming decoder compiles for
+its first and steady-state windows), so a few blocks give a stable
+median. The JSON also holds the host's load average before and after: on
+a shared machine the times scale with it.
 
   PYTHONPATH=. python3 -m lmdm_jax.bench.sao_generate --package PKG \\
       --blocks 4 --json benchmarks/results/sao_generate_cpu.json
@@ -69,6 +72,7 @@ def run(package: str, blocks: int = 4, steps=None, prompts=PROMPTS,
   from lmdm_jax.live.generate import generate
   from lmdm_jax.model.init import count_params
 
+  load_start = os.getloadavg()
   pkg = package_lib.load(package)
   t5 = time_t5(pkg, prompts)
   log(f"[sao_generate] t5: first {t5['first_s']:.2f} s, then "
@@ -100,6 +104,10 @@ def run(package: str, blocks: int = 4, steps=None, prompts=PROMPTS,
       "real_time_factor_dit_only": fig["real_time_factor_model_only"],
       "session_start_s": fig["compile_s"], "generate_s": fig["generate_s"],
       "jax_devices": jax.device_count(),
+      # The machine's load (1, 5, 15 min) around the run: on a shared host
+      # the figures scale with it.
+      "load_avg_start": list(load_start),
+      "load_avg_end": list(os.getloadavg()),
   }
   log(f"[sao_generate] per block ({fig['block_s']:.2f} s of audio, "
       f"{fig['steps']} steps): DiT {dit:.2f} s, decode {dec:.2f} s; "
