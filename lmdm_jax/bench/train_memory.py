@@ -168,16 +168,22 @@ def main(argv=None):
     r = json.loads(out.stdout)["runs"][0]
     print(table([r]).split("\n", 1)[1], file=sys.stderr, flush=True)
     runs.append(r)
+    if a.json:                # what is done so far survives an interrupt
+      _write(a.json, {"benchmark": "train_memory", **device(), "runs": runs})
   result = {"benchmark": "train_memory", **device(), "runs": runs}
   if a.json == "-":
     print(json.dumps(result))
     return result
   print(table(runs))
   if a.json:
-    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-    with open(a.json, "w") as f:
-      json.dump(result, f, indent=1)
+    _write(a.json, result)
   return result
+
+
+def _write(path, result):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
