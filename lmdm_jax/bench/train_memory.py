@@ -168,7 +168,7 @@ def main(argv=None):
     r = json.loads(out.stdout)["runs"][0]
     print(table([r]).split("\n", 1)[1], file=sys.stderr, flush=True)
     runs.append(r)
-    if a.json:                # what is done so far survives an interrupt
+    if a.json and a.json != "-":     # what is done survives an interrupt
       _write(a.json, {"benchmark": "train_memory", **device(), "runs": runs})
   result = {"benchmark": "train_memory", **device(), "runs": runs}
   if a.json == "-":
