@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by launch/bench_*.sh: installs the project for a platform.
 #   install_for cpu|cuda|tpu
 install_for() {

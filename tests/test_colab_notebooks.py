@@ -52,7 +52,7 @@ def outputs(nb, key):
 
 
 def test_notebooks_have_the_colab_cells():
-  for name in ("streaming", "finetune", "efficiency"):
+  for name in ("streaming", "finetune", "efficiency", "sao_small"):
     nb = nbformat.read(os.path.join(REPO, "colab", f"{name}.ipynb"),
                        as_version=4)
     nbformat.validate(nb)
@@ -92,3 +92,24 @@ def test_efficiency_notebook(monkeypatch):
   assert len(pngs) >= 4           # bench stream bars, study scatter, 2 PNGs
   assert "| bc |" in outputs(nb, "text/markdown")
   print(f"efficiency.ipynb: {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_sao_small_notebook(monkeypatch):
+  """fetch (offline toy hub) -> live with prompt changes between blocks ->
+  data build with the package's VAE -> stage 1 with T5 captions ->
+  export -> the fine-tuned package plays live."""
+  pytest.importorskip("huggingface_hub")
+  pytest.importorskip("sentencepiece")
+  pytest.importorskip("safetensors")
+  nb, seconds = run_notebook("sao_small", monkeypatch)
+  text = outputs(nb, "text/plain")
+  assert "offline toy hub" in text and "$ lmdm fetch sao-small" in text
+  assert text.count("real-time factor") == 2          # base, fine-tuned
+  assert "codec oobleck" in text
+  assert outputs(nb, "text/html").count("<audio") == 2
+  losses = [line for line in text.splitlines()
+            if line.startswith("loss by step:")]
+  assert losses and "(3, " in losses[-1], losses
+  assert "exported from step 3" in text
+  print(f"sao_small.ipynb: {seconds:.1f} s")
