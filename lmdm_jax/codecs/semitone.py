@@ -1,0 +1,358 @@
+"""`semitone`: semitone magnitudes + noise bands + bounded pan (no weights).
+
+A weights-free codec with `mel`'s latent geometry (44.1 kHz stereo, hop
+2048 -> 21.53 frames/s, 64 channels) built to keep the notes (issue 19):
+one channel per equal-tempered semitone over the range where melody and
+harmony live, decoded by an oscillator bank at exactly those pitches.
+
+Layout of one latent frame [64] (defaults):
+  [0 : 52)    semitone amplitudes, MIDI 36..87 (C2 65.4 Hz .. D#6 1245 Hz)
+  [52 : 60)   noise bands: one sub band (20 Hz .. the lowest semitone's lower
+              edge) and 7 bands log-spaced from the highest semitone's upper
+              edge to 20 kHz
+  [60 : 64)   pan of 4 frequency regions (MIDI 36..59 + sub band, 60..71,
+              72..87, high noise bands), tanh-bounded
+
+Analysis (deterministic; frame j covers samples [j * hop, (j + 1) * hop),
+frame_centre = 0.5):
+  semitones  Hann STFT of n_fft = 4 * hop centred on the frame, of L, R and
+             the mid M = (L + R) / 2; each FFT bin's energy goes to the
+             semitone nearest the bin's instantaneous frequency (the phase
+             advance of M over one sample), not the bin's centre, so a tone
+             lands in its own semitone even where the FFT's main lobe is
+             wider than a semitone (the bass). Stored: the variance of the
+             sinusoid that would carry that energy, A^2 / 2.
+  noise      Hann STFT of 2 * hop; per band the mean bin power / sum(w^2),
+             i.e. the variance density (white noise of variance s^2 gives
+             s^2 in every band).
+  pan        per region p = (E_L - E_R) / (E_L + E_R) in [-1, 1] from the
+             same energies; latent atanh(p / 0.95).
+  Value latents are (ln(v + floor) - offset) / scale (one offset and scale
+  for semitones and noise); pan latents are atanh(p / PAN_MAX), clipped.
+
+Synthesis (decode): every output sample is a function of its absolute
+sample index and the latent frames at most one frame away, so decoding
+block by block (`stream_decoder`) equals decoding the whole sequence:
+  semitones  sine oscillators at the semitone frequencies, phase
+             2 pi f n / sr + phi_k (n the absolute sample index, phi_k a
+             fixed per-semitone offset so chords do not all peak at once),
+             amplitude sqrt(2 v) interpolated linearly between frame centres.
+  noise      per frame, a random-phase spectrum (phases from fixed tables
+             indexed by the absolute frame index) with the band powers interpolated
+             over log frequency, inverse FFT, sine window of 2 * hop,
+             overlap-added at hop: constant power across frames.
+  stereo     both channels carry the SAME waveform per component, with
+             constant-power gains L = sqrt(1 + p), R = sqrt(1 - p),
+             |p| <= PAN_MAX = 0.95: whatever latents a model produces, L and
+             R are never anti-phase, and a mono mix (L + R) / 2 is at most
+             1.8 dB below the stereo level ((sqrt(1.95) + sqrt(0.05)) / 2).
+
+What it cannot carry: pitch outside MIDI 36..87 except as noise (a bass
+below C2 is heard through its harmonics; overtones above 1.25 kHz become
+band-shaped noise), non-tonal sound inside the semitone range (drums there
+become short semitone clusters), and stereo detail finer than 4 regions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from lmdm_jax.codecs.base import Codec, register_codec
+from lmdm_jax.codecs.mel import stft
+
+PAN_MAX = 0.95
+
+
+def midi_to_hz(m):
+  return 440.0 * 2.0 ** ((np.asarray(m, np.float64) - 69.0) / 12.0)
+
+
+@register_codec("semitone")
+class SemitoneCodec(Codec):
+  """Semitone oscillator-bank codec; see the module docstring for the layout.
+
+  Args:
+    sample_rate, hop: audio rate and samples per latent frame.
+    midi_lo, semitones: the lowest semitone (MIDI number) and how many.
+    high_bands: noise bands above the semitone range (plus one sub band).
+    pan_regions: must be 4 (their frequency split is fixed, see docstring).
+    offset, scale, floor: value latent = (ln(v + floor) - offset) / scale.
+  """
+  name = "semitone"
+  frame_centre = 0.5        # frame j covers [j * hop, (j + 1) * hop)
+
+  def __init__(self, sample_rate: int = 44100, hop: int = 2048,
+               latent_channels: int = 64, midi_lo: int = 36,
+               semitones: int = 52, high_bands: int = 7,
+               offset: float = -12.0, scale: float = 3.0,
+               floor: float = 1e-10):
+    if hop <= 0 or sample_rate <= 0 or hop % 2:
+      raise ValueError(f"hop must be positive and even, sample_rate "
+                       f"positive, got hop={hop}, sample_rate={sample_rate}")
+    if semitones < 1 or high_bands < 1:
+      raise ValueError(f"semitones and high_bands must be >= 1, got "
+                       f"{semitones}, {high_bands}")
+    if semitones + 1 + high_bands + 4 != latent_channels:
+      raise ValueError(f"semitones + 1 + high_bands + 4 pan channels must be "
+                       f"latent_channels={latent_channels}, got "
+                       f"{semitones} + 1 + {high_bands} + 4")
+    top = midi_to_hz(midi_lo + semitones - 0.5)
+    if midi_lo < 12 or top * 2 ** (1 / 12) >= min(20000.0, sample_rate / 2):
+      raise ValueError(f"semitone range MIDI {midi_lo}.."
+                       f"{midi_lo + semitones - 1} must lie in 20 Hz .. "
+                       f"{min(20000.0, sample_rate / 2)} Hz")
+    if scale <= 0 or floor <= 0:
+      raise ValueError("scale and floor must be positive")
+    self.sample_rate, self.channels, self.hop = sample_rate, 2, hop
+    self.latent_channels = latent_channels
+    self.midi_lo, self.semitones, self.high_bands = midi_lo, semitones, \
+        high_bands
+    self.offset, self.scale, self.floor = offset, scale, floor
+    self.freqs = midi_to_hz(midi_lo + np.arange(semitones))       # [S]
+    # Fixed per-oscillator phase offsets (golden-ratio spread).
+    self.phase0 = (np.arange(semitones) * 0.6180339887498949) % 1.0
+    # Oscillator basis over half a frame (see _tones): sin(theta + w m) =
+    # sin(theta) cos(w m) + cos(theta) sin(w m).
+    m = np.arange(hop // 2)
+    wm = 2 * np.pi * np.multiply.outer(self.freqs / sample_rate, m)
+    cw, sw = np.cos(wm), np.sin(wm)
+    self._basis = np.concatenate([cw, sw, m * cw, m * sw]).astype(np.float32)
+    # Semitone analysis.
+    self.n_fft = 4 * hop
+    self.window = np.hanning(self.n_fft + 1)[:-1]
+    self._tonal_norm = 2.0 / (self.n_fft * np.sum(self.window ** 2))
+    lo_edge = midi_to_hz(midi_lo - 0.5)
+    bin_hz = sample_rate / self.n_fft
+    self._tbins = np.arange(max(1, int(lo_edge / bin_hz) - 3),
+                            int(top / bin_hz) + 4)
+    # Noise bands on a 2 * hop grid (analysis and synthesis).
+    self.n_noise = 2 * hop
+    self.noise_window = np.hanning(self.n_noise + 1)[:-1]
+    self.synth_window = np.sin(np.pi * (np.arange(self.n_noise) + 0.5)
+                               / self.n_noise)        # sin^2 OLA sums to 1
+    nf = np.fft.rfftfreq(self.n_noise, 1.0 / sample_rate)
+    edges = np.geomspace(top, 20000.0, high_bands + 1)
+    member = np.zeros((1 + high_bands, len(nf)))
+    member[0] = (nf >= 20.0) & (nf < lo_edge)
+    for b in range(high_bands):
+      member[1 + b] = (nf >= edges[b]) & (nf < edges[b + 1])
+    if (member.sum(1) == 0).any():
+      raise ValueError("a noise band has no FFT bin; use fewer high_bands")
+    self._noise_member = member / member.sum(1, keepdims=True)
+    self._noise_sum_w2 = np.sum(self.noise_window ** 2)
+    # Synthesis spectrum: sub band flat; high bands linear in log power over
+    # log frequency between band centres (held beyond the outer centres).
+    centres = np.log(np.sqrt(edges[:-1] * edges[1:]))
+    pos = np.interp(np.log(np.maximum(nf, 1.0)), centres,
+                    np.arange(high_bands, dtype=np.float64))
+    self._noise_lo = np.minimum(np.floor(pos).astype(np.int64),
+                                max(high_bands - 2, 0))
+    self._noise_w = (pos - self._noise_lo) if high_bands > 1 else 0 * pos
+    self._noise_hi = ((nf >= top) & (nf <= 20000.0)).astype(np.float64)
+    # Random phases: the product of two fixed tables indexed by the absolute
+    # frame index modulo 61 and 67 (a period of 4087 frames, 190 s).
+    rng = np.random.default_rng(19)
+    self._phase_tables = [
+        np.exp(2j * np.pi * rng.random((p, len(nf)))).astype(np.complex64)
+        for p in (61, 67)]
+    self._noise_sub = ((nf >= 20.0) & (nf < lo_edge)).astype(np.float64)
+    # Pan regions: semitone index -> region, noise bin -> region.
+    m = midi_lo + np.arange(semitones)
+    self._tone_region = np.where(m < 60, 0, np.where(m < 72, 1, 2))
+    self._noise_region = np.where(nf < lo_edge, 0, 3)
+
+  # -- layout -------------------------------------------------------------------
+  @property
+  def slices(self):
+    """(semitones, noise, pan) slices of a latent frame."""
+    s, n = self.semitones, self.semitones + 1 + self.high_bands
+    return slice(0, s), slice(s, n), slice(n, self.latent_channels)
+
+  # -- analysis -------------------------------------------------------------
+  def _frames(self, x, n_fft, window, frames, shift=0):
+    """STFT with frame j centred on sample (j + 0.5) * hop (+ shift)."""
+    h = self.hop // 2 + shift
+    return stft(x[..., h:], window, self.hop, frames)
+
+  def encode(self, audio: np.ndarray) -> np.ndarray:
+    """[2, samples] float32 -> [samples // hop, 64] float32 latents."""
+    audio = self.check_audio(audio).astype(np.float64)
+    frames = audio.shape[1] // self.hop
+    if frames == 0:
+      raise ValueError(f"semitone codec needs at least hop={self.hop} "
+                       f"samples, got {audio.shape[1]}")
+    audio = audio[:, :frames * self.hop]
+    S, b = self.semitones, self._tbins
+    # Semitones: energies of L and R per semitone of the mid's inst. freq.
+    w = self.window
+    spec = self._frames(audio, self.n_fft, w, frames)[..., b]    # [2, F, B]
+    mid = 0.5 * (audio[0] + audio[1])
+    m0 = self._frames(mid, self.n_fft, w, frames)[..., b]
+    m1 = self._frames(mid, self.n_fft, w, frames, shift=1)[..., b]
+    inst = np.angle(m1 * np.conj(m0)) * self.sample_rate / (2 * np.pi)
+    bin_hz = b * self.sample_rate / self.n_fft
+    # A bin whose inst. frequency is more than 2 bins from its centre is
+    # not near a peak (leakage between two partials): use its centre.
+    far = np.abs(inst - bin_hz) > 2 * self.sample_rate / self.n_fft
+    inst = np.where(far | (np.abs(m0) < 1e-12), bin_hz, inst)
+    semi = np.rint(12 * np.log2(np.maximum(inst, 1.0) / 440.0) + 69
+                   - self.midi_lo).astype(np.int64)                # [F, B]
+    ok = (semi >= 0) & (semi < S)
+    idx = (np.arange(frames)[:, None] * S + np.clip(semi, 0, S - 1))[ok]
+    energy = np.square(np.abs(spec))                               # [2, F, B]
+    tone = np.stack([np.bincount(idx, weights=e[ok], minlength=frames * S)
+                     for e in energy]).reshape(2, frames, S)
+    tone *= self._tonal_norm                          # -> A^2 / 2 per channel
+    # Noise bands: variance density per channel.
+    nspec = self._frames(audio, self.n_noise, self.noise_window, frames)
+    npow = np.square(np.abs(nspec)) / self._noise_sum_w2           # [2, F, K]
+    noise = npow @ self._noise_member.T                            # [2, F, 1+H]
+    # Pan per region from channel energies.
+    eL = np.stack([tone[0][:, self._tone_region == r].sum(-1) for r in
+                   range(3)] + [npow[0][:, self._noise_region == 3].sum(-1)],
+                  -1)
+    eR = np.stack([tone[1][:, self._tone_region == r].sum(-1) for r in
+                   range(3)] + [npow[1][:, self._noise_region == 3].sum(-1)],
+                  -1)
+    # The sub band pans with the bass region.
+    eL[:, 0] += npow[0][:, self._noise_region == 0].sum(-1)
+    eR[:, 0] += npow[1][:, self._noise_region == 0].sum(-1)
+    pan = (eL - eR) / np.maximum(eL + eR, 1e-20)
+    pan = np.arctanh(np.clip(pan, -PAN_MAX + 1e-3, PAN_MAX - 1e-3) / PAN_MAX)
+    values = np.concatenate([tone.mean(0), noise.mean(0)], -1)
+    z = (np.log(values + self.floor) - self.offset) / self.scale
+    return np.concatenate([z, pan], -1).astype(np.float32)
+
+  # -- synthesis ------------------------------------------------------------
+  def _values(self, latents):
+    s, n, p = self.slices
+    v = np.exp(latents[:, :n.stop].astype(np.float64) * self.scale
+               + self.offset) - self.floor
+    v = np.clip(v, 0.0, None)
+    pan = PAN_MAX * np.tanh(latents[:, p].astype(np.float64))      # [F, 4]
+    return v[:, s], v[:, n], pan
+
+  def decode_window(self, latents: np.ndarray, start: int) -> np.ndarray:
+    """Latents of frames [start, start + n) -> audio [2, n * hop].
+
+    Frames outside the window are taken equal to the nearest edge frame,
+    exactly as the whole-sequence decode does at the ends of the sequence;
+    inside, a sample depends only on the frames at most one away, so windows
+    that overlap by a frame either side join exactly (`stream_decoder`).
+    """
+    hop, n = self.hop, latents.shape[0]
+    tone_v, noise_v, pan = self._values(latents)
+    gains = np.stack([np.sqrt(1.0 + pan), np.sqrt(1.0 - pan)])    # [2,n,4]
+    gains = np.concatenate([gains[:, :1], gains, gains[:, -1:]], 1)
+    out = self._tones(tone_v, gains, start)
+    out += self._noise(noise_v, gains, start)
+    return out
+
+  def _tones(self, tone_v, gains, start):
+    """Oscillator bank -> [2, n * hop], in half-frame segments.
+
+    The amplitude is linear inside each half frame (its knots are the frame
+    centres), so a segment of `half` samples starting at absolute sample s0
+    is sum_k (alpha_k + beta_k m) sin(theta_k + omega_k m), m < half, with
+    theta_k = 2 pi (f_k s0 / sr + phi_k) from the absolute index: one matrix
+    product of per-segment coefficients [segments, 4S] with a fixed basis
+    [4S, half] of cos/sin(omega m) and m cos/sin(omega m).
+    """
+    hop, n, half = self.hop, tone_v.shape[0], self.hop // 2
+    amp = np.sqrt(2.0 * tone_v)
+    amp = np.concatenate([amp[:1], amp, amp[-1:]])                # [n+2, S]
+    seg = np.arange(2 * n)
+    j0 = seg // 2 - 1 + (seg % 2)                    # left knot, -1..n-1
+    c0 = np.where(seg % 2 == 0, 0.5, 0.0) + 0.5 / hop
+    s0 = (start * hop + seg * half).astype(np.float64)
+    cyc = (np.multiply.outer(s0, self.freqs / self.sample_rate)
+           + self.phase0) % 1.0                                      # [2n, S]
+    sin_t, cos_t = np.sin(2 * np.pi * cyc), np.cos(2 * np.pi * cyc)
+    out = np.empty((2, n * hop), np.float32)
+    for c in range(2):
+      a = amp * gains[c][:, self._tone_region]                       # [n+2,S]
+      left, right = a[j0 + 1], a[j0 + 2]
+      d = right - left
+      alpha, beta = left + d * c0[:, None], d / hop
+      coef = np.concatenate([alpha * sin_t, alpha * cos_t, beta * sin_t,
+                             beta * cos_t], -1).astype(np.float32)
+      out[c] = (coef @ self._basis).reshape(-1)
+    return out
+
+  def _noise(self, noise_v, gains, start):
+    """Overlap-added random-phase noise frames -> [2, n * hop]."""
+    hop, n, N = self.hop, noise_v.shape[0], self.n_noise
+    v = np.concatenate([noise_v[:1], noise_v, noise_v[-1:]])      # [n+2, B]
+    logv = np.log(v[:, 1:] + 1e-30)
+    lo, w = self._noise_lo, self._noise_w
+    logp = logv[:, lo] * (1 - w) + logv[:, np.minimum(lo + 1, logv.shape[1]
+                                                       - 1)] * w
+    power = np.exp(logp) * self._noise_hi + v[:, :1] * self._noise_sub
+    mag = np.sqrt(power * N).astype(np.float32)  # variance density -> |X|
+    j = np.arange(start - 1, start + n + 1, dtype=np.int64)
+    t1, t2 = self._phase_tables
+    phase = t1[j % len(t1)] * t2[j % len(t2)]                       # [n+2,K]
+    region = self._noise_region
+    out = np.zeros((2, (n + 2) * hop + hop), np.float32)
+    for c in range(2):
+      g = gains[c][:, region]                                       # [n+2,K]
+      frames = scipy.fft.irfft(mag * g * phase, n=N, axis=-1)
+      frames = (frames * self.synth_window).astype(np.float32)      # [n+2,N]
+      # padded frame i (absolute start - 1 + i) spans local samples
+      # [(i - 1.5) hop, (i + 0.5) hop) relative to the window start; shift
+      # by 1.5 hop so indices are non-negative.
+      acc = frames.reshape(n + 2, 2, hop)
+      out[c, :(n + 2) * hop] += acc[:, 0].reshape(-1)
+      out[c, hop:(n + 3) * hop] += acc[:, 1].reshape(-1)
+    # local sample s <-> out index s + 1.5 hop
+    h = hop + hop // 2
+    return out[:, h:h + n * hop]
+
+  def decode(self, latents: np.ndarray) -> np.ndarray:
+    """[frames, 64] latents -> [2, frames * hop] float32 audio."""
+    latents = self.check_latents(latents)
+    if latents.shape[0] == 0:
+      raise ValueError("semitone codec cannot decode zero frames")
+    return self.decode_window(latents, 0)
+
+  def stream_decoder(self) -> "SemitoneStreamDecoder":
+    return SemitoneStreamDecoder(self)
+
+
+class SemitoneStreamDecoder:
+  """Block-by-block decoding equal to the whole-sequence decode.
+
+  push(latents [n, 64]) -> audio [2, m * hop] for the m frames that became
+  final (all but the last frame pushed: a frame's audio needs the next
+  frame); flush() -> the rest. One frame (46 ms) of latency.
+  """
+  radius = 1
+
+  def __init__(self, codec: SemitoneCodec):
+    self.codec = codec
+    self._buf = np.zeros((0, codec.latent_channels), np.float32)
+    self._start = 0        # absolute index of self._buf[0]
+    self._emitted = 0      # frames whose audio has been returned
+
+  def _emit(self, stop: int) -> np.ndarray:
+    r = self.radius
+    if stop <= self._emitted:
+      return np.zeros((2, 0), np.float32)
+    total = self._start + len(self._buf)
+    lo, hi = max(0, self._emitted - r), min(total, stop + r)
+    y = self.codec.decode_window(self._buf[lo - self._start:hi - self._start],
+                                 lo)
+    out = y[:, (self._emitted - lo) * self.codec.hop:
+            (stop - lo) * self.codec.hop]
+    self._emitted = stop
+    keep = max(0, self._emitted - r) - self._start
+    self._buf, self._start = self._buf[keep:], self._start + keep
+    return out
+
+  def push(self, latents: np.ndarray) -> np.ndarray:
+    latents = self.codec.check_latents(latents)
+    self._buf = np.concatenate([self._buf, latents])
+    return self._emit(self._start + len(self._buf) - self.radius)
+
+  def flush(self) -> np.ndarray:
+    return self._emit(self._start + len(self._buf))
