@@ -67,6 +67,18 @@ def midi_to_hz(m):
   return 440.0 * 2.0 ** ((np.asarray(m, np.float64) - 69.0) / 12.0)
 
 
+def _cyclic(table: np.ndarray, first: int, n: int) -> np.ndarray:
+  """table[:, (first + i) % L] for i < n, by slices (no gather)."""
+  length = table.shape[1]
+  o = first % length
+  parts, need = [], n
+  while need > 0:
+    take = min(need, length - o)
+    parts.append(table[:, o:o + take])
+    need, o = need - take, 0
+  return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
 @register_codec("semitone")
 class SemitoneCodec(Codec):
   """Semitone oscillator-bank codec; see the module docstring for the layout.
@@ -85,7 +97,9 @@ class SemitoneCodec(Codec):
                latent_channels: int = 64, midi_lo: int = 36,
                semitones: int = 52, high_bands: int = 7,
                offset: float = -12.0, scale: float = 3.0,
-               floor: float = 1e-10):
+               floor: float = 1e-10,
+               resolutions=((36, 8192), (48, 4096), (72, 2048)),
+               noise_fft: int = 2048, noise_synth: str = "table"):
     if hop <= 0 or sample_rate <= 0 or hop % 2:
       raise ValueError(f"hop must be positive and even, sample_rate "
                        f"positive, got hop={hop}, sample_rate={sample_rate}")
@@ -117,17 +131,40 @@ class SemitoneCodec(Codec):
     wm = 2 * np.pi * np.multiply.outer(self.freqs / sample_rate, m)
     cw, sw = np.cos(wm), np.sin(wm)
     self._basis = np.concatenate([cw, sw, m * cw, m * sw]).astype(np.float32)
-    # Semitone analysis.
-    self.n_fft = 4 * hop
-    self.window = np.hanning(self.n_fft + 1)[:-1]
-    self._tonal_norm = 2.0 / (self.n_fft * np.sum(self.window ** 2))
+    # Semitone analysis: one STFT size per range of semitones (long windows
+    # for the bass, short ones above for sharper onsets).
     lo_edge = midi_to_hz(midi_lo - 0.5)
-    bin_hz = sample_rate / self.n_fft
-    self._tbins = np.arange(max(1, int(lo_edge / bin_hz) - 3),
-                            int(top / bin_hz) + 4)
-    # Noise bands on a 2 * hop grid (analysis and synthesis).
+    starts = [int(m) for m, _ in resolutions]
+    if (not resolutions or starts[0] > midi_lo or starts != sorted(starts)
+        or any(int(n) < 64 or int(n) % 2 for _, n in resolutions)):
+      raise ValueError(f"resolutions must be ((first MIDI, even n_fft), ...) "
+                       f"ascending from <= midi_lo={midi_lo}, got "
+                       f"{resolutions}")
+    self._res = []
+    for i, (m0, n_fft) in enumerate(resolutions):
+      m1 = starts[i + 1] if i + 1 < len(starts) else midi_lo + semitones
+      s0, s1 = max(0, m0 - midi_lo), min(semitones, m1 - midi_lo)
+      if s1 <= s0:
+        continue
+      n_fft = int(n_fft)
+      w = np.hanning(n_fft + 1)[:-1]
+      bin_hz = sample_rate / n_fft
+      bins = np.arange(max(1, int(midi_to_hz(midi_lo + s0 - 0.5) / bin_hz)
+                           - 3),
+                       min(n_fft // 2, int(midi_to_hz(midi_lo + s1 - 0.5)
+                                            / bin_hz) + 4))
+      self._res.append((n_fft, w, 2.0 / (n_fft * np.sum(w ** 2)), bins, s0,
+                        s1))
+    # Noise bands: synthesis on a 2 * hop grid, analysis on `noise_fft`.
     self.n_noise = 2 * hop
-    self.noise_window = np.hanning(self.n_noise + 1)[:-1]
+    if noise_fft < 64 or noise_fft % 2:
+      raise ValueError(f"noise_fft must be even and >= 64, got {noise_fft}")
+    self.noise_fft = noise_fft
+    if noise_synth not in ("table", "stft"):
+      raise ValueError(f"noise_synth must be 'table' or 'stft', got "
+                       f"{noise_synth!r}")
+    self.noise_synth = noise_synth
+    self.noise_window = np.hanning(noise_fft + 1)[:-1]
     self.synth_window = np.sin(np.pi * (np.arange(self.n_noise) + 0.5)
                                / self.n_noise)        # sin^2 OLA sums to 1
     nf = np.fft.rfftfreq(self.n_noise, 1.0 / sample_rate)
@@ -138,8 +175,18 @@ class SemitoneCodec(Codec):
       member[1 + b] = (nf >= edges[b]) & (nf < edges[b + 1])
     if (member.sum(1) == 0).any():
       raise ValueError("a noise band has no FFT bin; use fewer high_bands")
-    self._noise_member = member / member.sum(1, keepdims=True)
     self._noise_sum_w2 = np.sum(self.noise_window ** 2)
+    af = np.fft.rfftfreq(noise_fft, 1.0 / sample_rate)
+    amember = np.zeros((1 + high_bands, len(af)))
+    amember[0] = (af >= 20.0) & (af < lo_edge)
+    for b in range(high_bands):
+      amember[1 + b] = (af >= edges[b]) & (af < edges[b + 1])
+    if (amember.sum(1) == 0).any():
+      raise ValueError("a noise band has no analysis FFT bin; raise "
+                       "noise_fft or use fewer high_bands")
+    self._noise_member = amember / amember.sum(1, keepdims=True)
+    self._noise_aregion = np.where(af < lo_edge, 0, np.where(af >= top, 3,
+                                                             -1))
     # Synthesis spectrum: sub band flat; high bands linear in log power over
     # log frequency between band centres (held beyond the outer centres).
     centres = np.log(np.sqrt(edges[:-1] * edges[1:]))
@@ -156,6 +203,22 @@ class SemitoneCodec(Codec):
         np.exp(2j * np.pi * rng.random((p, len(nf)))).astype(np.complex64)
         for p in (61, 67)]
     self._noise_sub = ((nf >= 20.0) & (nf < lo_edge)).astype(np.float64)
+    # Time-domain noise: per band, two fixed band-limited noise tables of
+    # coprime lengths (their sum repeats after hours), each of variance
+    # half the band's share of the spectrum, indexed by the absolute sample.
+    band_edges = [(20.0, lo_edge)] + list(zip(edges[:-1], edges[1:]))
+    self._band_region = np.array([0] + [3] * high_bands)
+    self._tables = []
+    for length in (131071, 131101):
+      f = np.fft.rfftfreq(length, 1.0 / sample_rate)
+      tab = np.zeros((1 + high_bands, length), np.float32)
+      for k, (lo, hi_f) in enumerate(band_edges):
+        spec = ((f >= lo) & (f < hi_f)) * np.exp(2j * np.pi * rng.random(
+            len(f)))
+        x = np.fft.irfft(spec, n=length)
+        share = (hi_f - lo) / (sample_rate / 2)
+        tab[k] = x * np.sqrt(0.5 * share / np.mean(x ** 2))
+      self._tables.append(tab)
     # Pan regions: semitone index -> region, noise bin -> region.
     m = midi_lo + np.arange(semitones)
     self._tone_region = np.where(m < 60, 0, np.where(m < 72, 1, 2))
@@ -169,7 +232,7 @@ class SemitoneCodec(Codec):
     return slice(0, s), slice(s, n), slice(n, self.latent_channels)
 
   # -- analysis -------------------------------------------------------------
-  def _frames(self, x, n_fft, window, frames, shift=0):
+  def _frames(self, x, window, frames, shift=0):
     """STFT with frame j centred on sample (j + 0.5) * hop (+ shift)."""
     h = self.hop // 2 + shift
     return stft(x[..., h:], window, self.hop, frames)
@@ -182,41 +245,42 @@ class SemitoneCodec(Codec):
       raise ValueError(f"semitone codec needs at least hop={self.hop} "
                        f"samples, got {audio.shape[1]}")
     audio = audio[:, :frames * self.hop]
-    S, b = self.semitones, self._tbins
-    # Semitones: energies of L and R per semitone of the mid's inst. freq.
-    w = self.window
-    spec = self._frames(audio, self.n_fft, w, frames)[..., b]    # [2, F, B]
+    S = self.semitones
     mid = 0.5 * (audio[0] + audio[1])
-    m0 = self._frames(mid, self.n_fft, w, frames)[..., b]
-    m1 = self._frames(mid, self.n_fft, w, frames, shift=1)[..., b]
-    inst = np.angle(m1 * np.conj(m0)) * self.sample_rate / (2 * np.pi)
-    bin_hz = b * self.sample_rate / self.n_fft
-    # A bin whose inst. frequency is more than 2 bins from its centre is
-    # not near a peak (leakage between two partials): use its centre.
-    far = np.abs(inst - bin_hz) > 2 * self.sample_rate / self.n_fft
-    inst = np.where(far | (np.abs(m0) < 1e-12), bin_hz, inst)
-    semi = np.rint(12 * np.log2(np.maximum(inst, 1.0) / 440.0) + 69
-                   - self.midi_lo).astype(np.int64)                # [F, B]
-    ok = (semi >= 0) & (semi < S)
-    idx = (np.arange(frames)[:, None] * S + np.clip(semi, 0, S - 1))[ok]
-    energy = np.square(np.abs(spec))                               # [2, F, B]
-    tone = np.stack([np.bincount(idx, weights=e[ok], minlength=frames * S)
-                     for e in energy]).reshape(2, frames, S)
-    tone *= self._tonal_norm                          # -> A^2 / 2 per channel
+    tone = np.zeros((2, frames, S))
+    for n_fft, w, norm, b, s0, s1 in self._res:
+      # Energies of L and R per semitone of the mid's inst. frequency.
+      spec = self._frames(audio, w, frames)[..., b]               # [2, F, B]
+      m0 = self._frames(mid, w, frames)[..., b]
+      m1 = self._frames(mid, w, frames, shift=1)[..., b]
+      inst = np.angle(m1 * np.conj(m0)) * self.sample_rate / (2 * np.pi)
+      bin_hz = b * self.sample_rate / n_fft
+      # A bin whose inst. frequency is more than 2 bins from its centre is
+      # not near a peak (leakage between two partials): use its centre.
+      far = np.abs(inst - bin_hz) > 2 * self.sample_rate / n_fft
+      inst = np.where(far | (np.abs(m0) < 1e-12), bin_hz, inst)
+      semi = np.rint(12 * np.log2(np.maximum(inst, 1.0) / 440.0) + 69
+                     - self.midi_lo).astype(np.int64)              # [F, B]
+      ok = (semi >= s0) & (semi < s1)
+      idx = (np.arange(frames)[:, None] * S + np.clip(semi, 0, S - 1))[ok]
+      energy = np.square(np.abs(spec))                             # [2, F, B]
+      tone += norm * np.stack([
+          np.bincount(idx, weights=e[ok], minlength=frames * S)
+          for e in energy]).reshape(2, frames, S)       # -> A^2 / 2
     # Noise bands: variance density per channel.
-    nspec = self._frames(audio, self.n_noise, self.noise_window, frames)
+    nspec = self._frames(audio, self.noise_window, frames)
     npow = np.square(np.abs(nspec)) / self._noise_sum_w2           # [2, F, K]
     noise = npow @ self._noise_member.T                            # [2, F, 1+H]
     # Pan per region from channel energies.
     eL = np.stack([tone[0][:, self._tone_region == r].sum(-1) for r in
-                   range(3)] + [npow[0][:, self._noise_region == 3].sum(-1)],
+                   range(3)] + [npow[0][:, self._noise_aregion == 3].sum(-1)],
                   -1)
     eR = np.stack([tone[1][:, self._tone_region == r].sum(-1) for r in
-                   range(3)] + [npow[1][:, self._noise_region == 3].sum(-1)],
+                   range(3)] + [npow[1][:, self._noise_aregion == 3].sum(-1)],
                   -1)
     # The sub band pans with the bass region.
-    eL[:, 0] += npow[0][:, self._noise_region == 0].sum(-1)
-    eR[:, 0] += npow[1][:, self._noise_region == 0].sum(-1)
+    eL[:, 0] += npow[0][:, self._noise_aregion == 0].sum(-1)
+    eR[:, 0] += npow[1][:, self._noise_aregion == 0].sum(-1)
     pan = (eL - eR) / np.maximum(eL + eR, 1e-20)
     pan = np.arctanh(np.clip(pan, -PAN_MAX + 1e-3, PAN_MAX - 1e-3) / PAN_MAX)
     values = np.concatenate([tone.mean(0), noise.mean(0)], -1)
@@ -245,7 +309,36 @@ class SemitoneCodec(Codec):
     gains = np.stack([np.sqrt(1.0 + pan), np.sqrt(1.0 - pan)])    # [2,n,4]
     gains = np.concatenate([gains[:, :1], gains, gains[:, -1:]], 1)
     out = self._tones(tone_v, gains, start)
-    out += self._noise(noise_v, gains, start)
+    out += (self._noise(noise_v, gains, start) if self.noise_synth == "stft"
+            else self._noise_td(noise_v, gains, start))
+    return out
+
+  def _segments(self, amp):
+    """Edge-padded frame amplitudes [n + 2, C] -> per half-frame segment
+    (alpha, beta) [2n, C]: the amplitude is alpha + beta * m at sample m of
+    the segment, linear between frame centres (the knots)."""
+    n, hop = amp.shape[0] - 2, self.hop
+    seg = np.arange(2 * n)
+    j0 = seg // 2 - 1 + (seg % 2)                    # left knot, -1..n-1
+    c0 = np.where(seg % 2 == 0, 0.5, 0.0) + 0.5 / hop
+    left, right = amp[j0 + 1], amp[j0 + 2]
+    d = right - left
+    return left + d * c0[:, None], d / hop
+
+  def _noise_td(self, noise_v, gains, start):
+    """Band noise tables x interpolated band envelopes -> [2, n * hop]."""
+    hop, n, half = self.hop, noise_v.shape[0], self.hop // 2
+    amp = np.sqrt(np.concatenate([noise_v[:1], noise_v, noise_v[-1:]]))
+    t1, t2 = self._tables
+    src = (_cyclic(t1, start * hop, n * hop)
+           + _cyclic(t2, start * hop, n * hop)).reshape(-1, 2 * n, half)
+    m = np.arange(half, dtype=np.float32)
+    out = np.empty((2, n * hop), np.float32)
+    for c in range(2):
+      alpha, beta = self._segments(amp * gains[c][:, self._band_region])
+      out[c] = (np.einsum("sb,bsm->sm", alpha.astype(np.float32), src)
+                + m * np.einsum("sb,bsm->sm", beta.astype(np.float32), src)
+                ).reshape(-1)
     return out
 
   def _tones(self, tone_v, gains, start):
@@ -262,18 +355,13 @@ class SemitoneCodec(Codec):
     amp = np.sqrt(2.0 * tone_v)
     amp = np.concatenate([amp[:1], amp, amp[-1:]])                # [n+2, S]
     seg = np.arange(2 * n)
-    j0 = seg // 2 - 1 + (seg % 2)                    # left knot, -1..n-1
-    c0 = np.where(seg % 2 == 0, 0.5, 0.0) + 0.5 / hop
     s0 = (start * hop + seg * half).astype(np.float64)
     cyc = (np.multiply.outer(s0, self.freqs / self.sample_rate)
            + self.phase0) % 1.0                                      # [2n, S]
     sin_t, cos_t = np.sin(2 * np.pi * cyc), np.cos(2 * np.pi * cyc)
     out = np.empty((2, n * hop), np.float32)
     for c in range(2):
-      a = amp * gains[c][:, self._tone_region]                       # [n+2,S]
-      left, right = a[j0 + 1], a[j0 + 2]
-      d = right - left
-      alpha, beta = left + d * c0[:, None], d / hop
+      alpha, beta = self._segments(amp * gains[c][:, self._tone_region])
       coef = np.concatenate([alpha * sin_t, alpha * cos_t, beta * sin_t,
                              beta * cos_t], -1).astype(np.float32)
       out[c] = (coef @ self._basis).reshape(-1)
