@@ -209,14 +209,17 @@ def _chord_tone_vs(raw, other, sr, frame_rate):
 
 
 def clip_metrics(raw: np.ndarray, out: np.ndarray, sr: int,
-                 frame_rate: float, pitch_method: str = "yin") -> dict:
-  """Round-trip `out` vs `raw` (both [2, samples]) for one clip."""
+                 frame_rate: float, pitch_method: str = "yin",
+                 raw_pitch=None) -> dict:
+  """Round-trip `out` vs `raw` (both [2, samples]) for one clip.
+  raw_pitch: features.pitch of `raw` at this length, if already known."""
   from lmdm_jax.data import features as F
   from lmdm_jax.eval import adherence as A
   n = min(raw.shape[-1], out.shape[-1])
   raw, out = raw[:, :n], out[:, :n]
   frames = int(n / sr * frame_rate)
-  rm, rv = F.pitch(raw, sr, frame_rate, frames, method=pitch_method)
+  rm, rv = raw_pitch or F.pitch(raw, sr, frame_rate, frames,
+                                method=pitch_method)
   gm, gv = F.pitch(out, sr, frame_rate, frames, method=pitch_method)
   return {
       "chord_tone": _chord_tone_vs(raw, out, sr, frame_rate),
@@ -295,6 +298,12 @@ def compare(codecs, clip_sets, stem_clips=None, pitch_method: str = "yin",
     row = {"clips": len(clips), "seconds": float(sum(a.shape[1] for a in raws)
                                                  / sr)}
     rm = [raw_metrics(a, sr, frame_rate) for a in raws]
+    from lmdm_jax.data import features as F
+    # Every codec keeps the length (frames * hop of a whole-frame clip).
+    raws = [a[:, :(a.shape[1] // some.hop) * some.hop] for a in raws]
+    clips = [(c, a) for (c, _), a in zip(clips, raws)]
+    raw_pitch = [F.pitch(a, sr, frame_rate, int(a.shape[1] / sr * frame_rate),
+                         method=pitch_method) for a in raws]
     row["raw"] = {k: _nanmean([m[k] for m in rm]) for k in rm[0]}
     raw_emb = embed(raws) if fd else None
     if fd:
@@ -306,10 +315,10 @@ def compare(codecs, clip_sets, stem_clips=None, pitch_method: str = "yin",
     for name, codec in codecs.items():
       t0 = time.perf_counter()
       outs, ms = [], []
-      for clip_name, a in clips:
+      for (clip_name, a), rp in zip(clips, raw_pitch):
         y = codec.decode(codec.encode(a))
         outs.append(y)
-        ms.append(clip_metrics(a, y, sr, frame_rate, pitch_method))
+        ms.append(clip_metrics(a, y, sr, frame_rate, pitch_method, rp))
       r = {k: _nanmean([m[k] for m in ms]) for k in ms[0]}
       r["chord_tone_ratio"] = (r["chord_tone"] / row["raw"]["chord_tone_raw"]
                                if row["raw"]["chord_tone_raw"] else None)
@@ -347,3 +356,36 @@ def compare(codecs, clip_sets, stem_clips=None, pitch_method: str = "yin",
   sample = np.concatenate([a for _, a in first[:3]], axis=1)
   result["speed"] = {name: speed(c, sample) for name, c in codecs.items()}
   return result
+
+
+def compare_table(result: dict) -> str:
+  """Markdown table of a `compare` result (one row per set and codec)."""
+  cols = ("chord_tone", "chord_tone_ratio", "pitch_accuracy",
+          "chroma_accuracy", "onset_f1", "mrstft_db", "mono_loss_db", "fd")
+  lines = ["| set | codec | " + " | ".join(cols) + " |",
+           "|---|---|" + "---:|" * len(cols)]
+  fmt = lambda v: "–" if v is None else f"{v:.3f}"
+  for s, row in result["sets"].items():
+    raw = row["raw"]
+    lines.append(f"| {s} ({row['clips']} clips) | raw | "
+                 f"{fmt(raw.get('chord_tone_raw'))} | 1 | 1 | 1 | 1 | 0 | "
+                 f"{fmt(raw.get('mono_loss_db_raw'))} | "
+                 f"{fmt(raw.get('fd_half_vs_half'))} (half vs half) |")
+    for name in result["codecs"] if "codecs" in result else ():
+      r = row[name]
+      lines.append(f"| {s} | {name} | "
+                   + " | ".join(fmt(r.get(c)) for c in cols) + " |")
+  if "stems_chord_tone" in result:
+    st = result["stems_chord_tone"]
+    lines.append("")
+    lines.append(f"stems ({st['clips']} chorales): chord tone raw "
+                 f"{fmt(st['raw'])}; " + "; ".join(
+                     f"{n} {fmt(st.get(n))} (partner pitch acc "
+                     f"{fmt(st.get(n + '_partner_pitch_accuracy'))})"
+                     for n in result.get("codecs", ())))
+  lines.append("")
+  lines.append("speed (x real time): " + "; ".join(
+      f"{n} encode {v['encode_rtf']:.1f}, decode {v['decode_rtf']:.1f}, "
+      f"stream decode {v['stream_decode_rtf']:.1f}"
+      for n, v in result["speed"].items()))
+  return "\n".join(lines)
