@@ -46,7 +46,7 @@ block by block (`stream_decoder`) equals decoding the whole sequence:
              half frame as one matrix product with a fixed basis.
   noise      (`noise_synth="table"`, default) per band, fixed band-limited
              noise read at the absolute sample index from two tables of
-             coprime lengths (131071, 131101: the sum repeats after ~4.5 h),
+             coprime lengths (2^17 and 5^7: the sum repeats after 2.6 days),
              times the band amplitude linear between frame centres, like
              the oscillators. ("stft": random-phase spectra overlap-added
              with a sine window of 2 * hop; smoother spectra between bands
@@ -215,12 +215,12 @@ class SemitoneCodec(Codec):
         for p in (61, 67)]
     self._noise_sub = ((nf >= 20.0) & (nf < lo_edge)).astype(np.float64)
     # Time-domain noise: per band, two fixed band-limited noise tables of
-    # coprime lengths (their sum repeats after hours), each of variance
+    # coprime lengths (their sum repeats after days), each of variance
     # half the band's share of the spectrum, indexed by the absolute sample.
     band_edges = [(20.0, lo_edge)] + list(zip(edges[:-1], edges[1:]))
     self._band_region = np.array([0] + [3] * high_bands)
     self._tables = []
-    for length in (131071, 131101):
+    for length in (2 ** 17, 5 ** 7):      # coprime, fast FFT sizes
       f = np.fft.rfftfreq(length, 1.0 / sample_rate)
       tab = np.zeros((1 + high_bands, length), np.float32)
       for k, (lo, hi_f) in enumerate(band_edges):
