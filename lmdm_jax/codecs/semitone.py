@@ -110,7 +110,8 @@ class SemitoneCodec(Codec):
                offset: float = -14.0, scale: float = 5.5,
                floor: float = 1e-10,
                resolutions=((36, 8192), (48, 4096), (72, 2048)),
-               noise_fft: int = 2048, noise_synth: str = "table"):
+               noise_fft: int = 2048, noise_synth: str = "table",
+               attack: int = 64, attack_db: float = 1.0):
     if hop <= 0 or sample_rate <= 0 or hop % 2:
       raise ValueError(f"hop must be positive and even, sample_rate "
                        f"positive, got hop={hop}, sample_rate={sample_rate}")
@@ -141,7 +142,16 @@ class SemitoneCodec(Codec):
     m = np.arange(hop // 2)
     wm = 2 * np.pi * np.multiply.outer(self.freqs / sample_rate, m)
     cw, sw = np.cos(wm), np.sin(wm)
-    self._basis = np.concatenate([cw, sw, m * cw, m * sw]).astype(np.float32)
+    if not 0 <= attack <= hop // 2:
+      raise ValueError(f"attack must be in [0, hop / 2 = {hop // 2}] "
+                       f"samples, got {attack}")
+    self.attack = int(attack)
+    self.attack_db = float(attack_db)
+    self._attack_ratio = 10 ** (self.attack_db / 20)
+    self._ramp = (np.minimum(1.0, (m + 0.5) / attack) if attack else
+                  np.zeros(len(m)))
+    self._basis = np.concatenate([cw, sw, m * cw, m * sw, self._ramp * cw,
+                                  self._ramp * sw]).astype(np.float32)
     # Semitone analysis: one STFT size per range of semitones (long windows
     # for the bass, short ones above for sharper onsets).
     lo_edge = midi_to_hz(midi_lo - 0.5)
@@ -334,7 +344,17 @@ class SemitoneCodec(Codec):
     c0 = np.where(seg % 2 == 0, 0.5, 0.0) + 0.5 / hop
     left, right = amp[j0 + 1], amp[j0 + 2]
     d = right - left
-    return left + d * c0[:, None], d / hop
+    alpha, beta = left + d * c0[:, None], d / hop
+    gamma = np.zeros_like(alpha)
+    if self.attack > 0:
+      # Rises happen fast at the start of the frame that rose (sharp onsets,
+      # at most half a frame early or late); falls stay linear.
+      up = right > left * self._attack_ratio
+      first = (seg % 2 == 0)[:, None]
+      alpha = np.where(up, left, alpha)
+      beta = np.where(up, 0.0, beta)
+      gamma = np.where(up & first, d, 0.0)
+    return alpha, beta, gamma
 
   def _noise_td(self, noise_v, gains, start):
     """Band noise tables x interpolated band envelopes -> [2, n * hop]."""
@@ -344,12 +364,16 @@ class SemitoneCodec(Codec):
     src = (_cyclic(t1, start * hop, n * hop)
            + _cyclic(t2, start * hop, n * hop)).reshape(-1, 2 * n, half)
     m = np.arange(half, dtype=np.float32)
+    ramp = self._ramp.astype(np.float32)
     out = np.empty((2, n * hop), np.float32)
     for c in range(2):
-      alpha, beta = self._segments(amp * gains[c][:, self._band_region])
-      out[c] = (np.einsum("sb,bsm->sm", alpha.astype(np.float32), src)
-                + m * np.einsum("sb,bsm->sm", beta.astype(np.float32), src)
-                ).reshape(-1)
+      alpha, beta, gamma = self._segments(
+          amp * gains[c][:, self._band_region])
+      y = (np.einsum("sb,bsm->sm", alpha.astype(np.float32), src)
+           + m * np.einsum("sb,bsm->sm", beta.astype(np.float32), src))
+      if self.attack:
+        y += ramp * np.einsum("sb,bsm->sm", gamma.astype(np.float32), src)
+      out[c] = y.reshape(-1)
     return out
 
   def _tones(self, tone_v, gains, start):
@@ -372,9 +396,11 @@ class SemitoneCodec(Codec):
     sin_t, cos_t = np.sin(2 * np.pi * cyc), np.cos(2 * np.pi * cyc)
     out = np.empty((2, n * hop), np.float32)
     for c in range(2):
-      alpha, beta = self._segments(amp * gains[c][:, self._tone_region])
+      alpha, beta, gamma = self._segments(
+          amp * gains[c][:, self._tone_region])
       coef = np.concatenate([alpha * sin_t, alpha * cos_t, beta * sin_t,
-                             beta * cos_t], -1).astype(np.float32)
+                             beta * cos_t, gamma * sin_t, gamma * cos_t],
+                            -1).astype(np.float32)
       out[c] = (coef @ self._basis).reshape(-1)
     return out
 
