@@ -42,13 +42,17 @@ block by block (`stream_decoder`) equals decoding the whole sequence:
   semitones  sine oscillators at the semitone frequencies, phase
              2 pi f n / sr + phi_k (n the absolute sample index, phi_k a
              fixed per-semitone offset so chords do not all peak at once),
-             amplitude sqrt(2 v) linear between frame centres; computed per
-             half frame as one matrix product with a fixed basis.
+             amplitude sqrt(2 v) linear between frame centres, except that
+             a rise of more than `attack_db` (1 dB) into frame j happens in
+             `attack` (64) samples at the start of frame j (the envelope
+             holds the old value until then): onsets stay sharp instead of
+             46 ms ramps (onset recall 0.48 -> 0.80 on 5 held-out clips),
+             at most half a frame (23 ms) from where they were; computed
+             per half frame as one matrix product with a fixed basis.
   noise      (`noise_synth="table"`, default) per band, fixed band-limited
              noise read at the absolute sample index from two tables of
              coprime lengths (2^17 and 5^7: the sum repeats after 2.6 days),
-             times the band amplitude linear between frame centres, like
-             the oscillators. ("stft": random-phase spectra overlap-added
+             times the band amplitude, shaped like the oscillators'. ("stft": random-phase spectra overlap-added
              with a sine window of 2 * hop; smoother spectra between bands
              but onsets smeared over 93 ms: onset F1 0.75 vs 0.82 on 5
              held-out clips.)
@@ -100,6 +104,11 @@ class SemitoneCodec(Codec):
     high_bands: noise bands above the semitone range (plus one sub band).
     pan_regions: must be 4 (their frequency split is fixed, see docstring).
     offset, scale, floor: value latent = (ln(v + floor) - offset) / scale.
+    resolutions: ((first MIDI, STFT size), ...) of the semitone analysis.
+    noise_fft: STFT size of the noise-band analysis.
+    noise_synth: "table" (default) or "stft" noise synthesis.
+    attack, attack_db: fast-attack ramp (samples; 0 = always linear) and
+      the rise (dB) that triggers it.
   """
   name = "semitone"
   frame_centre = 0.5        # frame j covers [j * hop, (j + 1) * hop)
@@ -347,8 +356,12 @@ class SemitoneCodec(Codec):
     alpha, beta = left + d * c0[:, None], d / hop
     gamma = np.zeros_like(alpha)
     if self.attack > 0:
-      # Rises happen fast at the start of the frame that rose (sharp onsets,
-      # at most half a frame early or late); falls stay linear.
+      # A rise of more than attack_db into frame k happens in `attack`
+      # samples at the start of frame k (the envelope holds the old value
+      # until then): sharp onsets, at most a frame early (analysis windows
+      # reach into the previous frame), instead of 46 ms ramps. (A ramp at
+      # frame k's centre instead made two onsets of one: rises often span
+      # two frames.)
       up = right > left * self._attack_ratio
       first = (seg % 2 == 0)[:, None]
       alpha = np.where(up, left, alpha)
