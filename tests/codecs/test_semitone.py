@@ -239,6 +239,12 @@ def test_demo_config_selects_the_codec():
     assert c.train.steps == steps
   with pytest.raises(ValueError, match="unknown demo variant"):
     load_config(os.path.join(repo, "configs", "demo.py:semitone,mel"))
+  for arg, name in (("jam", "mel"), ("jam,semitone", "semitone"),
+                    ("smoke_jam,semitone", "semitone")):
+    c = load_config(os.path.join(repo, "configs", "sketch_demo.py:" + arg))
+    assert c.codec.name == name and c.samples.codec == name
+  with pytest.raises(ValueError, match="unknown sketch demo variant"):
+    load_config(os.path.join(repo, "configs", "sketch_demo.py:jam,smoke"))
 
 
 def test_repeated_notes_keep_their_onsets(codec):
