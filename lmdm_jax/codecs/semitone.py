@@ -47,12 +47,14 @@ block by block (`stream_decoder`) equals decoding the whole sequence:
              `attack` (64) samples at the start of frame j (the envelope
              holds the old value until then): onsets stay sharp instead of
              46 ms ramps (onset recall 0.48 -> 0.80 on 5 held-out clips),
-             at most half a frame (23 ms) from where they were; computed
-             per half frame as one matrix product with a fixed basis.
+             up to about a frame early (the analysis windows reach into the
+             previous frame); computed per half frame as one matrix product
+             with a fixed basis.
   noise      (`noise_synth="table"`, default) per band, fixed band-limited
              noise read at the absolute sample index from two tables of
              coprime lengths (2^17 and 5^7: the sum repeats after 2.6 days),
-             times the band amplitude, shaped like the oscillators'. ("stft": random-phase spectra overlap-added
+             times the band amplitude, shaped like the oscillators'.
+             ("stft": random-phase spectra overlap-added
              with a sine window of 2 * hop; smoother spectra between bands
              but onsets smeared over 93 ms: onset F1 0.75 vs 0.82 on 5
              held-out clips.)
