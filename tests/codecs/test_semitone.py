@@ -260,3 +260,13 @@ def test_repeated_notes_keep_their_onsets(codec):
   assert len(ref) >= 6
   y = codec.decode(codec.encode(x))
   assert A.event_f1(ref, A.onsets(y, SR), 0.05) >= 0.75
+
+
+def test_blas_threads_do_not_change_the_result(codec):
+  x = _music(1.0)
+  other = get_codec("semitone", blas_threads=None)
+  np.testing.assert_allclose(other.encode(x), codec.encode(x), atol=1e-5)
+  z = codec.encode(x)
+  np.testing.assert_allclose(other.decode(z), codec.decode(z), atol=1e-5)
+  with pytest.raises(ValueError, match="blas_threads"):
+    get_codec("semitone", blas_threads=0)
