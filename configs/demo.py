@@ -13,6 +13,10 @@ with no flag. The exact recipe (also in docs/demo-model.md):
   lmdm export --config configs/demo.py --workdir W --data-dir DEMO/tfds \
       --out lmdm_jax/assets/demo
 
+On the `semitone` codec (issue 19; docs/codecs_and_import.md): the same
+with `--codec semitone` in `lmdm data build` and `configs/demo.py:semitone`
+(`bash launch/train_demo.sh DEMO W semitone` does both).
+
 Choices for this size, against the paper's text models (s=192, o=48, W=4,
 SAO-Small width 1024 x 16 layers):
   - geometry s=96, o=24, W=4 (4.5 s context, 1.1 s blocks): the same
@@ -37,7 +41,20 @@ from lmdm_jax.configs import load_config
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+CODECS = ("mel", "semitone")   # weights-free codecs a demo can train on
+
+
 def get_config(arg: str = ""):
+  """arg: comma-separated variants: "smoke" (seconds-long run) and/or a
+  codec name of CODECS (default "mel", the shipped models' codec), e.g.
+  "semitone" or "smoke,semitone"."""
+  parts = [p for p in arg.split(",") if p]
+  bad = [p for p in parts if p != "smoke" and p not in CODECS]
+  codecs = [p for p in parts if p in CODECS]
+  if bad or len(codecs) > 1:
+    raise ValueError(f"unknown demo variant {arg!r}; known: '', 'smoke', "
+                     f"one codec of {CODECS}, comma-separated")
+  codec = codecs[0] if codecs else "mel"
   c = load_config(os.path.join(HERE, "finetune.py:bc"))
   c.model.update(io_channels=64, embed_dim=192, depth=6, num_heads=3,
                  cond_token_dim=64, project_cond_tokens=True,
@@ -46,21 +63,19 @@ def get_config(arg: str = ""):
   c.geometry.update(context=96, block=24, window_chunks=4)
   c.cond_tokens = 24
   c.text = dict(encoder="hashed_words")
-  c.codec = dict(name="mel", kwargs={})
+  c.codec = dict(name=codec, kwargs={})
   c.loss.update(max_partial_chunks=4)
   c.optim.update(lr=1e-3, b2=0.99, weight_decay=0.01, clip_norm=1.0,
                  warmup_steps=100, decay="cosine", decay_steps=3000,
                  final_ratio=0.05)
   c.train.update(steps=3000, batch_size=12, ema_decay=0.998, log_every=25)
   c.ckpt.update(every_steps=100, keep=2)
-  c.samples.update(every_steps=0, blocks=4, steps=8, codec="mel")
+  c.samples.update(every_steps=0, blocks=4, steps=8, codec=codec)
   c.data.update(source="tfds", name="lmdm_latents")
-  if arg == "smoke":                     # seconds: tests and dry runs
+  if "smoke" in parts:                   # seconds: tests and dry runs
     c.model.update(embed_dim=64, depth=2, num_heads=1,
                    timestep_features_dim=32)
     c.train.update(steps=4, batch_size=4, log_every=1)
     c.optim.update(warmup_steps=1, decay_steps=4)
     c.ckpt.update(every_steps=2)
-  elif arg:
-    raise ValueError(f"unknown demo variant {arg!r}; known: '', 'smoke'")
   return c

@@ -22,6 +22,10 @@ seconds-long runs for tests.
   lmdm train --config configs/sketch_demo.py:jam --workdir W \
       --config.data.dir=JAM/tfds \
       --config.init.params=lmdm_jax/assets/demo
+
+On the `semitone` codec (issue 19): `--codec semitone` in the data build
+and `configs/sketch_demo.py:jam,semitone` (init from a demo model trained
+on semitone latents, not the shipped mel one).
 """
 import os
 
@@ -29,6 +33,7 @@ from lmdm_jax.configs import load_config, load_module
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 add_sketch = load_module(os.path.join(HERE, "finetune_sketch.py")).add_sketch
+_CODECS = load_module(os.path.join(HERE, "demo.py")).CODECS
 
 
 def _demo(arg: str):
@@ -37,11 +42,18 @@ def _demo(arg: str):
 
 
 def get_config(arg: str = ""):
-  arg = (arg or "").strip()
+  """arg: a variant of `known`, optionally with ",CODEC" (a codec of
+  configs/demo.py's CODECS, default mel), e.g. "jam,semitone"."""
+  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
+  codecs = [p for p in parts if p in _CODECS]
+  rest = [p for p in parts if p not in _CODECS]
+  arg = rest[0] if len(rest) == 1 else ""
   known = ("", "smoke", "jam", "smoke_jam")
-  if arg not in known:
-    raise ValueError(f"unknown sketch demo variant {arg!r}; known: {known}")
-  c = _demo("smoke" if arg.startswith("smoke") else "")
+  if len(rest) > 1 or arg not in known or len(codecs) > 1:
+    raise ValueError(f"unknown sketch demo variant {','.join(parts)!r}; "
+                     f"known: {known}, optionally ',' + one of {_CODECS}")
+  c = _demo(",".join((["smoke"] if arg.startswith("smoke") else [])
+                     + codecs))
   # Fine-tuning from the demo model. 1e-3 (the demo's own peak rate): at
   # 3e-4 the zero-initialised control projections had not moved the
   # outputs after 400 steps (docs/control.md, first training run).

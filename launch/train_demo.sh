@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # The embedded demo model, end to end, on one machine (the shipped
 # lmdm_jax/assets/demo came from exactly this; docs/demo-model.md).
-#   bash launch/train_demo.sh [DEMO_DIR] [WORKDIR]
+#   bash launch/train_demo.sh [DEMO_DIR] [WORKDIR] [CODEC]
+# CODEC: mel (default: the shipped models) or semitone (issue 19); a
+# non-mel codec builds its own DEMO_DIR/tfds_CODEC and trains
+# configs/demo.py:CODEC.
 # Each stage resumes: re-run the script after an interruption.
 set -euo pipefail
 DEMO=${1:-demo_data}
 WORK=${2:-runs/demo}
+CODEC=${3:-mel}
+case "$CODEC" in
+  mel) TFDS="$DEMO/tfds"; CONFIG=configs/demo.py ;;
+  semitone) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC" ;;
+  *) echo "train_demo.sh: unknown codec '$CODEC' (mel or semitone)" >&2
+     exit 2 ;;
+esac
 # Debian: synthesiser, GM soundfonts, recorded orchestral music.
 if ! command -v fluidsynth >/dev/null; then
   apt-get install -y --no-install-recommends fluidsynth timgm6mb-soundfont \
@@ -13,9 +23,9 @@ if ! command -v fluidsynth >/dev/null; then
 fi
 python3 -m pip install -e ".[data,demo]"
 lmdm data demo --out "$DEMO" --workers 2
-lmdm data build --audio-dir "$DEMO/audio/train" --codec mel \
-    --out "$DEMO/tfds" --min-frames 120
-lmdm train --config configs/demo.py --workdir "$WORK" \
-    --config.data.dir="$DEMO/tfds"
-lmdm export --config configs/demo.py --workdir "$WORK" \
-    --data-dir "$DEMO/tfds" --out lmdm_jax/assets/demo --cfg 3 --steps 8
+lmdm data build --audio-dir "$DEMO/audio/train" --codec "$CODEC" \
+    --out "$TFDS" --min-frames 120
+lmdm train --config "$CONFIG" --workdir "$WORK" \
+    --config.data.dir="$TFDS"
+lmdm export --config "$CONFIG" --workdir "$WORK" \
+    --data-dir "$TFDS" --out lmdm_jax/assets/demo --cfg 3 --steps 8

@@ -100,6 +100,11 @@ def run_codec(args) -> int:
   from lmdm_jax.bench.codec import load_audio, measure
   from lmdm_jax.bench.stream import device_info
   from lmdm_jax.codecs import get_codec
+  if args.compare:
+    return run_codec_compare(args)
+  if not args.audio:
+    raise SystemExit("bench codec: give --audio FILE (one codec) or "
+                     "--compare NAMES with --heldout/--recorded DIRs")
   kwargs = json.loads(args.codec_args) if args.codec_args else {}
   codec = get_codec(args.codec, **kwargs)
   audio = load_audio(args.audio, codec.sample_rate, codec.channels,
@@ -171,11 +176,74 @@ def add_peer_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--json", default=None)
 
 
+def run_codec_compare(args) -> int:
+  """Every --compare codec on the same clips of --heldout / --recorded."""
+  import os
+  from lmdm_jax.bench import codec as bench
+  from lmdm_jax.bench.stream import device_info
+  from lmdm_jax.codecs import get_codec
+  names = [n.strip() for n in args.compare.split(",") if n.strip()]
+  codecs = {n: get_codec(n) for n in names}
+  sets = {k: v for k, v in (("heldout", args.heldout),
+                            ("recorded", args.recorded)) if v}
+  if not sets:
+    raise SystemExit("bench codec --compare: give --heldout and/or "
+                     "--recorded audio folders")
+  log = (lambda *a: print(*a, file=sys.stderr, flush=True))
+  some = next(iter(codecs.values()))
+  clip_sets = {}
+  for k, d in sets.items():
+    files = bench.list_audio_files(d)
+    if not files:
+      raise SystemExit(f"bench codec: no audio files under {d}")
+    clip_sets[k] = bench.crops(files, args.clips, args.clip_seconds,
+                               some.sample_rate)
+    log(f"[codec] {k}: {len(clip_sets[k])} clips of {args.clip_seconds} s "
+        f"from {len(files)} files")
+  stem_clips = None
+  if args.stems:
+    from lmdm_jax.bench.jam_eval import clips as jam_clips
+    audio_dir = args.stems_audio or args.stems.replace(
+        os.sep + "stems" + os.sep, os.sep + "audio" + os.sep)
+    stem_clips = [(n, p, a) for n, _, p, a in jam_clips(
+        [audio_dir], [args.stems], args.clips, args.clip_seconds, some)]
+  result = bench.compare(codecs, clip_sets, stem_clips,
+                         pitch_method=args.pitch_method, fd=not args.no_fd,
+                         progress=log)
+  result.update({"codecs": names, "clip_seconds": args.clip_seconds,
+                 "dirs": sets, "stems": args.stems,
+                 "device": device_info()})
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+      json.dump(result, f, indent=2)
+    log(f"[bench] wrote {args.json}")
+  print(bench.compare_table(result))
+  return 0
+
+
 def add_codec_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--codec", default="mel")
   p.add_argument("--codec-args", default=None,
                  help='JSON keyword arguments, e.g. \'{"iters": 16}\'')
-  p.add_argument("--audio", required=True, help="any file soundfile reads")
+  p.add_argument("--audio", default=None, help="any file soundfile reads")
+  p.add_argument("--compare", default=None,
+                 help="comma-separated codecs to compare on the same clips "
+                      "(issue 19), e.g. mel,semitone")
+  p.add_argument("--heldout", default=None,
+                 help="--compare: folder of held-out audio (demo split)")
+  p.add_argument("--recorded", default=None,
+                 help="--compare: folder of recorded music")
+  p.add_argument("--stems", default=None,
+                 help="--compare: stems folder of held-out chorales "
+                      "(lmdm data demo --stems) for the partner measures")
+  p.add_argument("--stems-audio", default=None,
+                 help="their mixes (default: --stems with stems/ -> audio/)")
+  p.add_argument("--clips", type=int, default=32)
+  p.add_argument("--clip-seconds", type=float, default=8.0)
+  p.add_argument("--pitch-method", default="yin", choices=("yin", "pyin"))
+  p.add_argument("--no-fd", action="store_true",
+                 help="--compare: skip musicnn FD")
   p.add_argument("--offset", type=float, default=0.0, help="start, seconds")
   p.add_argument("--seconds", type=float, default=30.0,
                  help="length to use (<= 0: to the end)")

@@ -62,7 +62,10 @@ def test_generate_rejects_bad_arguments(kwargs, match):
 
 
 @pytest.mark.slow
-def test_demo_recipe_train_export_generate(tmp_path, cli_env):
+@pytest.mark.parametrize("codec, config", [
+    ("mel", "configs/demo.py:smoke"),
+    ("semitone", "configs/demo.py:smoke,semitone")])   # issue 19's retrain
+def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config):
   import soundfile as sf
   def lmdm(*args):
     return _lmdm(cli_env, *args)
@@ -77,18 +80,19 @@ def test_demo_recipe_train_export_generate(tmp_path, cli_env):
     sf.write(audio_dir / f"piece{i}.flac", np.stack([x, x], 1), sr)
     (audio_dir / f"piece{i}.txt").write_text(cap + "\n")
   data = tmp_path / "tfds"
-  lmdm("data", "build", "--audio-dir", str(audio_dir), "--codec", "mel",
+  lmdm("data", "build", "--audio-dir", str(audio_dir), "--codec", codec,
        "--out", str(data), "--min-frames", "120")
   work = tmp_path / "work"
-  lmdm("train", "--config", "configs/demo.py:smoke", "--workdir", str(work),
+  lmdm("train", "--config", config, "--workdir", str(work),
        "--no-progress", f"--config.data.dir={data}")
   pkg = tmp_path / "pkg"
-  lmdm("export", "--config", "configs/demo.py:smoke", "--workdir",
+  lmdm("export", "--config", config, "--workdir",
        str(work), "--data-dir", str(data), "--out", str(pkg), "--cfg", "2")
   doc = json.loads((pkg / "model.json").read_text())
   assert doc["meta"]["step"] == 4 and doc["meta"]["ema"] is True
   assert "organ" in doc["text"]["vocabulary"]
   assert doc["defaults"]["cfg_scale"] == 2.0
+  assert doc["codec"]["name"] == codec
 
   out, fig = tmp_path / "out.wav", tmp_path / "fig.json"
   r = lmdm("generate", "--prompt", "slow organ chorale with violins",
