@@ -7,7 +7,9 @@ several processes, notebooks and long training. `pytest -m "not slow"
 everything on 2 workers.
 """
 import os
+import shutil
 import sys
+import tempfile
 
 # Shared helpers (helpers.py, train_helpers.py, ...) live here; the tests
 # in the sub-folders import them by name.
@@ -18,6 +20,21 @@ flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
   os.environ["XLA_FLAGS"] = (
       flags + " --xla_force_host_platform_device_count=8").strip()
+
+# One persistent compilation cache for the whole run, shared by both xdist
+# workers (they inherit the controller's environment) and every subprocess
+# and notebook kernel they start: a program compiled once (a tiny stream, the
+# ARC steps, a training step) is read back in ~0.1 s wherever the same HLO is
+# compiled again, e.g. by a new `jax.jit`/`Stream` in another test. Cached
+# entries are the compiled executables themselves (outputs, memory and cost
+# analyses unchanged). Created empty per run (a clean run measures cold
+# compiles once), removed at the end; a JAX_COMPILATION_CACHE_DIR set by the
+# caller is used as it is and kept.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_CACHE = tempfile.mkdtemp(prefix="lmdm-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -32,14 +49,14 @@ def tiny_cfg():
 
 
 @pytest.fixture(scope="session")
-def cli_env(tmp_path_factory):
+def cli_env():
   """Environment of the tests' `lmdm` subprocesses: this checkout on
   PYTHONPATH, CPU, one device as a user runs it (no simulated devices), and
-  a persistent compilation cache shared by all of this worker's
-  subprocesses (a second run of the same model compiles in ~2 s instead of
-  ~13 s; cached programs are the compiled ones, so outputs are unchanged)."""
+  the run's persistent compilation cache (JAX_CACHE), every program kept
+  (a second run of the same model compiles in ~2 s instead of ~13 s; cached
+  programs are the compiled ones, so outputs are unchanged)."""
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
+             JAX_COMPILATION_CACHE_DIR=JAX_CACHE,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   env.pop("XLA_FLAGS", None)
@@ -97,6 +114,13 @@ def pytest_collection_modifyitems(config, items):
       continue
     item.add_marker(pytest.mark.xdist_group(
         shared.get(item.path, os.path.relpath(str(item.path), ROOT))))
+
+
+def pytest_unconfigure(config):
+  """The process that made the run's compilation cache removes it (the
+  xdist controller, after its workers have ended)."""
+  if _OWN_CACHE and not os.environ.get("PYTEST_XDIST_WORKER"):
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_report_header(config):
