@@ -90,6 +90,22 @@ def tiny_bc_live(tiny_cfg):
 # that use one run on the same xdist worker.
 SHARED_COMPILED_FIXTURES = ("tiny_bc_live",)
 
+# The files holding most of the suite's worker time (idle CI run, 2
+# workers), longest first. They are handed out first, so the long units
+# start at once and the many short tests fill both workers at the end;
+# neither worker ends on a long group while the other idles.
+HEAVY_FIRST = (
+    "tests/train/test_arc_train.py",              # one group
+    "tests/bench/test_arc_memory.py",             # split
+    "tests/train/test_train_resume.py",           # one group
+    "tests/test_colab_notebooks.py",              # split
+    "tests/streaming/test_streaming_contract.py",
+    "tests/bench/test_study.py",
+    "tests/train/test_train_multiprocess.py",
+    "tests/data/test_demo_pipeline.py",
+    "tests/train/test_arc.py",
+)
+
 
 @pytest.hookimpl(tryfirst=True)     # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
@@ -103,9 +119,12 @@ def pytest_collection_modifyitems(config, items):
   `XDIST_SPLIT_TESTS = True` (independent heavy tests, e.g. the notebooks)
   lets its tests go to either worker. Files holding `slow` tests run first
   (stable otherwise): the long units start at once and the many short ones
-  fill both workers at the end. Without xdist the marks do nothing."""
+  fill both workers at the end; the HEAVY_FIRST files come before all
+  others, longest first. Without xdist the marks do nothing."""
   slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-  items.sort(key=lambda item: item.path not in slow_files)
+  heavy = {os.path.join(ROOT, f): i for i, f in enumerate(HEAVY_FIRST)}
+  items.sort(key=lambda item: (heavy.get(str(item.path), len(heavy)),
+                               item.path not in slow_files))
   shared = {item.path: name for item in items
             for name in SHARED_COMPILED_FIXTURES
             if name in getattr(item, "fixturenames", ())}
