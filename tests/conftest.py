@@ -23,13 +23,14 @@ if "xla_force_host_platform_device_count" not in flags:
 
 # One persistent compilation cache for the whole run, shared by both xdist
 # workers (they inherit the controller's environment) and every subprocess
-# and notebook kernel they start: a program compiled once (a tiny stream, the
-# ARC steps, a training step) is read back in ~0.1 s wherever the same HLO is
-# compiled again, e.g. by a new `jax.jit`/`Stream` in another test. Cached
-# entries are the compiled executables themselves (outputs, memory and cost
-# analyses unchanged). Created empty per run (a clean run measures cold
-# compiles once), removed at the end; a JAX_COMPILATION_CACHE_DIR set by the
-# caller is used as it is and kept.
+# and notebook kernel they start: a program compiled once (the ARC steps, a
+# training step, a model's stream) is read back from disk wherever the same
+# program is compiled again, e.g. by a new `jax.jit` in another test or a
+# restarted `lmdm train`. In-process, programs that took >= 1 s to compile
+# are kept (JAX's default); `cli_env` keeps all. Entries are the compiled
+# executables themselves (outputs, memory and cost analyses unchanged).
+# Created empty per run (each run pays its cold compiles once) and removed
+# at its end; a JAX_COMPILATION_CACHE_DIR set by the caller is used and kept.
 _OWN_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _OWN_CACHE = tempfile.mkdtemp(prefix="lmdm-test-jax-cache-")
