@@ -101,23 +101,14 @@ def test_remat_is_validated(tiny_cfg):
 
 def test_accumulation_lowers_temp_and_checks_divisibility(tmp_path):
   """Microbatching a per-device batch (lax.scan over microbatches) keeps one
-  microbatch's activations live: temporaries fall with accum. Shown on a
-  1-layer tiny DiT (discriminator exit layer 0): the activations that
-  microbatching divides are there at any depth, and the two compiles of
-  the discriminator step are smaller (`main`, and so `run_one`, are
-  exercised by the JSON test above)."""
-  from lmdm_jax.configs import load_config
+  microbatch's activations live: temporaries fall with accum."""
   bench = _bench()
-  cfg = load_config(os.path.join(ROOT, "configs", "tiny.py"))
-  cfg.model.depth = 1
   temp = {}
   for accum in (1, 4):
-    built = bench.build(cfg, "bc", 8, 2, 2, "float32", "none", accum=accum)
-    info = built["info"]
-    assert info["accum"] == accum and info["microbatch"] == 8 // accum
-    assert info["depth"] == 1 and info["disc_exit_layer"] == 0
-    fn, args = built["discriminator"]
-    temp[accum] = bench.analyse(fn, args)["temp_size_in_bytes"]
+    r = bench.run_one(os.path.join(ROOT, "configs", "tiny.py"), "bc", 8, 2, 2,
+                      "float32", "none", ("discriminator",), accum)
+    assert r["accum"] == accum and r["microbatch"] == 8 // accum
+    temp[accum] = r["steps"]["discriminator"]["temp_size_in_bytes"]
   assert temp[4] < temp[1]
   with pytest.raises(ValueError, match="divide batch"):
     bench.build(__import__("lmdm_jax.configs", fromlist=["x"]).load_config(
