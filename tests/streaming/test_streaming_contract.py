@@ -59,8 +59,8 @@ def test_bc_stream_equals_full_history_forward_300_blocks(tiny_cfg):
   where it is largest). Each forward pads the history to the next multiple
   of `pad_blocks` blocks, not to all 300: padding frames are invisible to
   every earlier query (`bc_history_inputs`), so the outputs are the
-  unpadded forward's, and the 600 forwards cost ~half as much
-  (10 compiled lengths instead of 1)."""
+  unpadded forward's, and the 600 forwards run on 672 frames on average
+  instead of 1212 (10 compiled lengths instead of 1)."""
   spec, params = tiny_setup(tiny_cfg, "bc", steps=2)
   g = spec.geometry
   n_blocks, pad_blocks = 300, 30
