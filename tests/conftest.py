@@ -7,7 +7,9 @@ several processes, notebooks and long training. `pytest -m "not slow"
 everything on 2 workers.
 """
 import os
+import shutil
 import sys
+import tempfile
 
 # Shared helpers (helpers.py, train_helpers.py, ...) live here; the tests
 # in the sub-folders import them by name.
@@ -18,6 +20,22 @@ flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
   os.environ["XLA_FLAGS"] = (
       flags + " --xla_force_host_platform_device_count=8").strip()
+
+# One persistent compilation cache for the whole run, shared by both xdist
+# workers (they inherit the controller's environment) and every subprocess
+# and notebook kernel they start: a program compiled once (the ARC steps, a
+# training step, a model's stream) is read back from disk wherever the same
+# program is compiled again, e.g. by a new `jax.jit` in another test or a
+# restarted `lmdm train`. In-process, programs that took >= 1 s to compile
+# are kept (JAX's default); `cli_env` keeps all. Entries are the compiled
+# executables themselves (outputs, memory and cost analyses unchanged).
+# Created empty per run (each run pays its cold compiles once) and removed
+# at its end; a JAX_COMPILATION_CACHE_DIR set by the caller is used and kept.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_CACHE = tempfile.mkdtemp(prefix="lmdm-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -32,14 +50,14 @@ def tiny_cfg():
 
 
 @pytest.fixture(scope="session")
-def cli_env(tmp_path_factory):
+def cli_env():
   """Environment of the tests' `lmdm` subprocesses: this checkout on
   PYTHONPATH, CPU, one device as a user runs it (no simulated devices), and
-  a persistent compilation cache shared by all of this worker's
-  subprocesses (a second run of the same model compiles in ~2 s instead of
-  ~13 s; cached programs are the compiled ones, so outputs are unchanged)."""
+  the run's persistent compilation cache (JAX_CACHE), every program kept
+  (a second run of the same model compiles in ~2 s instead of ~13 s; cached
+  programs are the compiled ones, so outputs are unchanged)."""
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax")),
+             JAX_COMPILATION_CACHE_DIR=JAX_CACHE,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   env.pop("XLA_FLAGS", None)
@@ -73,6 +91,22 @@ def tiny_bc_live(tiny_cfg):
 # that use one run on the same xdist worker.
 SHARED_COMPILED_FIXTURES = ("tiny_bc_live",)
 
+# The files holding most of the suite's worker time (idle CI run, 2
+# workers), longest first. They are handed out first, so the long units
+# start at once and the many short tests fill both workers at the end;
+# neither worker ends on a long group while the other idles.
+HEAVY_FIRST = (
+    "tests/train/test_arc_train.py",              # one group
+    "tests/bench/test_arc_memory.py",             # split
+    "tests/train/test_train_resume.py",           # one group
+    "tests/test_colab_notebooks.py",              # split
+    "tests/streaming/test_streaming_contract.py",
+    "tests/bench/test_study.py",
+    "tests/train/test_train_multiprocess.py",
+    "tests/data/test_demo_pipeline.py",
+    "tests/train/test_arc.py",
+)
+
 
 @pytest.hookimpl(tryfirst=True)     # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
@@ -86,9 +120,12 @@ def pytest_collection_modifyitems(config, items):
   `XDIST_SPLIT_TESTS = True` (independent heavy tests, e.g. the notebooks)
   lets its tests go to either worker. Files holding `slow` tests run first
   (stable otherwise): the long units start at once and the many short ones
-  fill both workers at the end. Without xdist the marks do nothing."""
+  fill both workers at the end; the HEAVY_FIRST files come before all
+  others, longest first. Without xdist the marks do nothing."""
   slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-  items.sort(key=lambda item: item.path not in slow_files)
+  heavy = {os.path.join(ROOT, f): i for i, f in enumerate(HEAVY_FIRST)}
+  items.sort(key=lambda item: (heavy.get(str(item.path), len(heavy)),
+                               item.path not in slow_files))
   shared = {item.path: name for item in items
             for name in SHARED_COMPILED_FIXTURES
             if name in getattr(item, "fixturenames", ())}
@@ -97,6 +134,13 @@ def pytest_collection_modifyitems(config, items):
       continue
     item.add_marker(pytest.mark.xdist_group(
         shared.get(item.path, os.path.relpath(str(item.path), ROOT))))
+
+
+def pytest_unconfigure(config):
+  """The process that made the run's compilation cache removes it (the
+  xdist controller, after its workers have ended)."""
+  if _OWN_CACHE and not os.environ.get("PYTEST_XDIST_WORKER"):
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_report_header(config):

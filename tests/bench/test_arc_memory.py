@@ -16,6 +16,9 @@ from lmdm_jax.model.init import init_params, randomize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
+# Independent compiles, no module fixtures: under xdist (conftest.py) the
+# tests may go to either worker (the file is ~4 min of compiling on 2 cores).
+XDIST_SPLIT_TESTS = True
 
 
 def _bench():

@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
 
 def _lmdm(env, *args, timeout=900):
   """`lmdm ARGS` in conftest's `cli_env` (one device, as a user would run;
-  a compilation cache shared with the other CLI tests of this worker)."""
+  the compilation cache shared with the other CLI tests of the run)."""
   r = subprocess.run([sys.executable, "-m", "lmdm_jax.cli", *args],
                      capture_output=True, text=True, timeout=timeout,
                      cwd=REPO, env=env)

@@ -16,9 +16,11 @@ from lmdm_jax.train import state as train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-# No module fixtures: under xdist (conftest.py) the two long compiles (8 vs
-# 1 device, the discriminator warm-up) may run on different workers.
-XDIST_SPLIT_TESTS = True
+# One xdist group (conftest.py), on purpose: the 8-vs-1-device test and the
+# resume test compile the same one-device G and D steps (`cached_steps`
+# memoises them on spec, optimisers, devices, accumulation and EMA), and the
+# eager initialisation of these models is compiled op by op once per
+# process; split over two workers, both would be paid twice.
 
 
 def tiny_arc(**train):
