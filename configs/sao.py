@@ -16,7 +16,8 @@ def get_config(arg: str = "bc"):
       io_channels=64, embed_dim=1536, depth=24, num_heads=24,
       cond_token_dim=768, project_cond_tokens=False, global_cond_dim=1536,
       input_add_dim=65, postpend=True, qk_norm="none", rope_base=10000.0,
-      ff_mult=4, timestep_features_dim=256, dtype="float32"))
+      ff_mult=4, timestep_features_dim=256, dtype="float32",
+      remat="none"))
   c.geometry = ml_collections.ConfigDict(dict(
       mode=arg or "bc", context=192, block=48, window_chunks=4))
   c.cond_tokens = 130         # 128 T5 tokens + seconds_start + seconds_total.
