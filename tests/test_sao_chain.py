@@ -267,6 +267,29 @@ def test_assembly_matches_stable_audio_tools_multiconditioner(fetched,
                              atol=2e-2 * np.abs(cross).max())
 
 
+def test_player_ring_holds_the_oobleck_decoder_s_first_burst(fetched):
+  """Blocks shorter than the exact decoder's radius (the chain's tiny
+  geometry): its first output, all but `radius` of the first 2 * radius +
+  1 frames, exceeds a block and used to overflow the ring buffer."""
+  import dataclasses
+  from lmdm_jax.live.player import Player
+  pkg = package.load(fetched)
+  pkg.geometry = dataclasses.replace(pkg.geometry, context=12, block=4,
+                                     window_chunks=3)
+  session = pkg.live_session(steps=1, seed=0)
+  session.set_prompts({"slow string choir": 1.0})
+  codec = pkg.make_codec()
+  player = Player(session, codec, output=None)
+  r = codec.stream_decoder().radius
+  assert r > 4
+  first = -(-(2 * r + 1) // 4)            # pushes before the first output
+  player.start(prebuffer_blocks=first)    # no clock: nothing is read
+  try:
+    assert player.ring.size == (first * 4 - r) * codec.hop
+  finally:
+    player.stop()
+
+
 # -- the whole chain -------------------------------------------------------------
 def _wav(path):
   with wave.open(str(path)) as w:
