@@ -329,11 +329,11 @@ def test_whole_chain(fetched, dataset, tmp_path, capsys):
   assert tuned.dit.postpend and not base.dit.postpend   # LMDM's token order
   assert (tuned.geometry.context, tuned.geometry.block) == (12, 4)
   capsys.readouterr()
+  gen[gen.index("--seconds") + 1] = "4"       # 4-frame blocks: 22 blocks
   assert main(["generate", "--checkpoint", out, "--out",
-               str(tmp_path / "tuned.wav"), "--json",
-               str(tmp_path / "tuned.json")] + gen) == 0, \
+               str(tmp_path / "tuned.wav")] + gen) == 0, \
       capsys.readouterr().err
-  assert _wav(tmp_path / "tuned.wav") == (2, 44100, 441000)
+  assert _wav(tmp_path / "tuned.wav") == (2, 44100, 4 * 44100)
   live = tmp_path / "live.wav"
   assert main(["live", "--checkpoint", out, "--prompt", "fast drums and bass",
                "--simulate", "--seconds", "5", "--no-tui", "--steps", "2",
