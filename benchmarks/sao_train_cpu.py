@@ -6,6 +6,7 @@ lmdm_jax/bench/sao_train.py does the work.
 
   PYTHONPATH=. python3 benchmarks/sao_train_cpu.py \
       --json benchmarks/results/sao_train_cpu.json [--parts t5,oobleck,step]
+  (--parts t5,oobleck,step_flops: the step's FLOPs without timing it)
 """
 import argparse
 import json
