@@ -112,7 +112,7 @@ def test_batched_oobleck_encode_equals_the_whole_file(fetched):
   """Windows of chunk + 2 * encoder_radius frames, batched, give the
   whole-file encode (the margin is needed: a 2-frame one does not)."""
   from lmdm_jax.codecs import get_codec
-  whole = get_codec("oobleck", directory=fetched)        # a package dir
+  whole = package.load(fetched).make_codec()
   cfg, params = whole.config, whole.params
   batched = get_codec("oobleck", config=cfg, params=params, chunk=8,
                       batch=3)

@@ -1,7 +1,7 @@
 """`oobleck`: Stable Audio Open's VAE as a codec (weights from a converted dir).
 
   codec = get_codec("oobleck", directory="vae/")   # from `lmdm convert oobleck`
-  codec = get_codec("oobleck", directory="pkg/")   # or a model package
+  codec = package.load("pkg/").make_codec()        # a model package's
   z = codec.encode(audio)      # [2, samples] -> [samples // 2048, 64] (mean)
   y = codec.decode(z)
 
@@ -43,26 +43,17 @@ from lmdm_jax.codecs.oobleck_model import (OobleckDecoder, OobleckEncoder,
 @register_codec("oobleck")
 class OobleckCodec(Codec):
   """SAO's Oobleck VAE. Needs `directory` (from `lmdm convert oobleck`), or
-  `config` and `params` ({"encoder", "decoder"}) directly."""
+  `config` and `params` ({"encoder", "decoder"}) directly (a package's:
+  `Pretrained.make_codec`). chunk, batch: the batched encode's windows
+  (module docstring)."""
   name = "oobleck"
   frame_centre = 0.5        # frame j encodes [j * hop, (j + 1) * hop)
 
   def __init__(self, directory: str | None = None, config=None, params=None,
                sample_rate: int = 44100, chunk: int = 256, batch: int = 4):
     if directory is not None:
-      import os
-      from lmdm_jax import package
-      if os.path.isfile(os.path.join(directory, package.MANIFEST)):
-        pkg = package.load(directory, dit_params=False)
-        if pkg.codec.get("name") != "oobleck":
-          raise package.PackageError(
-              directory, "codec", f"{pkg.codec.get('name')!r}, not an "
-              f"oobleck VAE")
-        c = pkg.make_codec()
-        config, params, sample_rate = c.config, c.params, c.sample_rate
-      else:
-        from lmdm_jax.convert.oobleck import load_oobleck
-        config, params = load_oobleck(directory)
+      from lmdm_jax.convert.oobleck import load_oobleck
+      config, params = load_oobleck(directory)
     if config is None or params is None:
       raise ValueError("oobleck codec needs directory=<converted VAE dir> "
                        "(lmdm convert oobleck) or config= and params=")
