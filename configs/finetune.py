@@ -13,6 +13,9 @@ paper's geometry: CPU benchmarks).
   lmdm train --config configs/finetune.py:bc --workdir W \\
       --config.data.dir=DATA --config.init.params=SAO_PARAMS_CKPT
   lmdm train --config configs/finetune.py:ed,tiny --workdir /tmp/w  # smoke
+  lmdm train --config configs/finetune.py:bc --workdir W \\
+      --config.data.dir=DATA --config.init.params=SAO_PACKAGE \\
+      --config.text.encoder=t5          # SAO-Small with T5 + seconds_total
 
 Keys (every recipe that trains starts from these):
   seed, model, geometry, cond_tokens, frame_rate   the model preset
@@ -24,7 +27,16 @@ Keys (every recipe that trains starts from these):
   ckpt    every_steps, keep, async_save (see train/checkpoint.py)
   samples every_steps (0: off), blocks, steps, codec: periodic WAV samples
   mesh    devices (-1: all devices of all processes)
-  init    params (orbax params checkpoint or model package; "" = scratch)
+  init    params (orbax params checkpoint or model package; "" = scratch);
+          model "config" (the DiT is cfg.model, cond_tokens) or "package"
+          (both taken from the init package's manifest: fine-tuning a
+          fetched SAO-Small, or any package, without restating its shape)
+  text    encoder: "" (no captions: zeros), "hashed_words", or "t5" (the
+          init package's T5 and number conditioners: captions -> T5 tokens
+          ++ seconds_total token, global = seconds_total; docs/training.md
+          "Fine-tuning SAO-Small with its own conditioning")
+  codec   name (+ kwargs) the exported package names when it has no base
+          package (a run from a T5 package keeps the base's Oobleck)
 """
 import os
 
@@ -63,7 +75,9 @@ def get_config(arg: str = ""):
   c.samples = ml_collections.ConfigDict(dict(every_steps=1000, blocks=4,
                                              steps=8, codec="mel"))
   c.mesh = ml_collections.ConfigDict(dict(devices=-1))
-  c.init = ml_collections.ConfigDict(dict(params=""))
+  c.init = ml_collections.ConfigDict(dict(params="", model="config"))
+  c.text = ml_collections.ConfigDict(dict(encoder=""))
+  c.codec = ml_collections.ConfigDict(dict(name="mel", kwargs={}))
   if variant == "tiny":
     c.loss.max_partial_chunks = 2
     c.optim.lr = 1e-3

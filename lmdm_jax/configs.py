@@ -61,3 +61,47 @@ def geometry(cfg, mode: str | None = None) -> Geometry:
   if mode is not None:
     d["mode"] = mode
   return Geometry.from_dict(d)
+
+
+# DiT fields that are training choices, not the checkpoint's shape: they
+# stay the config's when the DiT comes from a package. postpend: LMDM puts
+# the global token last where the base SAO DiT puts it first (no parameter
+# depends on it; the paper's configs set `postpend: true`); dtype and remat:
+# compute precision and memory.
+TRAINING_CHOICES = ("postpend", "dtype", "remat")
+
+
+def resolve_init_model(cfg) -> ml_collections.ConfigDict:
+  """With `init.model = "package"`, the DiT (cfg.model, except the
+  TRAINING_CHOICES fields), cond_tokens and frame_rate become the init
+  package's (cfg.init.params), in place; the geometry stays the config's
+  (a stream's context and block are a training choice). Idempotent; a
+  config without the key is unchanged.
+
+  Fine-tuning a fetched SAO-Small (or the toy test fixture, or any
+  exported package) then needs no restatement of its shape.
+  """
+  init = cfg.get("init", None)
+  how = str(init.get("model", "config")) if init is not None else "config"
+  if how == "config":
+    return cfg
+  if how != "package":
+    raise ValueError(f"init.model must be 'config' or 'package', got "
+                     f"{how!r}")
+  path = str(init.get("params", "") or "")
+  from lmdm_jax import package
+  if not path or not os.path.isfile(os.path.join(path, package.MANIFEST)):
+    raise ValueError(f"init.model 'package' takes the DiT from the init "
+                     f"package: --config.init.params must be a package "
+                     f"directory (with {package.MANIFEST}), got {path!r}")
+  doc = package.read_manifest(path)
+  dit = dict(doc["dit"])
+  for k in TRAINING_CHOICES:
+    if k in cfg.model:
+      dit[k] = cfg.model[k]
+  with cfg.unlocked():
+    cfg.model = ml_collections.ConfigDict(dit)
+    cfg.cond_tokens = int(doc["cond_tokens"])
+    if doc.get("frame_rate"):
+      cfg.frame_rate = float(doc["frame_rate"])
+  return cfg

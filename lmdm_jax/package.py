@@ -358,6 +358,19 @@ class Pretrained:
       self._cache["text"] = text
     return self._cache["text"]
 
+  def batch_conditioning(self):
+    """The training pipeline's conditioning: captions -> cross tokens
+    [B, cond_tokens, cond_token_dim] and `global_cond(n)` -> [n, G], the
+    T5 batched, assembled as `text_encoder()` assembles one prompt
+    (lmdm_jax/conditioners/prompt.py: BatchConditioning)."""
+    from lmdm_jax.conditioners.prompt import BatchConditioning
+    c = self.conditioning
+    ids = c.get("global_ids", []) if self.dit.global_cond_dim else []
+    return BatchConditioning(self._plain_text_encoder(),
+                             self.text.get("id", TEXT_ID),
+                             c.get("cross_ids", [TEXT_ID]), ids,
+                             self._number_embeddings())
+
   def _plain_text_encoder(self):
     name = self.text.get("encoder", "")
     if name == "hashed_words":
@@ -439,18 +452,22 @@ class Pretrained:
     return get_codec(self.codec["name"], **self.codec.get("kwargs", {}))
 
 
-def load(path: str) -> Pretrained:
+def load(path: str, dit_params: bool = True) -> Pretrained:
   """The package at `path` (DiT params read now, the rest on first use;
-  every part's presence and width checked now)."""
+  every part's presence and width checked now). dit_params=False: params
+  is {} (the training pipeline needs only the text encoder and
+  conditioners; the trainer reads the DiT itself)."""
   import jax.numpy as jnp
   from lmdm_jax.model.config import DiTConfig, Geometry
   if not os.path.isdir(path):
     raise FileNotFoundError(f"model directory {path!r} does not exist")
   doc = read_manifest(path)
-  with np.load(os.path.join(path, DIT_PARAMS), allow_pickle=False) as z:
-    params = unflatten({k: jnp.asarray(z[k]) for k in z.files})
-  if "dit" not in params:
-    raise PackageError(path, "DiT", f"{DIT_PARAMS} holds no dit/ arrays")
+  params = {}
+  if dit_params:
+    with np.load(os.path.join(path, DIT_PARAMS), allow_pickle=False) as z:
+      params = unflatten({k: jnp.asarray(z[k]) for k in z.files})
+    if "dit" not in params:
+      raise PackageError(path, "DiT", f"{DIT_PARAMS} holds no dit/ arrays")
   return Pretrained(
       dit=DiTConfig.from_dict(doc["dit"]),
       geometry=Geometry.from_dict(doc["geometry"]),

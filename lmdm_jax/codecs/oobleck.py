@@ -1,8 +1,19 @@
 """`oobleck`: Stable Audio Open's VAE as a codec (weights from a converted dir).
 
   codec = get_codec("oobleck", directory="vae/")   # from `lmdm convert oobleck`
+  codec = package.load("pkg/").make_codec()        # a model package's
   z = codec.encode(audio)      # [2, samples] -> [samples // 2048, 64] (mean)
   y = codec.decode(z)
+
+Batched encode (`encode`, what `lmdm data build` calls per file): a file
+longer than one window of `chunk + 2 * margin` frames (margin =
+`OobleckConfig.encoder_radius`, 10 for SAO's VAE) is cut into such windows
+at frame boundaries, `batch` of them per jitted call, and each window
+keeps its middle `chunk` frames (the first and last windows start and end
+at the file's edges, so the edges are encoded as the whole file is). The
+result equals the whole-file encode up to float round-off (tested), and
+every file of any length runs the same compiled program (one compile per
+build instead of one per file length; shorter files are encoded whole).
 
 Streaming decode (`stream_decoder`): latents arrive block by block; a
 decoded sample depends on `radius` latent frames either side
@@ -32,19 +43,26 @@ from lmdm_jax.codecs.oobleck_model import (OobleckDecoder, OobleckEncoder,
 @register_codec("oobleck")
 class OobleckCodec(Codec):
   """SAO's Oobleck VAE. Needs `directory` (from `lmdm convert oobleck`), or
-  `config` and `params` ({"encoder", "decoder"}) directly."""
+  `config` and `params` ({"encoder", "decoder"}) directly (a package's:
+  `Pretrained.make_codec`). chunk, batch: the batched encode's windows
+  (module docstring)."""
   name = "oobleck"
   frame_centre = 0.5        # frame j encodes [j * hop, (j + 1) * hop)
 
   def __init__(self, directory: str | None = None, config=None, params=None,
-               sample_rate: int = 44100):
+               sample_rate: int = 44100, chunk: int = 256, batch: int = 4):
     if directory is not None:
       from lmdm_jax.convert.oobleck import load_oobleck
       config, params = load_oobleck(directory)
     if config is None or params is None:
       raise ValueError("oobleck codec needs directory=<converted VAE dir> "
                        "(lmdm convert oobleck) or config= and params=")
+    if chunk < 1 or batch < 1:
+      raise ValueError(f"oobleck codec: chunk and batch must be >= 1, got "
+                       f"{chunk} and {batch}")
     self.config, self.params = config, params
+    self.chunk, self.batch = int(chunk), int(batch)
+    self.margin = config.encoder_radius()
     self.sample_rate, self.channels = sample_rate, config.audio_channels
     self.hop, self.latent_channels = config.hop, config.latent_dim
     self._enc = jax.jit(lambda p, x: vae_mean(OobleckEncoder(config).apply(
@@ -62,8 +80,30 @@ class OobleckCodec(Codec):
     if frames == 0:
       raise ValueError(f"oobleck codec needs at least hop={self.hop} "
                        f"samples, got {audio.shape[1]}")
-    x = jnp.asarray(audio[:, :frames * self.hop].T[None])
-    return np.asarray(self._enc(self.params["encoder"], x)[0])
+    x = audio[:, :frames * self.hop].T
+    n = self.chunk + 2 * self.margin
+    if frames <= n:
+      return np.asarray(self._enc(self.params["encoder"],
+                                  jnp.asarray(x[None]))[0])
+    return self._encode_windows(x, frames, n)
+
+  def _encode_windows(self, x: np.ndarray, frames: int, n: int):
+    """x [frames * hop, channels] -> [frames, latent] through windows of n
+    frames (see the module docstring)."""
+    h, keep = self.hop, self.chunk
+    outs = [(a, min(max(a - self.margin, 0), frames - n))
+            for a in range(0, frames, keep)]         # (first kept, start)
+    z = np.zeros((frames, self.latent_channels), np.float32)
+    for i in range(0, len(outs), self.batch):
+      group = outs[i:i + self.batch]
+      win = np.zeros((self.batch, n * h, x.shape[1]), np.float32)
+      for j, (_, s) in enumerate(group):
+        win[j] = x[s * h:(s + n) * h]
+      e = np.asarray(self._enc(self.params["encoder"], jnp.asarray(win)))
+      for j, (a, s) in enumerate(group):
+        b = min(a + keep, frames)
+        z[a:b] = e[j, a - s:b - s]
+    return z
 
   def decode_window(self, latents: np.ndarray) -> np.ndarray:
     """[frames, latent] -> [channels, frames * hop] without checks."""

@@ -66,6 +66,25 @@ class OobleckConfig:
     return int(math.ceil(reach)) + 1
 
 
+  def encoder_radius(self) -> int:
+    """Latent frames either side that one encoded frame depends on.
+
+    Each conv's reach in samples (residual units 3 * (1 + 3 + 9) at the
+    block's input rate, the strided conv's kernel 2s, the final conv3 at
+    the frame rate), summed and divided by the hop, rounded up, plus one:
+    encoding a window with this many extra frames on both sides
+    reproduces the whole-sequence encode in its middle.
+    """
+    reach = 3.0                                       # first conv7
+    rate = 1
+    for s in self.strides:
+      reach += 3 * (1 + 3 + 9) * rate                 # residual units
+      reach += 2 * s * rate                           # strided conv
+      rate *= s
+    reach += 1.0 * rate                               # final conv3
+    return int(math.ceil(reach / rate)) + 1
+
+
 def _conv(x, kernel, bias, stride=1, dilation=1, padding=0):
   """torch Conv1d semantics on [B, T, Cin]; kernel [k, Cin, Cout]."""
   y = jax.lax.conv_general_dilated(

@@ -1,11 +1,16 @@
 """A prompt -> the DiT's conditioning inputs, on the host, one prompt at a
-time (what a live session asks for between blocks; lmdm_jax/package.py
-builds these from a package's parts).
+time (what a live session asks for between blocks) or a batch of captions
+(what the training pipeline asks for); lmdm_jax/package.py builds these
+from a package's parts.
 
   T5Prompts      SAO's T5 conditioner: text -> [max_length, d_model]
+                 (`encode_one`), texts -> [B, max_length, d_model]
+                 (`encode`, one jitted call per batch)
   CrossTokens    the cross-attention input: the cross ids' embeddings
                  concatenated along tokens, as stable-audio-tools'
                  MultiConditioner + DiT wrapper assemble them
+  BatchConditioning   the same for a batch of training captions, plus the
+                 global vector: captions -> cross [B, L, D], global [B, G]
   number_embeddings   each number conditioner's [D] embedding of its
                  (constant) stream input, e.g. seconds_total
   stream_seconds_total   that input: what an endless stream feeds
@@ -41,10 +46,14 @@ class T5Prompts:
     self._jnp = jnp
 
   def encode_one(self, text: str) -> np.ndarray:
-    ids, mask = self.tokenizer([text])
+    return self.encode([text])[0]
+
+  def encode(self, texts: Sequence[str]) -> np.ndarray:
+    """texts -> [B, max_length, d_model] float32 (one compile per B)."""
+    ids, mask = self.tokenizer(list(texts))
     out = self._fn(self.params, self._jnp.asarray(ids),
                    self._jnp.asarray(mask))
-    return np.asarray(out[0], np.float32)
+    return np.asarray(out, np.float32)
 
 
 class CrossTokens:
@@ -69,6 +78,49 @@ class CrossTokens:
   def unknown_words(self, text: str):
     f = getattr(self.text, "unknown_words", None)
     return f(text) if f is not None else []
+
+
+class BatchConditioning:
+  """Training captions -> the DiT's conditioning inputs, assembled exactly
+  as `CrossTokens` (and stable-audio-tools' MultiConditioner +
+  ConditionedDiffusionModelWrapper.get_conditioning_inputs) do:
+
+    cross  [B, L, D]: the cross_ids' embeddings concatenated along tokens
+           (the text id: T5's [max_length, D] with padding zeroed, batched;
+           a number id: its embedding [1, D])
+    global [B, G]: the global_ids' embeddings concatenated along channels
+
+  Number conditioners embed their stream input (`numbers`: id -> [D],
+  computed once), the same constant a stream feeds (seconds_total = the
+  window length): training windows and stream blocks see one value
+  (docs/training.md). Their weights are not trained.
+  """
+
+  def __init__(self, text, text_id: str, cross_ids: Sequence[str],
+               global_ids: Sequence[str], numbers: Mapping[str, np.ndarray]):
+    self.text, self.text_id = text, text_id
+    self.cross_ids, self.global_ids = list(cross_ids), list(global_ids)
+    self.numbers = dict(numbers)
+
+  def __call__(self, captions: Sequence[str]) -> np.ndarray:
+    """captions -> cross tokens [B, L, D] float32."""
+    n = len(captions)
+    parts = []
+    for i in self.cross_ids:
+      if i == self.text_id:
+        parts.append(np.asarray(self.text.encode(list(captions)),
+                                np.float32))
+      else:
+        parts.append(np.broadcast_to(self.numbers[i][None, None],
+                                     (n, 1, self.numbers[i].shape[-1])))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+  def global_cond(self, n: int) -> Optional[np.ndarray]:
+    """[n, G] float32, or None without global ids."""
+    if not self.global_ids:
+      return None
+    g = np.concatenate([self.numbers[i] for i in self.global_ids])
+    return np.broadcast_to(g[None], (n, g.shape[0])).astype(np.float32)
 
 
 def number_embeddings(specs: Sequence[Mapping[str, Any]], params,

@@ -357,6 +357,26 @@ def remove_incomplete(out: str, name: str) -> list:
   return gone
 
 
+def _make_codec(codec: str, kwargs: dict):
+  """The codec by name; `oobleck` with directory = a model package takes
+  the package's VAE (`lmdm fetch` / `lmdm package` output), any other
+  directory is a `lmdm convert oobleck` one."""
+  from lmdm_jax.codecs import get_codec
+  d = kwargs.get("directory")
+  if codec == "oobleck" and d and os.path.isfile(os.path.join(d,
+                                                              "model.json")):
+    from lmdm_jax import package
+    pkg = package.load(d, dit_params=False)
+    if pkg.codec.get("name") != "oobleck":
+      raise package.PackageError(d, "codec", f"{pkg.codec.get('name')!r}, "
+                                 f"not an oobleck VAE")
+    cod = pkg.make_codec()
+    rest = {k: v for k, v in kwargs.items() if k != "directory"}
+    return get_codec("oobleck", config=cod.config, params=cod.params,
+                     sample_rate=cod.sample_rate, **rest) if rest else cod
+  return get_codec(codec, **kwargs)
+
+
 def build(audio_dir: str, out: str, codec: str = "pool",
           codec_kwargs: Optional[dict] = None, captions: Optional[str] = None,
           min_frames: int = 256, name: str = "lmdm_latents",
@@ -381,7 +401,6 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   dataset is shuffled in memory up to this size (past it TFDS needs
   TensorFlow).
   """
-  from lmdm_jax.codecs import get_codec
   from lmdm_jax.data import controls as extract
   from lmdm_jax.data import features as control_features
   if pitch_method not in control_features.PITCH_METHODS:
@@ -402,7 +421,7 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   if parts_per_file is not None and parts_per_file < 1:
     raise ValueError(f"parts_per_file must be >= 1, got {parts_per_file}")
   codec_kwargs = dict(codec_kwargs or {})
-  cod = get_codec(codec, **codec_kwargs)
+  cod = _make_codec(codec, codec_kwargs)
   caps = read_captions(captions)
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)

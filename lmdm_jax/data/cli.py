@@ -2,6 +2,8 @@
 
   lmdm data build --audio-dir AUDIO [--captions captions.csv] --codec pool \
       --out DATA [--controls loudness,brightness,pitch,cqt_topk] [--stems]
+  lmdm data build --audio-dir AUDIO --codec oobleck --codec-dir SAO_PKG \
+      --out DATA                    # SAO's VAE, batched (codecs/oobleck.py)
   lmdm data demo --out DEMO [--stems]
 """
 from __future__ import annotations
@@ -18,6 +20,13 @@ def run_build(args) -> int:
   # tensorflow_datasets (the [data] extra) only when a dataset is built.
   from lmdm_jax.data import builders
   kwargs = json.loads(args.codec_kwargs) if args.codec_kwargs else {}
+  if args.codec_dir:
+    if args.codec != "oobleck":
+      raise SystemExit(f"--codec-dir is for --codec oobleck (a model "
+                       f"package or a `lmdm convert oobleck` dir), not "
+                       f"--codec {args.codec}")
+    import os
+    kwargs["directory"] = os.path.abspath(args.codec_dir)
   report = builders.build(args.audio_dir, args.out, codec=args.codec,
                           codec_kwargs=kwargs, captions=args.captions,
                           min_frames=args.min_frames,
@@ -58,6 +67,10 @@ def add_build_arguments(b: argparse.ArgumentParser) -> None:
   b.add_argument("--codec", required=True)
   b.add_argument("--codec-kwargs", default="",
                  help='JSON, e.g. \'{"latent_channels": 8}\'')
+  b.add_argument("--codec-dir", default="",
+                 help="--codec oobleck: the VAE of this model package "
+                      "(lmdm fetch / lmdm package) or converted VAE dir "
+                      "(lmdm convert oobleck)")
   b.add_argument("--out", required=True, help="TFDS data_dir to write")
   b.add_argument("--min-frames", type=int, default=256,
                  help="skip files shorter than this many latent frames")

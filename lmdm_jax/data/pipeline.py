@@ -23,12 +23,24 @@ mask], cropped at the window's offset from the record's control_<name>
 partner control comes from a record's partner_latents [frames, C] (mask 1);
 a control the record lacks is absent (zeros).
 
-Conditioning: with `text_encoder` (a host callable, captions -> [B, L, Dc],
-e.g. `lmdm_jax.text.hashed.HashedWords` when cfg.text.encoder is
-"hashed_words") the text tokens are the record captions' encodings;
-otherwise they are zeros, the "unconditional" input (a pretrained encoder
-such as T5 is run on the device by the trainer's caller instead). Global
-conditioning [G] is zeros.
+Conditioning: with `text_encoder` (a host callable, captions -> [B, L, Dc])
+the cross tokens are the record captions' encodings; otherwise they are
+zeros, the "unconditional" input. cfg.text.encoder picks it
+(`text_encoder_for`):
+
+  "hashed_words"  `lmdm_jax.text.hashed.HashedWords`; global cond zeros
+  "t5"            the init package's (cfg.init.params) T5 and number
+                  conditioners, assembled as stable-audio-tools does:
+                  cross = T5 tokens (padding zeroed) ++ seconds_total
+                  token, global = the seconds_total embedding
+                  (`Pretrained.batch_conditioning`). seconds_total is the
+                  package's stream input, the window length a stream
+                  feeds. T5 runs batched and jitted here, in the prefetch
+                  thread, on the default device (docs/training.md: why not
+                  precomputed).
+
+An encoder with `global_cond(n)` gives the global conditioning [n, G];
+otherwise it is zeros.
 """
 from __future__ import annotations
 
@@ -86,8 +98,8 @@ class WindowPipeline:
   """Iterator of this process's batch rows (numpy dicts).
 
   Each batch: latents [B_local, T, C] float32, cross_tokens [B_local, L, Dc]
-  and global_cond [B_local, G] zeros, index [B_local] int64 (dataset record
-  of each row).
+  and global_cond [B_local, G] (zeros without an encoder's global_cond),
+  index [B_local] int64 (dataset record of each row).
   """
 
   def __init__(self, source, window: int, global_batch: int, *,
@@ -193,9 +205,17 @@ class WindowPipeline:
                          f"takes {(n,) + self.cond_shape}")
     else:
       cross = np.zeros((n,) + self.cond_shape, np.float32)
+    glob = None
+    if hasattr(self.text_encoder, "global_cond"):
+      glob = self.text_encoder.global_cond(n)
+    if glob is None:
+      glob = np.zeros((n, self.global_dim), np.float32)
+    elif glob.shape != (n, self.global_dim):
+      raise ValueError(f"global conditioning has shape {glob.shape}, the "
+                       f"model takes {(n, self.global_dim)}")
     out = {"latents": np.stack(wins),
            "cross_tokens": cross,
-           "global_cond": np.zeros((n, self.global_dim), np.float32),
+           "global_cond": np.asarray(glob, np.float32),
            "index": np.asarray(recs, np.int64)}
     for name in self.controls:
       out[f"control_{name}"] = np.stack([row[3][name] for row in rows])
@@ -263,5 +283,48 @@ def text_encoder_for(cfg):
   if name == "hashed_words":
     from lmdm_jax.text.hashed import HashedWords
     return HashedWords(int(cfg.model.cond_token_dim), int(cfg.cond_tokens))
+  if name == "t5":
+    return package_conditioning(cfg)
   raise ValueError(f"unknown text encoder {name!r}; known: 'hashed_words', "
-                   f"'none'")
+                   f"'t5', 'none'")
+
+
+def package_conditioning(cfg):
+  """cfg.text.encoder "t5": the init package's T5 + number conditioners as
+  a batch encoder (`BatchConditioning`), checked against the model being
+  trained (cfg.model, cfg.cond_tokens) before anything else loads, so a
+  mismatch is one line naming the part (PackageError)."""
+  import os
+  from lmdm_jax import package
+  path = str(cfg.get("init", {}).get("params", "") or "")
+  if not path or not os.path.isfile(os.path.join(path, package.MANIFEST)):
+    raise ValueError(
+        f"text.encoder 't5' conditions with a package's T5 and number "
+        f"conditioners: --config.init.params must be a package (lmdm fetch "
+        f"/ lmdm package / lmdm export), got {path!r}")
+  pkg = package.load(path, dit_params=False)
+  if pkg.text.get("encoder") != "t5":
+    raise package.PackageError(
+        path, "text encoder", f"{pkg.text.get('encoder')!r}, not 't5' "
+        f"(text.encoder 't5' needs a package with a T5)")
+  width, dim = int(pkg.text["config"]["d_model"]), int(
+      cfg.model.cond_token_dim)
+  if width != dim:
+    raise package.PackageError(
+        path, "text encoder (t5)", f"width {width} does not match the "
+        f"trained DiT's cond_token_dim {dim} (config model; "
+        f"--config.init.model=package takes the package's)")
+  if int(pkg.cond_tokens) != int(cfg.cond_tokens):
+    raise package.PackageError(
+        path, "conditioning", f"{pkg.cond_tokens} cross tokens (T5 "
+        f"max_length + number tokens), the config says cond_tokens "
+        f"{cfg.cond_tokens}")
+  glob = sum(int(s["config"]["output_dim"])
+             for s in pkg.conditioning.get("conditioners", [])
+             if s["id"] in pkg.conditioning.get("global_ids", []))
+  want = int(cfg.model.global_cond_dim)
+  if want and glob != want:
+    raise package.PackageError(
+        path, "conditioning", f"global vector width {glob} does not match "
+        f"the trained DiT's global_cond_dim {want}")
+  return pkg.batch_conditioning()

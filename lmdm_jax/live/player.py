@@ -127,15 +127,22 @@ class Player:
     self.output = output
     self.overlap, self.period = overlap, period
     self.block_samples = g.block * codec.hop
+    # Exact block-by-block decoding where the codec offers it (no overlap).
+    self._decoder = (codec.stream_decoder()
+                     if hasattr(codec, "stream_decoder") else None)
+    # Such a decoder's first output can exceed a block: it waits for
+    # 2 * radius + 1 frames, then emits all but the last radius ones (up to
+    # radius + block frames) into the still-empty ring. Blocks shorter
+    # than the radius (a tiny geometry with Oobleck) need the room.
+    burst = (getattr(self._decoder, "radius", 0) + g.block) * codec.hop \
+        if self._decoder is not None else 0
     self.ring = RingBuffer(codec.channels,
-                           buffer_blocks * self.block_samples + period)
+                           max(buffer_blocks * self.block_samples, burst)
+                           + period)
     self.underruns = 0
     self.callbacks = 0
     self.compute_s = []
     self._tail = None            # held-back audio of the previous overlap
-    # Exact block-by-block decoding where the codec offers it (no overlap).
-    self._decoder = (codec.stream_decoder()
-                     if hasattr(codec, "stream_decoder") else None)
     self._prev_latents = None
     self._stop = threading.Event()
     self._error: Optional[BaseException] = None

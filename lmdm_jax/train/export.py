@@ -41,8 +41,11 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
            base: Optional[str] = None) -> dict:
   import jax
   from lmdm_jax import pretrained
+  from lmdm_jax.configs import resolve_init_model
   from lmdm_jax.train import checkpoint, objective, parallel
   from lmdm_jax.train.loop import select_devices
+
+  resolve_init_model(cfg)
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), 1, 1000)
   steps = ckpt.all_steps()

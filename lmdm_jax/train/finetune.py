@@ -16,10 +16,18 @@ device and N devices see the same randomness):
                         chunks (of `block` frames) are zeroed, in place (no
                         shift). The mask channel stays 1, so a zeroed context
                         looks like a stream primed with silence-latents.
-  CFG dropout           with cfg_dropout the text tokens become zeros (the
-                        unconditional branch of `streaming.steps`), and,
-                        independently, with input_add_dropout the whole
-                        input-add condition (mask included) becomes zeros.
+  CFG dropout           with cfg_dropout the whole cross-attention input
+                        (every token: T5's and seconds_total's) becomes
+                        zeros (the unconditional branch of
+                        `streaming.steps`); the global conditioning is
+                        never dropped. This is stable-audio-tools' rule
+                        (DiffusionTransformer.forward, cfg_dropout_prob:
+                        one Bernoulli per example replaces cross_attn_cond
+                        by zeros_like; global_embed is passed through, and
+                        its CFG branch also keeps global_embed), which the
+                        LMDM code trains with. Independently, with
+                        input_add_dropout the whole input-add condition
+                        (mask included) becomes zeros.
   noise level           t from `timesteps.sample`, optionally length-shifted.
   controls              (models with `DiTConfig.controls` only) batch
                         entries control_<name> [B, T, dim + 1] packed

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Tuple
 
 import jax
 
+from lmdm_jax.configs import resolve_init_model
 from lmdm_jax.train import finetune, loop
 from lmdm_jax.train import state as train_state
 from lmdm_jax.train.arc import train as arc_train
@@ -94,11 +95,15 @@ def spec_for(cfg):
 
 def train(cfg, workdir: str, **kw):
   """Trains (or resumes) the config's objective; keyword arguments as
-  `lmdm_jax.train.loop.train` (log, progress, stop_after, after_step)."""
+  `lmdm_jax.train.loop.train` (log, progress, stop_after, after_step).
+  `init.model = "package"` is resolved first (configs.resolve_init_model:
+  the DiT's shape from the init package, in place)."""
+  resolve_init_model(cfg)
   return of(cfg).train(cfg, workdir, **kw)
 
 
 def abstract_state(cfg):
+  resolve_init_model(cfg)
   return of(cfg).abstract_state(cfg)
 
 
