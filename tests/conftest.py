@@ -99,12 +99,15 @@ HEAVY_FIRST = (
     "tests/train/test_arc_train.py",              # one group
     "tests/bench/test_arc_memory.py",             # split
     "tests/train/test_train_resume.py",           # one group
+    "tests/test_sao_chain.py",                    # the whole SAO chain
     "tests/test_colab_notebooks.py",              # split
     "tests/streaming/test_streaming_contract.py",
     "tests/bench/test_study.py",
     "tests/train/test_train_multiprocess.py",
     "tests/data/test_demo_pipeline.py",
     "tests/train/test_arc.py",
+    "tests/bench/test_sao_generate.py",
+    "tests/bench/test_train_memory.py",
 )
 
 
