@@ -8,13 +8,15 @@ set -euo pipefail
 # fluidsynth + a GM soundfont render MIDI (tests/data/test_data_demo.py); tmux
 # drives `lmdm live` through a terminal (tests/live/test_live_cli.py);
 # chromium + its driver play `lmdm serve`'s page
-# (tests/serve/test_serve_browser.py).
+# (tests/serve/test_serve_browser.py); shellcheck lints the launch scripts
+# (tests/test_launch.py).
 NEEDS=(
   "fluidsynth fluidsynth"
   "/usr/share/sounds/sf2/TimGM6mb.sf2 timgm6mb-soundfont"
   "tmux tmux"
   "chromium chromium"
   "chromedriver chromium-driver"
+  "shellcheck shellcheck"
 )
 need=()
 for entry in "${NEEDS[@]}"; do

