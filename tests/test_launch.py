@@ -23,7 +23,10 @@ PKG = "/shared/sao small pkg"            # a space survives the quoting
 def _run(script, args, env, tmp_path):
   fake = tmp_path / "bin"
   fake.mkdir(exist_ok=True)
-  (fake / "scontrol").write_text("#!/bin/sh\necho node-a\necho node-b\n")
+  # The pause makes the second line arrive after a `head -n 1` reading the
+  # list would have exited: the script must still not die of SIGPIPE.
+  (fake / "scontrol").write_text(
+      "#!/bin/sh\necho node-a\nsleep 0.3\necho node-b\n")
   (fake / "scontrol").chmod(0o755)
   e = {k: v for k, v in os.environ.items()
        if k not in ("HF_TOKEN", "LMDM_PACKAGE", "LMDM_FETCH")}
