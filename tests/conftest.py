@@ -15,11 +15,17 @@ import tempfile
 # in the sub-folders import them by name.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from xla_flags import COMPILE_FLAGS, subprocess_env  # noqa: E402
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# 8 simulated devices for the multi-device tests, and the tests' compile
+# flags (tests/xla_flags.py: faster XLA:CPU compiles of tiny programs).
 flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
-  os.environ["XLA_FLAGS"] = (
-      flags + " --xla_force_host_platform_device_count=8").strip()
+  flags += " --xla_force_host_platform_device_count=8"
+if "xla_backend_optimization_level" not in flags:
+  flags += " " + COMPILE_FLAGS
+os.environ["XLA_FLAGS"] = flags.strip()
 
 # One persistent compilation cache for the whole run, shared by both xdist
 # workers (they inherit the controller's environment) and every subprocess
@@ -52,16 +58,15 @@ def tiny_cfg():
 @pytest.fixture(scope="session")
 def cli_env():
   """Environment of the tests' `lmdm` subprocesses: this checkout on
-  PYTHONPATH, CPU, one device as a user runs it (no simulated devices), and
+  PYTHONPATH, CPU, one device as a user runs it (no simulated devices; the
+  tests' compile flags, tests/xla_flags.py), and
   the run's persistent compilation cache (JAX_CACHE), every program kept
   (a second run of the same model compiles in ~2 s instead of ~13 s; cached
   programs are the compiled ones, so outputs are unchanged)."""
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=JAX_CACHE,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  env.pop("XLA_FLAGS", None)
-  return env
+  return subprocess_env(PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+                        JAX_COMPILATION_CACHE_DIR=JAX_CACHE,
+                        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from xla_flags import with_devices
+
 nbformat = pytest.importorskip(
     "nbformat", reason="the `test` extra installs nbformat")
 nbclient = pytest.importorskip(
@@ -29,7 +31,7 @@ def run_notebook(name, monkeypatch):
   monkeypatch.setenv("LMDM_NOTEBOOK_TINY", "1")
   monkeypatch.setenv("PYTHONPATH", REPO)
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  monkeypatch.delenv("XLA_FLAGS", raising=False)     # one device
+  monkeypatch.setenv("XLA_FLAGS", with_devices(0))    # one device
   nb = nbformat.read(os.path.join(REPO, "colab", f"{name}.ipynb"),
                      as_version=4)
   client = nbclient.NotebookClient(

@@ -185,10 +185,10 @@ def test_terminal_session_through_tmux(package, live_env, tmp_path):
   sock = f"lmdm-live-test-{os.getpid()}"
   out = str(tmp_path)
   env_prefix = " ".join(f"{k}={shlex.quote(live_env[k])}" for k in (
-      "PYTHONPATH", "JAX_PLATFORMS", "JAX_COMPILATION_CACHE_DIR",
+      "PYTHONPATH", "JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
       "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"))
-  shell = (f"cd {shlex.quote(REPO)} && env -u XLA_FLAGS {env_prefix} "
+  shell = (f"cd {shlex.quote(REPO)} && env {env_prefix} "
            f"{shlex.join(live_argv(package, out))}; "
            f"echo LIVE-EXIT=$?; sleep 120")
 

@@ -14,14 +14,14 @@ import time
 import pytest
 
 from tests import serve_helpers as sh
+from tests.xla_flags import subprocess_env
 from tests.live_helpers import REPO, make_smoke_package
 
 aiohttp = pytest.importorskip("aiohttp")
 
 
 def lmdm(*argv, **kw):
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env = subprocess_env(PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
   return subprocess.Popen([sys.executable, "-m", "lmdm_jax.cli", "serve",
                            *argv], env=env, stderr=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True, **kw)

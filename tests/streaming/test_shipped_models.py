@@ -6,6 +6,9 @@ restructure (issue 17), by running this file as a script:
 
   PYTHONPATH=$PWD python3 tests/streaming/test_shipped_models.py
 
+(rewritten since with the tests' compile flags, tests/xla_flags.py, which
+the script sets as the test run does).
+
 Each model (lmdm_jax/assets/{demo,sketch,jam}) streams three blocks of its
 pure core (`Stream.prime` + `Stream.block`, the package's own steps,
 sampler and CFG scale, seed 7) from a zero context. The sketch model gets
@@ -13,8 +16,9 @@ deterministic sketch curves (every block different); the jam model also a
 partner cut at t_f = -12 frames, so its BC stream re-encodes its context
 (the path that needs it). The latents [3, 24, 64] of each are compared:
 
-- bit-identical when jax, jaxlib, numpy and the platform are the versions
-  recorded in the file (the same machine set-up: XLA:CPU is deterministic);
+- bit-identical when jax, jaxlib, numpy, the platform and the XLA compile
+  flags are those recorded in the file (the same machine set-up: XLA:CPU
+  is deterministic);
 - otherwise within atol 1e-5 (a different XLA may fuse or reorder float32
   sums; 8 steps x 3 blocks of a 6-layer DiT with CFG 3 keep such
   differences near 1e-6 in latents of unit scale), so a real change of
@@ -39,9 +43,13 @@ CROSS_VERSION_ATOL = 1e-5
 def _environment():
   import jax
   import jaxlib
+  compile_flags = " ".join(
+      f for f in os.environ.get("XLA_FLAGS", "").split()
+      if not f.startswith("--xla_force_host_platform_device_count"))
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "numpy": np.__version__, "machine": platform.machine(),
-          "platform": jax.devices()[0].platform}
+          "platform": jax.devices()[0].platform,
+          "xla_flags": compile_flags}
 
 
 def _frame_controls(dims, window, block, partner: bool):
@@ -122,7 +130,11 @@ def test_reference_blocks_differ_between_models():
 
 
 if __name__ == "__main__":
+  import sys
+  sys.path.insert(0, TESTS)
+  from xla_flags import COMPILE_FLAGS
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  os.environ["XLA_FLAGS"] = COMPILE_FLAGS
   arrays = {n: play(n) for n in MODELS}
   arrays.update({f"env/{k}": np.asarray(v)
                  for k, v in _environment().items()})

@@ -14,6 +14,7 @@ import pytest
 from lmdm_jax.train import checkpoint, loop, parallel
 from lmdm_jax.train import state as train_state
 from train_helpers import ROOT, tiny_finetune
+from xla_flags import subprocess_env
 
 pytestmark = pytest.mark.slow          # three processes, gloo collectives
 
@@ -36,8 +37,7 @@ def _cfg():
 def test_two_processes_equal_one_process(tmp_path):
   workdir = str(tmp_path / "mp")
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = subprocess_env(devices=2, JAX_PLATFORMS="cpu")
   procs = []
   for pid in range(2):
     cmd = [sys.executable, "-m", "lmdm_jax.cli", "train", "--config",
