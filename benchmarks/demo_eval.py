@@ -9,7 +9,9 @@ Writes into --out:
                     MTT tag means per prompt), and audio checks (RMS,
                     spectral flatness) of every generated set
   drift.png         FD and KL per window over the long streams
-  gen_s{K}/, ref/, drift/, prompt_*/   the audio it measured
+  codec_round_trip  FD / KL of the reference clips through the model's own
+                    codec (encode -> decode): what the codec alone costs
+  gen_s{K}/, ref/, codec/, drift/, prompt_*/   the audio it measured
 
 Generation prompts for FD/KL are the held-out pieces' own captions, so the
 comparison is prompt-matched; the reference clips are crops of the held-out
@@ -111,6 +113,22 @@ def main(argv=None) -> int:
     write_wav(os.path.join(ref_dir, f"clip{i:03d}.wav"), x.T, sr)
   results["reference"] = {"files": len(ref_files), "dir": args.heldout,
                           "checks": audio_checks(wavs(ref_dir))}
+
+  # The codec's own row: the reference clips encoded and decoded by the
+  # model's codec (the ceiling a model on this codec can reach).
+  from lmdm_jax import pretrained
+  codec = pretrained.load(args.model or "demo").make_codec()
+  cdir = os.path.join(args.out, "codec")
+  os.makedirs(cdir, exist_ok=True)
+  for f in wavs(ref_dir):
+    x, sr = sf.read(f, dtype="float32", always_2d=True)
+    y = np.asarray(codec.decode(codec.encode(x.T)))
+    write_wav(os.path.join(cdir, os.path.basename(f)), y, sr)
+  r = evaluate_dirs(cdir, ref_dir)
+  results["codec_round_trip"] = {
+      "fd": r["fd"], "kl": r["kl"], "kl_paired": r["kl_paired"],
+      "checks": audio_checks(wavs(cdir))}
+  log(f"[eval] codec round trip: FD {r['fd']:.3f} KL {r['kl']:.4f}")
 
   results["fd_kl"] = {}
   figures = {}

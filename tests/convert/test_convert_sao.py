@@ -197,21 +197,7 @@ def test_sao_small_model_config_reads_as_our_sao_small_dit():
   """The released SAO Small config maps onto configs/sao_small.py's DiT
   (which LMDM extends with input-add and a postpended token)."""
   from lmdm_jax.configs import dit_config, load_config
-  sao_small = {"model": {
-      "conditioning": {"cond_dim": 768, "configs": [
-          {"id": "prompt", "type": "t5",
-           "config": {"t5_model_name": "t5-base", "max_length": 64}},
-          {"id": "seconds_total", "type": "number",
-           "config": {"min_val": 0, "max_val": 256}}]},
-      "diffusion": {
-          "cross_attention_cond_ids": ["prompt", "seconds_total"],
-          "global_cond_ids": ["seconds_total"], "type": "dit",
-          "diffusion_objective": "rf_denoiser",
-          "config": {"io_channels": 64, "embed_dim": 1024, "depth": 16,
-                     "num_heads": 8, "cond_token_dim": 768,
-                     "global_cond_dim": 768,
-                     "transformer_type": "continuous_transformer",
-                     "attn_kwargs": {"qk_norm": "ln"}}}}}
+  from lmdm_jax.convert.released import SAO_SMALL as sao_small
   cfg = dit_config_from_sao(sao_small)
   ours = dit_config(load_config(os.path.join(
       os.path.dirname(os.path.dirname(os.path.dirname(
