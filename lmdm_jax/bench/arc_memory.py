@@ -204,19 +204,28 @@ def _split(text, kind=str):
   return [kind(v) for v in str(text).split(",") if v]
 
 
-def _table(runs) -> str:
-  lines = [f"{'step':14s} {'batch':>5s} {'accum':>5s} {'dtype':>8s} {'remat':>10s} "
+def memory_table(rows) -> str:
+  """One line per analysed step: rows of (step label or None, run dict
+  with batch / accum / dtype / remat, `analyse` result). Shared with
+  bench/train_memory.py."""
+  label = any(step is not None for step, _, _ in rows)
+  lines = [(f"{'step':14s} " if label else "")
+           + f"{'batch':>5s} {'accum':>5s} {'dtype':>8s} {'remat':>10s} "
            f"{'arg':>7s} {'out':>7s} {'temp':>8s} {'alias':>7s} "
            f"{'peak':>8s} GiB  {'compile':>7s} s  {'rss':>5s} GiB"]
-  for r in runs:
-    for step, a in r["steps"].items():
-      lines.append(
-          f"{step:14s} {r['batch']:5d} {r.get('accum', 1):5d} {r['dtype']:>8s} {r['remat']:>10s} "
-          f"{a['argument_gib']:7.2f} {a['output_gib']:7.2f} "
-          f"{a['temp_gib']:8.2f} {a['alias_gib']:7.2f} "
-          f"{a['peak_gib']:8.2f}      {a['compile_s']:7.1f}    "
-          f"{a['host_peak_rss_gib']:5.1f}")
+  for step, r, a in rows:
+    lines.append(
+        (f"{step:14s} " if label else "")
+        + f"{r['batch']:5d} {r.get('accum', 1):5d} {r['dtype']:>8s} "
+        f"{r['remat']:>10s} {a['argument_gib']:7.2f} {a['output_gib']:7.2f} "
+        f"{a['temp_gib']:8.2f} {a['alias_gib']:7.2f} {a['peak_gib']:8.2f}"
+        f"      {a['compile_s']:7.1f}    {a['host_peak_rss_gib']:5.1f}")
   return "\n".join(lines)
+
+
+def _table(runs) -> str:
+  return memory_table([(step, r, a) for r in runs
+                       for step, a in r["steps"].items()])
 
 
 def main(argv=None):

@@ -37,7 +37,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from lmdm_jax.bench.arc_memory import analyse, device
+from lmdm_jax.bench.arc_memory import analyse, device, memory_table
 from lmdm_jax.configs import load_config
 from lmdm_jax.model.init import count_params
 from lmdm_jax.train import finetune, objective, parallel
@@ -120,16 +120,7 @@ def _split(text, kind=str):
 
 
 def table(runs) -> str:
-  lines = [f"{'batch':>5s} {'accum':>5s} {'dtype':>8s} {'remat':>10s} "
-           f"{'arg':>7s} {'out':>7s} {'temp':>8s} {'alias':>7s} "
-           f"{'peak':>8s} GiB  {'compile':>7s} s  {'rss':>5s} GiB"]
-  for r in runs:
-    lines.append(
-        f"{r['batch']:5d} {r['accum']:5d} {r['dtype']:>8s} "
-        f"{r['remat']:>10s} {r['argument_gib']:7.2f} {r['output_gib']:7.2f} "
-        f"{r['temp_gib']:8.2f} {r['alias_gib']:7.2f} {r['peak_gib']:8.2f}"
-        f"      {r['compile_s']:7.1f}    {r['host_peak_rss_gib']:5.1f}")
-  return "\n".join(lines)
+  return memory_table([(None, r, r) for r in runs])
 
 
 def main(argv=None):
