@@ -1,7 +1,7 @@
 """A demo-size sketch-controlled LMDM (issue 7): configs/demo.py + controls.
 
-The shipped demo model's recipe (BC, s=96 / o=24 / W=4, width 192 x 6
-layers, mel codec, hashed-word text) with sketch controls added through the
+The demo model's recipe (BC, s=96 / o=24 / W=4, width 192 x 6 layers,
+hashed-word text; codec `mel` by default, see below) with sketch controls added through the
 input-add path: loudness, brightness, pitch and the 84-bin top-4 CQT melody
 (lmdm_jax/model/control_inputs.py, docs/control.md), per-control dropout
 0.5 and random median filtering (p 0.5, kernels 3..9 frames). It can start
@@ -20,12 +20,16 @@ seconds-long runs for tests.
       --controls loudness,brightness,pitch,cqt_topk --pitch-method yin \
       --stems
   lmdm train --config configs/sketch_demo.py:jam --workdir W \
-      --config.data.dir=JAM/tfds \
-      --config.init.params=lmdm_jax/assets/demo
+      --config.data.dir=JAM/tfds --config.init.params=MEL_DEMO
 
-On the `semitone` codec (issue 19): `--codec semitone` in the data build
-and `configs/sketch_demo.py:jam,semitone` (init from a demo model trained
-on semitone latents, not the shipped mel one).
+The shipped sketch and jam models are still on the `mel` codec, so that is
+this file's default, and they start from the *mel* demo model (MEL_DEMO:
+the package shipped in lmdm_jax/assets/demo until 2026-12-01, e.g.
+`git archive 983dc84 lmdm_jax/assets/demo | tar -x -C /tmp` gives
+/tmp/lmdm_jax/assets/demo). On the `semitone` codec (issue 19; the shipped
+demo model's codec since then): `--codec semitone` in the data build and
+`configs/sketch_demo.py:jam,semitone` with
+`--config.init.params=lmdm_jax/assets/demo`.
 """
 import os
 
@@ -43,7 +47,8 @@ def _demo(arg: str):
 
 def get_config(arg: str = ""):
   """arg: a variant of `known`, optionally with ",CODEC" (a codec of
-  configs/demo.py's CODECS, default mel), e.g. "jam,semitone"."""
+  configs/demo.py's CODECS, default mel: the shipped sketch and jam
+  models' codec), e.g. "jam,semitone"."""
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
   codecs = [p for p in parts if p in _CODECS]
   rest = [p for p in parts if p not in _CODECS]
@@ -53,7 +58,7 @@ def get_config(arg: str = ""):
     raise ValueError(f"unknown sketch demo variant {','.join(parts)!r}; "
                      f"known: {known}, optionally ',' + one of {_CODECS}")
   c = _demo(",".join((["smoke"] if arg.startswith("smoke") else [])
-                     + codecs))
+                     + (codecs or ["mel"])))
   # Fine-tuning from the demo model. 1e-3 (the demo's own peak rate): at
   # 3e-4 the zero-initialised control projections had not moved the
   # outputs after 400 steps (docs/control.md, first training run).

@@ -2,18 +2,17 @@
 # The embedded demo model, end to end, on one machine (the shipped
 # lmdm_jax/assets/demo came from exactly this; docs/demo-model.md).
 #   bash launch/train_demo.sh [DEMO_DIR] [WORKDIR] [CODEC]
-# CODEC: mel (default: the shipped models) or semitone (issue 19); a
-# non-mel codec builds its own DEMO_DIR/tfds_CODEC and trains
-# configs/demo.py:CODEC.
+# CODEC: semitone (default: the shipped demo model's codec) or mel (the
+# previous demo model's, still the shipped sketch and jam models'); each
+# builds its own DEMO_DIR/tfds_CODEC and trains configs/demo.py:CODEC.
 # Each stage resumes: re-run the script after an interruption.
 set -euo pipefail
 DEMO=${1:-demo_data}
 WORK=${2:-runs/demo}
-CODEC=${3:-mel}
+CODEC=${3:-semitone}
 case "$CODEC" in
-  mel) TFDS="$DEMO/tfds"; CONFIG=configs/demo.py ;;
-  semitone) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC" ;;
-  *) echo "train_demo.sh: unknown codec '$CODEC' (mel or semitone)" >&2
+  semitone|mel) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC" ;;
+  *) echo "train_demo.sh: unknown codec '$CODEC' (semitone or mel)" >&2
      exit 2 ;;
 esac
 # Debian: synthesiser, GM soundfonts, recorded orchestral music.
