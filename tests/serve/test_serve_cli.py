@@ -20,11 +20,29 @@ from tests.live_helpers import REPO, make_smoke_package
 aiohttp = pytest.importorskip("aiohttp")
 
 
+_STARTED = []
+
+
 def lmdm(*argv, **kw):
   env = subprocess_env(PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  return subprocess.Popen([sys.executable, "-m", "lmdm_jax.cli", "serve",
-                           *argv], env=env, stderr=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True, **kw)
+  p = subprocess.Popen([sys.executable, "-m", "lmdm_jax.cli", "serve",
+                        *argv], env=env, stderr=subprocess.PIPE,
+                       stdout=subprocess.PIPE, text=True, **kw)
+  _STARTED.append(p)
+  return p
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test():
+  """A test that fails (a timeout, an assert) before stopping its server
+  must not leave it playing: one left from a failed run kept a core busy
+  for an hour."""
+  yield
+  while _STARTED:
+    p = _STARTED.pop()
+    if p.poll() is None:
+      p.kill()
+      p.communicate()
 
 
 @pytest.mark.parametrize("argv, reason", [
