@@ -429,9 +429,16 @@ def test_export_of_a_t5_run_keeps_the_base_packages_parts(fetched, tmp_path):
       "codec": {"name": "oobleck"}})
   assert base_package(cfg) == fetched
   assert base_package(cfg, "other") == "other"
-  hashed = cfg.copy_and_resolve_references()
-  hashed.text.encoder, hashed.codec.name = "hashed_words", "mel"
-  assert base_package(hashed) is None
+  # Weights-free parts (e.g. a sketch model fine-tuned from the shipped
+  # demo package): the run's own text spec and codec, not the init's.
+  for codec in ("mel", "semitone", "pool"):
+    hashed = cfg.copy_and_resolve_references()
+    hashed.text.encoder, hashed.codec.name = "hashed_words", codec
+    assert base_package(hashed) is None, codec
+  # Captions off and the config's default codec: still the init's parts.
+  plain = cfg.copy_and_resolve_references()
+  plain.text.encoder, plain.codec.name = "", "mel"
+  assert base_package(plain) == fetched
   rng = np.random.default_rng(0)
   import jax
   tuned = jax.tree.map(lambda a: np.asarray(a) + 0.01 * rng.standard_normal(
