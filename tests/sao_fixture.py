@@ -23,10 +23,13 @@ the converters' name and layout mapping (torch is not needed).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 
 import numpy as np
+
+from lmdm_jax.convert.released import SAO_SMALL
 
 T5_WIDTH = 16
 LATENT = 8
@@ -38,35 +41,22 @@ CAPTIONS = [f"{a} {b} at {n} bpm with {c}" for n in range(60, 180, 7)
 
 
 def model_config(latent: int = LATENT, cond_dim: int = T5_WIDTH) -> dict:
-  vae = dict(channels=4, c_mults=[1, 1, 1, 1, 1], strides=[2, 4, 4, 8, 8],
-             use_snake=True)
-  return {
-      "model_type": "diffusion_cond", "sample_rate": 44100,
-      "sample_size": 524288, "audio_channels": 2,
-      "model": {
-          "pretransform": {"type": "autoencoder", "config": {
-              "encoder": {"type": "oobleck", "config": dict(
-                  vae, in_channels=2, latent_dim=2 * latent)},
-              "decoder": {"type": "oobleck", "config": dict(
-                  vae, out_channels=2, latent_dim=latent,
-                  final_tanh=False)},
-              "latent_dim": latent, "downsampling_ratio": 2048,
-              "io_channels": 2}},
-          "conditioning": {"cond_dim": cond_dim, "configs": [
-              {"id": "prompt", "type": "t5",
-               "config": {"t5_model_name": "t5-base",
-                          "max_length": MAX_LENGTH}},
-              {"id": "seconds_total", "type": "number",
-               "config": {"min_val": 0, "max_val": 256}}]},
-          "diffusion": {
-              "type": "dit", "diffusion_objective": "rf_denoiser",
-              "cross_attention_cond_ids": ["prompt", "seconds_total"],
-              "global_cond_ids": ["seconds_total"],
-              "config": {"io_channels": latent, "embed_dim": 64, "depth": 2,
-                         "num_heads": 2, "cond_token_dim": cond_dim,
-                         "global_cond_dim": cond_dim,
-                         "transformer_type": "continuous_transformer",
-                         "attn_kwargs": {"qk_norm": "ln"}}}}}
+  """SAO Small's released model config (lmdm_jax/convert/released.py) at
+  toy size: the same structure and conditioning, small widths."""
+  c = copy.deepcopy(SAO_SMALL)
+  m = c["model"]
+  vae = m["pretransform"]["config"]
+  vae["encoder"]["config"].update(channels=4, c_mults=[1, 1, 1, 1, 1],
+                                  latent_dim=2 * latent)
+  vae["decoder"]["config"].update(channels=4, c_mults=[1, 1, 1, 1, 1],
+                                  latent_dim=latent)
+  vae["latent_dim"] = latent
+  m["conditioning"]["cond_dim"] = cond_dim
+  m["conditioning"]["configs"][0]["config"]["max_length"] = MAX_LENGTH
+  m["diffusion"]["config"].update(io_channels=latent, embed_dim=64, depth=2,
+                                  num_heads=2, cond_token_dim=cond_dim,
+                                  global_cond_dim=cond_dim)
+  return c
 
 
 def t5_config(width: int = T5_WIDTH) -> dict:
