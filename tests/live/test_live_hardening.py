@@ -392,7 +392,10 @@ def test_demo_live_recording_never_clips(tmp_path, cli_env):
   assert lv["blocks"] == doc["blocks"] and lv["gain"] == "auto"
   # -1 dBFS ceiling: no sample at or near full scale (int16 32767).
   assert np.abs(pcm.astype(np.int32)).max() <= int(0.8913 * 32767) + 1
-  assert lv["peak_dbfs"] <= -0.99 and lv["peak_in_dbfs"] > 15
+  # The decoder's raw output is hot (several times full scale: the semitone
+  # demo peaks near +12 dBFS, the mel one reached +29), so the auto gain and
+  # the limiter have real work here.
+  assert lv["peak_dbfs"] <= -0.99 and lv["peak_in_dbfs"] > 6
   # Calibrated: music, not a limiter at work all the time, and not quiet.
   assert lv["limited_fraction"] < 0.1, lv
   # Underruns (silence) depend on the machine's load: measure what played.
