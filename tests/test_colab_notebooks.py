@@ -32,6 +32,12 @@ def run_notebook(name, monkeypatch):
   monkeypatch.setenv("PYTHONPATH", REPO)
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("XLA_FLAGS", with_devices(0))    # one device
+  # Like conftest's `cli_env`: every program the kernel and its `lmdm`
+  # subprocesses compile goes to the run's persistent cache, and what the
+  # CLI tests compiled for the same models (one device, the same flags) is
+  # read back instead of compiled again.
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   nb = nbformat.read(os.path.join(REPO, "colab", f"{name}.ipynb"),
                      as_version=4)
   client = nbclient.NotebookClient(

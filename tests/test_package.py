@@ -259,8 +259,8 @@ def test_generate_10s_and_live_5s_from_the_fetched_package(fetched, tmp_path,
   assert fig["blocks"] == 5 and fig["rms_dbfs"] > -60
   live = tmp_path / "live.wav"
   rc = main(["live", "--checkpoint", fetched, "--prompt",
-             "fast drums and bass", "--simulate", "--seconds", "5",
-             "--no-tui", "--steps", "2", "--steps-options", "2",
+             "fast drums and bass", "--simulate", "--no-pace", "--seconds",
+             "5", "--no-tui", "--steps", "2", "--steps-options", "2",
              "--out", str(live), "--json", str(tmp_path / "live.json")])
   assert rc == 0, capsys.readouterr().err
   ch, sr, n = _wav(live)

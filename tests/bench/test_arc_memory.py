@@ -25,10 +25,26 @@ def _bench():
   return arc_memory
 
 
+def _one_layer_config(tmp_path) -> str:
+  """configs/tiny.py with a 1-layer DiT, as a config file: the benchmark's
+  steps compile in ~60 % of the CPU time of the 2-layer model's (measured:
+  generator 55 -> 34 CPU-s for two compiles) and keep every property
+  these tests check."""
+  path = tmp_path / "tiny_one_layer.py"
+  tiny = os.path.join(ROOT, "configs", "tiny.py")
+  path.write_text(
+      "from lmdm_jax.configs import load_config\n\n\n"
+      "def get_config(arg='bc'):\n"
+      f"  c = load_config({tiny!r} + ':' + (arg or 'bc'))\n"
+      "  c.model.depth = 1\n"
+      "  return c\n")
+  return str(path)
+
+
 def test_memory_json_has_every_field_and_layer_remat_lowers_temp(tmp_path):
   bench = _bench()
   out = tmp_path / "mem.json"
-  bench.main(["--config", os.path.join(ROOT, "configs", "tiny.py"),
+  bench.main(["--config", _one_layer_config(tmp_path),
               "--batch", "2", "--blocks", "2", "--k-max", "2",
               "--remat", "none,layer", "--steps", "generator", "--inline",
               "--json", str(out)])
@@ -90,8 +106,17 @@ def test_remat_keeps_params_outputs_and_gradients(tiny_cfg, remat):
   (l1, v1), g1 = value_and_grad(c1)
   np.testing.assert_array_equal(v0, v1)
   np.testing.assert_array_equal(l0, l1)
+  # The recomputed forward inside the backward pass is a different program
+  # from the saved one: XLA may fuse and order its float32 sums differently
+  # (with the tests' compile flags, tests/xla_flags.py, gradients of
+  # magnitude ~100 differ by up to ~1e-5 relative, and gradients that are
+  # zero up to rounding, e.g. the key norms' biases, carry noise of ~1e-8
+  # of the largest). A wrong remat (a missing or stale recomputation) is
+  # O(1).
+  gmax = max(float(np.abs(a).max()) for a in jax.tree.leaves(g0))
   for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
-    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+    atol = 1e-6 * max(1.0, float(np.abs(a).max())) + 3e-8 * gmax
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol)
 
 
 def test_remat_is_validated(tiny_cfg):
@@ -101,15 +126,19 @@ def test_remat_is_validated(tiny_cfg):
 
 def test_accumulation_lowers_temp_and_checks_divisibility(tmp_path):
   """Microbatching a per-device batch (lax.scan over microbatches) keeps one
-  microbatch's activations live: temporaries fall with accum."""
+  microbatch's activations live: temporaries fall with accum. (The scan
+  carries its own buffers, so the batch must be large enough for
+  activations to dominate: at one layer, batch 32 takes 115 MB of
+  temporaries as one microbatch and 83 MB as four of 8; batch 8, 60 vs
+  69 MB.)"""
   bench = _bench()
   temp = {}
   for accum in (1, 4):
-    r = bench.run_one(os.path.join(ROOT, "configs", "tiny.py"), "bc", 8, 2, 2,
+    r = bench.run_one(_one_layer_config(tmp_path), "bc", 32, 2, 2,
                       "float32", "none", ("discriminator",), accum)
-    assert r["accum"] == accum and r["microbatch"] == 8 // accum
+    assert r["accum"] == accum and r["microbatch"] == 32 // accum
     temp[accum] = r["steps"]["discriminator"]["temp_size_in_bytes"]
-  assert temp[4] < temp[1]
+  assert temp[4] < 0.8 * temp[1]
   with pytest.raises(ValueError, match="divide batch"):
     bench.build(__import__("lmdm_jax.configs", fromlist=["x"]).load_config(
         os.path.join(ROOT, "configs", "tiny.py")), "bc", 6, 2, accum=4)
