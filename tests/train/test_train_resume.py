@@ -20,6 +20,15 @@ from train_helpers import ROOT, tiny_finetune
 STEPS, EVERY = 6, 2
 
 
+def _cached_env():
+  """The training subprocesses' environment: the test process's (its XLA
+  flags, so the compiled programs are the in-process reference's), every
+  program kept in the run's persistent compilation cache, so a resumed
+  process reads its train step back instead of compiling it again."""
+  return dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
 def _cfg(steps=STEPS):
   cfg = tiny_finetune("bc")
   cfg.mesh.devices = 1
@@ -120,7 +129,8 @@ def test_sigkill_between_checkpoints_resumes_exactly(reference, tmp_path):
          "--config.model.depth=1", "--config.mesh.devices=1",
          f"--config.train.steps={STEPS}",
          f"--config.ckpt.every_steps={EVERY}"]
-  proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                          env=_cached_env())
   try:
     deadline = time.time() + 600
     for line in proc.stderr:
@@ -260,7 +270,7 @@ def test_sigkill_at_random_points_resumes_bit_exactly(tmp_path):
   for target in targets:
     target = max(target, saved + 1)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=_cached_env())
     try:
       deadline = time.time() + 300
       last = 0
