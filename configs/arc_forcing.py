@@ -74,7 +74,10 @@ def get_config(arg: str = ""):
   c.data.left_pad_short = False
   if variant == "tiny":
     c.arc.update(blocks=2, k_max=2, max_partial_chunks=2)
-    c.disc.update(exit_layer=1, channels=8)
+    # A one-stage, one-block head: the same code paths as the paper's
+    # three stages, ~25 % less compile time for the tests' G and D steps.
+    c.disc.update(exit_layer=1, channels=8, strides=(1,), mults=(1,),
+                  blocks=(1,))
     c.optim_g.lr = c.optim_d.lr = 1e-3
     c.train.update(steps=4, batch_size=8, accum_steps=1, ema_decay=0.9,
                    log_every=1)
