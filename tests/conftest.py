@@ -15,7 +15,8 @@ import tempfile
 # in the sub-folders import them by name.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from xla_flags import COMPILE_FLAGS, subprocess_env  # noqa: E402
+from xla_flags import (COMPILE_FLAGS, KEEP_EVERY_COMPILE,  # noqa: E402
+                       subprocess_env)
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # 8 simulated devices for the multi-device tests, and the tests' compile
@@ -65,8 +66,7 @@ def cli_env():
   programs are the compiled ones, so outputs are unchanged)."""
   return subprocess_env(PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
                         JAX_COMPILATION_CACHE_DIR=JAX_CACHE,
-                        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+                        **KEEP_EVERY_COMPILE)
 
 
 @pytest.fixture(scope="session")

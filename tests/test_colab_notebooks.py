@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from xla_flags import with_devices
+from xla_flags import KEEP_EVERY_COMPILE, with_devices
 
 nbformat = pytest.importorskip(
     "nbformat", reason="the `test` extra installs nbformat")
@@ -36,8 +36,8 @@ def run_notebook(name, monkeypatch):
   # subprocesses compile goes to the run's persistent cache, and what the
   # CLI tests compiled for the same models (one device, the same flags) is
   # read back instead of compiled again.
-  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  for var, value in KEEP_EVERY_COMPILE.items():
+    monkeypatch.setenv(var, value)
   nb = nbformat.read(os.path.join(REPO, "colab", f"{name}.ipynb"),
                      as_version=4)
   client = nbclient.NotebookClient(

@@ -53,6 +53,13 @@ def _compile_flags() -> str:
 
 COMPILE_FLAGS = _compile_flags()
 
+# Environment that keeps every program a process compiles in the run's
+# persistent compilation cache (JAX keeps only those that took >= 1 s by
+# default): for the tests' subprocesses and notebook kernels, which compile
+# what another process of the run often compiled already.
+KEEP_EVERY_COMPILE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
 
 def with_devices(devices: int = 0) -> str:
   """XLA_FLAGS for a process: the compile flags, plus `devices` simulated

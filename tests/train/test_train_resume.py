@@ -16,6 +16,7 @@ import pytest
 
 from lmdm_jax.train import checkpoint, loop
 from train_helpers import ROOT, tiny_finetune
+from xla_flags import KEEP_EVERY_COMPILE
 
 STEPS, EVERY = 6, 2
 
@@ -25,8 +26,7 @@ def _cached_env():
   flags, so the compiled programs are the in-process reference's), every
   program kept in the run's persistent compilation cache, so a resumed
   process reads its train step back instead of compiling it again."""
-  return dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  return dict(os.environ, **KEEP_EVERY_COMPILE)
 
 
 def _cfg(steps=STEPS):
