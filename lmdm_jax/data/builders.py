@@ -577,6 +577,35 @@ def check_features(builder_dir: str) -> None:
                      f"build` (no features.json / dataset_info.json)")
 
 
+def built_codec(data_dir: str, name: str = "lmdm_latents") -> Optional[str]:
+  """The codec name `lmdm data build` recorded for the dataset `name` under
+  `data_dir` (its build report), or None when there is no report (a
+  dataset written some other way: nothing to check against)."""
+  path = os.path.join(data_dir, f"{name}_build_report.json")
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      codec = json.load(f).get("codec")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return str(codec) if codec else None
+
+
+def check_codec(data_dir: str, name: str, codec: str, what: str) -> None:
+  """ValueError when the dataset was built with another codec than
+  `codec`, the one `what` (an init package, an exported package) decodes
+  with: its latents would mean something else to the model (e.g. `mel`
+  latents fed to a model that learned `semitone`'s), and nothing else
+  would say so: shapes agree for every weights-free codec."""
+  built = built_codec(data_dir, name)
+  if built is not None and built != str(codec):
+    raise ValueError(
+        f"{data_dir} holds {built!r} latents (lmdm data build --codec "
+        f"{built}) but {what} uses the {codec!r} codec: rebuild the data "
+        f"with --codec {codec}, or use a model/config on {built!r}")
+
+
 def open_dataset(data_dir: str, name: str = "lmdm_latents",
                  split: str = "train"):
   """Random-access source (no TensorFlow) over a built dataset, opened

@@ -260,6 +260,7 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
       if not d.dir:
         raise ValueError("data.source 'tfds' needs --config.data.dir "
                          "(the --out of `lmdm data build`)")
+      check_init_codec(cfg)
       source = tfds_source(d.dir, d.name)
     else:
       raise ValueError(f"data.source must be 'tfds' or 'synthetic', got "
@@ -272,6 +273,21 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
       prefetch=int(d.prefetch), text_encoder=text_encoder_for(cfg),
       left_pad_short=bool(d.get("left_pad_short", False)),
       controls=dict(cfg.model.get("controls", {}) or {}))
+
+
+def check_init_codec(cfg) -> None:
+  """A ValueError before anything loads when the run starts from a model
+  package (cfg.init.params) whose codec is not the one the dataset at
+  cfg.data.dir was built with (`builders.check_codec`)."""
+  import os
+  from lmdm_jax import package
+  from lmdm_jax.data import builders
+  init = str(cfg.get("init", {}).get("params", "") or "")
+  if not init or not os.path.isfile(os.path.join(init, package.MANIFEST)):
+    return
+  codec = package.read_manifest(init)["codec"].get("name", "")
+  builders.check_codec(cfg.data.dir, cfg.data.name, codec,
+                       f"the init package {init}")
 
 
 def text_encoder_for(cfg):

@@ -55,6 +55,19 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   from lmdm_jax.train.loop import select_devices
 
   resolve_init_model(cfg)
+  codec = dict(cfg.get("codec", {"name": "mel", "kwargs": {}}))
+  codec = {"name": str(codec["name"]), "kwargs": dict(codec.get("kwargs",
+                                                                {}))}
+  based_on = base_package(cfg, base)
+  if data_dir:                 # before the checkpoint loads: nothing lost
+    from lmdm_jax import package
+    from lmdm_jax.data import builders
+    name = (package.read_manifest(based_on)["codec"]["name"] if based_on
+            else codec["name"])
+    builders.check_codec(data_dir, str(cfg.data.name), name,
+                         f"the package (codec {name!r}, "
+                         + (f"from {based_on})" if based_on else
+                            "from config.codec)"))
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), 1, 1000)
   steps = ckpt.all_steps()
@@ -84,9 +97,6 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
       caps.append(c.decode() if isinstance(c, bytes) else str(c))
     text["vocabulary"] = vocabulary_of(caps)
     text["training_captions"] = len(caps)
-  codec = dict(cfg.get("codec", {"name": "mel", "kwargs": {}}))
-  codec = {"name": str(codec["name"]), "kwargs": dict(codec.get("kwargs",
-                                                                {}))}
   meta = {"config": str(cfg.get("config_path", "")), "step": int(step),
           "ema": ema is not None,
           "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -106,7 +116,7 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   pretrained.save(out, dit_params=params, cfg=cfg, text=text, codec=codec,
                   defaults=dict(defaults or {"steps": 8, "cfg_scale": 1.0,
                                              "sampler": "pingpong"}),
-                  meta=meta, base=base_package(cfg, base))
+                  meta=meta, base=based_on)
   return meta
 
 

@@ -262,3 +262,41 @@ def test_open_dataset_imports_nothing_the_folder_names(built, tmp_path,
       opener(copy)
   assert not marker.exists() and "lmdm_evil_feature" not in sys.modules
   assert len(builders.open_dataset(out)) == 3     # the real one opens
+
+
+def test_codec_mismatch_between_data_and_model_is_refused(built, tmp_path):
+  """Pool latents with a model package on `semitone` (the shipped demo)
+  as init, or exported into a package that names `mel`: one ValueError
+  naming both codecs, before a checkpoint or parameter is read (every
+  weights-free codec has 64 channels, so no shape would catch it); a
+  matching codec and a dataset without a build report pass."""
+  import shutil
+  from lmdm_jax.configs import load_config
+  from lmdm_jax.data.pipeline import check_init_codec
+  from lmdm_jax.train.export import export
+  from train_helpers import ROOT
+  _, out, _, _ = built
+  assert builders.built_codec(out) == "pool"
+  builders.check_codec(out, "lmdm_latents", "pool", "x")
+  cfg = load_config(os.path.join(ROOT, "configs/finetune.py:ed,tiny"))
+  cfg.data.update(source="tfds", dir=out)
+  cfg.init.params = os.path.join(ROOT, "lmdm_jax/assets/demo")
+  with pytest.raises(ValueError, match=r"'pool' latents .* init package "
+                     r".*'semitone' codec: rebuild the data with "
+                     r"--codec semitone"):
+    check_init_codec(cfg)
+  work = tmp_path / "no_checkpoint"
+  cfg.init.params = ""
+  with pytest.raises(ValueError, match=r"'pool' latents .*'mel' codec"):
+    export(cfg, str(work), str(tmp_path / "pkg"), data_dir=out)
+  assert not (tmp_path / "pkg").exists()
+  cfg.codec.name = "pool"                 # matching: on to the checkpoint
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    export(cfg, str(work), str(tmp_path / "pkg"), data_dir=out)
+  bare = tmp_path / "bare"
+  shutil.copytree(out, bare)
+  os.remove(bare / "lmdm_latents_build_report.json")
+  assert builders.built_codec(str(bare)) is None
+  cfg.init.params = os.path.join(ROOT, "lmdm_jax/assets/demo")
+  cfg.data.dir = str(bare)
+  check_init_codec(cfg)
