@@ -10,7 +10,7 @@ recorded orchestral tracks of Debian's `wesnoth-1.16-music` when installed.
       musescore-general-soundfont-small wesnoth-1.16-music     # Debian
   pip install -e ".[data,demo]"                                 # music21, mido
   lmdm data demo --out DEMO                  # audio + captions + README
-  lmdm data build --audio-dir DEMO/audio/train --codec mel --out DEMO/tfds
+  lmdm data build --audio-dir DEMO/audio/train --codec semitone --out DEMO/tfds
 
 Layout of --out:
 
