@@ -38,17 +38,15 @@ PROMPTS = {
 
 
 def audio_checks(files):
-  """RMS (dBFS) and median spectral flatness (0 = tonal, 1 = white noise)
-  per file, averaged."""
-  import librosa
+  """Mono-mix RMS (dBFS) and median spectral flatness (0 = tonal, 1 = white
+  noise) per file (`eval.listen`), averaged."""
   import soundfile as sf
+  from lmdm_jax.eval import listen
   rms, flat = [], []
   for f in files:
-    x, sr = sf.read(f, dtype="float32", always_2d=True)
-    m = x.mean(1)
-    rms.append(20 * np.log10(max(float(np.sqrt(np.mean(m ** 2))), 1e-12)))
-    flat.append(float(np.median(librosa.feature.spectral_flatness(
-        y=m, n_fft=2048, hop_length=1024))))
+    x = sf.read(f, dtype="float32", always_2d=True)[0].T
+    rms.append(listen.levels(x)["mono_dbfs"])
+    flat.append(listen.spectral_flatness(x))
   return {"files": len(files), "rms_dbfs_mean": float(np.mean(rms)),
           "rms_dbfs_min": float(np.min(rms)),
           "spectral_flatness_median": float(np.median(flat)),

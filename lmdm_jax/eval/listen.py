@@ -57,11 +57,11 @@ def clipping(audio, threshold: float = 0.999) -> dict:
           "clipped_fraction": float(np.mean(a >= threshold))}
 
 
-def spectral_flatness(audio, sr: int) -> float:
-  """Median spectral flatness of the mono mix (0 tonal, ~0.5 white noise)."""
+def spectral_flatness(audio) -> float:
+  """Median spectral flatness of the mono mix (0 tonal, ~0.5 white noise;
+  a ratio of means, so independent of the sample rate)."""
   import librosa
   m = _check(audio).mean(0).astype(np.float32)
-  del sr                                   # flatness is rate-free
   return float(np.median(librosa.feature.spectral_flatness(
       y=m, n_fft=2048, hop_length=1024)))
 
@@ -111,7 +111,7 @@ def report(audio, sr: int, block_samples: int | None = None,
   out = {"seconds": float(_check(audio).shape[1] / sr)}
   out.update(levels(audio))
   out.update(clipping(audio))
-  out["spectral_flatness_median"] = spectral_flatness(audio, sr)
+  out["spectral_flatness_median"] = spectral_flatness(audio)
   if block_samples:
     s = seam_profile(audio, sr, block_samples, offset=offset)
     out.update({k: s[k] for k in ("seam_dip_db", "max_dip_db",
