@@ -69,13 +69,16 @@ def mel_filters(sample_rate: int, n_fft: int, bands: int, fmin: float,
 
 
 def frame_signal(x: np.ndarray, n_fft: int, hop: int, frames: int):
-  """x [..., samples] -> [..., frames, n_fft], frame j centred on j * hop."""
+  """x [..., samples] -> [..., frames, n_fft] (a read-only view), frame j
+  centred on j * hop."""
   pad = n_fft // 2
   need = (frames - 1) * hop + n_fft
   x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, max(0, need - pad
                                                       - x.shape[-1]))])
-  idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None]
-  return x[..., idx]
+  # A strided view, not a gather: an index array of frames x n_fft int64
+  # and its gathered copy cost more than the FFT (semitone encode 1.6x).
+  view = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)
+  return view[..., :(frames - 1) * hop + 1:hop, :]
 
 
 def stft(x: np.ndarray, window: np.ndarray, hop: int, frames: int):
