@@ -116,6 +116,66 @@ def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config):
   assert bad.returncode == 2 and "model.json" in bad.stderr
 
 
+@pytest.mark.slow
+def test_sketch_jam_recipe_on_semitone(tmp_path, cli_env):
+  """The sketch / jam recipe of docs/control.md at tiny size on the shipped
+  models' codec: mixes with stems (the `lmdm data demo --stems` layout) ->
+  `lmdm data build --codec semitone --controls ... --pitch-method yin
+  --stems` -> `lmdm train configs/sketch_demo.py:smoke_jam,semitone` from
+  the shipped demo model -> `lmdm export` -> `lmdm generate --sketch` and
+  `--accompany` with the exported package."""
+  import soundfile as sf
+  def lmdm(*args):
+    return _lmdm(cli_env, *args)
+  sr = 44100
+  t = np.arange(int(8 * sr)) / sr
+  root = tmp_path / "JAM"
+  for i, (f0s, cap) in enumerate([((220.0, 277.2), "slow chorale in A"),
+                                  ((330.0, 392.0), "slow chorale in E minor")]):
+    parts = [0.2 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(2 * t + k))
+             for k, f in enumerate(f0s)]
+    mix = root / "audio" / "train" / "g" / f"piece{i}.flac"
+    stems = root / "stems" / "train" / "g" / f"piece{i}"
+    stems.mkdir(parents=True)
+    mix.parent.mkdir(parents=True, exist_ok=True)
+    for k, x in enumerate(parts):
+      sf.write(stems / f"part{k:02d}.flac", np.stack([x, x], 1), sr)
+    sf.write(mix, np.stack([sum(parts)] * 2, 1), sr)
+    mix.with_suffix(".txt").write_text(cap + "\n")
+  data = tmp_path / "tfds"
+  lmdm("data", "build", "--audio-dir", str(root / "audio" / "train"),
+       "--codec", "semitone", "--out", str(data), "--min-frames", "120",
+       "--controls", "loudness,brightness,pitch,cqt_topk",
+       "--pitch-method", "yin", "--stems", "--parts-per-file", "1")
+  report = json.loads((data / "lmdm_latents_build_report.json").read_text())
+  assert report["codec"] == "semitone" and report["part_records"] == 2
+  # The demo model first (smoke size), then the sketch model from it.
+  demo_cfg, demo = "configs/demo.py:smoke", tmp_path / "demo_pkg"
+  lmdm("train", "--config", demo_cfg, "--workdir", str(tmp_path / "wd"),
+       "--no-progress", f"--config.data.dir={data}")
+  lmdm("export", "--config", demo_cfg, "--workdir", str(tmp_path / "wd"),
+       "--data-dir", str(data), "--out", str(demo))
+  config = "configs/sketch_demo.py:smoke_jam,semitone"
+  work, pkg = tmp_path / "work", tmp_path / "pkg"
+  lmdm("train", "--config", config, "--workdir", str(work), "--no-progress",
+       f"--config.data.dir={data}", f"--config.init.params={demo}")
+  lmdm("export", "--config", config, "--workdir", str(work), "--data-dir",
+       str(data), "--out", str(pkg), "--cfg", "3", "--steps", "2")
+  doc = json.loads((pkg / "model.json").read_text())
+  assert doc["codec"]["name"] == "semitone"
+  assert {"cqt_topk", "partner"} <= set(doc["dit"]["controls"])
+  melody = root / "stems" / "train" / "g" / "piece0" / "part00.flac"
+  for flag in ("--sketch", "--accompany"):
+    out = tmp_path / f"out{flag}.wav"
+    lmdm("generate", "--prompt", "slow chorale", flag, str(melody),
+         "--out", str(out), "--checkpoint", str(pkg), "--no-progress")
+    audio, rate = sf.read(out)
+    assert rate == sr and audio.shape[1] == 2
+    assert audio.shape[0] >= 7 * sr and np.isfinite(audio).all()
+    mono = np.mean(np.mean(audio, 1) ** 2)
+    assert 10 * np.log10(np.mean(audio ** 2) / mono) < 3.0   # mono-safe
+
+
 def test_pipeline_encodes_captions_with_the_configured_encoder():
   from lmdm_jax.configs import load_config
   from lmdm_jax.data.pipeline import SyntheticSource, make_pipeline
