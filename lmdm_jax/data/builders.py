@@ -44,20 +44,17 @@ files added, only encodes what is new. A build holds <out>/.build.lock
 `incomplete.*` folder a killed TFDS write leaves, then writes the dataset
 again from the cached encodings.
 
-Opening a dataset (`open_dataset`) never imports code the folder names:
-TFDS imports the module of every feature class its features.json names,
-so the classes are checked against FEATURE_CLASSES first.
+What a build reads (audio files, captions, stems, a file's identity):
+lmdm_jax/data/sources.py; reading the dataset back:
+lmdm_jax/data/reading.py.
 """
 from __future__ import annotations
 
-import csv
-import errno
 import glob
 import hashlib
 import json
 import os
 import shutil
-import stat
 from typing import Dict, Optional
 
 import numpy as np
@@ -65,67 +62,13 @@ import tensorflow_datasets as tfds
 
 from lmdm_jax.model.control_inputs import PARTNER
 from lmdm_jax.data import audio as audio_lib
-
-VERSION = "1.0.0"
-
-# The only feature classes a dataset folder may name (what LmdmLatents
-# writes). TFDS imports the module of any other name when it opens one.
-FEATURE_CLASSES = frozenset(
-    "tensorflow_datasets.core.features." + c for c in (
-        "features_dict.FeaturesDict", "tensor_feature.Tensor",
-        "text_feature.Text"))
-
-
-def find_audio(audio_dir: str):
-  """Sorted relative paths of the audio files under audio_dir."""
-  out = []
-  for root, _, files in os.walk(audio_dir):
-    for f in files:
-      if f.lower().endswith(audio_lib.AUDIO_EXTENSIONS):
-        out.append(os.path.relpath(os.path.join(root, f), audio_dir))
-  return sorted(out)
-
-
-def read_captions(path: Optional[str]) -> Dict[str, str]:
-  """file -> caption from CSV (columns file/path + caption/text), JSON
-  ({file: caption} or [{file, caption}]) or JSONL ({file, caption} lines)."""
-  if not path:
-    return {}
-  ext = os.path.splitext(path)[1].lower()
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    if ext == ".csv":
-      rows = list(csv.DictReader(f))
-    elif ext == ".jsonl":
-      rows = [json.loads(line) for line in f if line.strip()]
-    elif ext == ".json":
-      data = json.load(f)
-      if isinstance(data, dict):
-        return {str(k): str(v) for k, v in data.items()}
-      rows = data
-    else:
-      raise ValueError(f"captions file must be .csv, .json or .jsonl: {path}")
-  out = {}
-  for r in rows:
-    key = r.get("file") or r.get("path") or r.get("filename")
-    text = r.get("caption", r.get("text"))
-    if key is None or text is None:
-      raise ValueError(f"caption row needs file/path and caption/text "
-                       f"fields: {r}")
-    out[str(key)] = str(text)
-  return out
-
-
-def caption_for(rel: str, audio_dir: str, captions: Dict[str, str]) -> str:
-  base, stem = os.path.basename(rel), os.path.splitext(rel)[0]
-  for k in (rel, base, stem, os.path.basename(stem)):
-    if k in captions:
-      return captions[k]
-  sidecar = os.path.join(audio_dir, stem + ".txt")
-  if os.path.isfile(sidecar):        # regular files only (a FIFO blocks)
-    with open(sidecar, encoding="utf-8") as f:
-      return f.read().strip()
-  return ""
+# What a dataset may hold and how it is opened live with the reader; the
+# names stay importable from here.
+from lmdm_jax.data.reading import (  # noqa: F401
+    FEATURE_CLASSES, VERSION, built_codec, check_codec, check_features,
+    open_dataset)
+from lmdm_jax.data.sources import (  # noqa: F401
+    caption_for, file_identity, find_audio, find_stems, read_captions)
 
 
 class LmdmLatents(tfds.core.GeneratorBasedBuilder):
@@ -195,19 +138,6 @@ def _load_controls(item, controls: Dict[str, int]) -> dict:
     else:
       out[f"control_{n}"] = np.zeros((frames, d + 1), np.float32)
   return out
-
-
-def find_stems(path: str, rel: str, stems_root: Optional[str]):
-  """Sorted stem files of one mix (empty if it has none): under
-  stems_root/<rel without extension>/, else the demo layout
-  (`lmdm_jax.data.demo.stems_dir`)."""
-  from lmdm_jax.data import demo
-  d = (os.path.join(stems_root, os.path.splitext(rel)[0]) if stems_root
-       else demo.stems_dir(os.path.abspath(path)))
-  if not os.path.isdir(d):
-    return []
-  return [os.path.join(d, f) for f in sorted(os.listdir(d))
-          if f.lower().endswith(audio_lib.AUDIO_EXTENSIONS)]
 
 
 def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
@@ -304,27 +234,6 @@ def _write_controls(path: str, names, audio, codec, frames: int,
                           frame_centre=codec.frame_centre)
   np.savez(path + ".tmp.npz", **feats)
   os.replace(path + ".tmp.npz", path)
-
-
-def file_identity(path: str):
-  """[absolute path, size, mtime_ns] of a regular file (symlinks followed).
-  BadAudio (never OSError) for a dangling symlink, a symlink loop, a FIFO,
-  a device or anything else that is not a regular file: such a file is
-  skipped, never opened (reading a FIFO or /dev/zero would not end)."""
-  try:
-    st = os.stat(path)
-  except OSError as e:
-    kind = ("symlink loop" if e.errno == errno.ELOOP else
-            "dangling symlink" if os.path.islink(path) else
-            type(e).__name__)
-    raise audio_lib.BadAudio(f"unreadable: {kind}: {e.strerror}") from e
-  if not stat.S_ISREG(st.st_mode):
-    kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "device" if
-            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
-            "socket" if stat.S_ISSOCK(st.st_mode) else "directory" if
-            stat.S_ISDIR(st.st_mode) else "special file")
-    raise audio_lib.BadAudio(f"unreadable: not a regular file ({kind})")
-  return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
 def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
@@ -534,85 +443,3 @@ def _build_locked(audio_dir, out, name, codec, codec_kwargs, cod, caps,
   with open(report["report_path"], "w") as f:
     json.dump(report, f, indent=2)
   return report
-
-
-def _class_names(node):
-  """Every feature class name in a features.json / dataset_info.json tree
-  ("pythonClassName", or "type" in TFDS's legacy layout)."""
-  if isinstance(node, dict):
-    for k, v in node.items():
-      if k in ("pythonClassName", "type") and isinstance(v, str):
-        yield v
-      else:
-        yield from _class_names(v)
-  elif isinstance(node, list):
-    for v in node:
-      yield from _class_names(v)
-
-
-def check_features(builder_dir: str) -> None:
-  """ValueError unless every feature class that features.json and
-  dataset_info.json of `builder_dir` name is in FEATURE_CLASSES (TFDS
-  imports the module of an unknown one: a dataset folder must not decide
-  what code runs)."""
-  found = False
-  for fname in ("features.json", "dataset_info.json"):
-    path = os.path.join(builder_dir, fname)
-    if not os.path.exists(path):
-      continue
-    found = True
-    try:
-      with open(path, encoding="utf-8") as f:
-        tree = json.load(f)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"{path} is not readable JSON: {e}") from e
-    for cls in _class_names(tree):
-      if cls not in FEATURE_CLASSES:
-        raise ValueError(f"{path} names feature class {cls!r}, which is not "
-                         f"one lmdm data build writes "
-                         f"({sorted(FEATURE_CLASSES)}); refusing to open it "
-                         f"(TFDS would import its module)")
-  if not found:
-    raise ValueError(f"{builder_dir} is not a dataset written by `lmdm data "
-                     f"build` (no features.json / dataset_info.json)")
-
-
-def built_codec(data_dir: str, name: str = "lmdm_latents") -> Optional[str]:
-  """The codec name `lmdm data build` recorded for the dataset `name` under
-  `data_dir` (its build report), or None when there is no report (a
-  dataset written some other way: nothing to check against)."""
-  path = os.path.join(data_dir, f"{name}_build_report.json")
-  if not os.path.isfile(path):
-    return None
-  try:
-    with open(path, encoding="utf-8") as f:
-      codec = json.load(f).get("codec")
-  except (OSError, ValueError, AttributeError):
-    return None
-  return str(codec) if codec else None
-
-
-def check_codec(data_dir: str, name: str, codec: str, what: str) -> None:
-  """ValueError when the dataset was built with another codec than
-  `codec`, the one `what` (an init package, an exported package) decodes
-  with: its latents would mean something else to the model (e.g. `mel`
-  latents fed to a model that learned `semitone`'s), and nothing else
-  would say so: shapes agree for every weights-free codec."""
-  built = built_codec(data_dir, name)
-  if built is not None and built != str(codec):
-    raise ValueError(
-        f"{data_dir} holds {built!r} latents (lmdm data build --codec "
-        f"{built}) but {what} uses the {codec!r} codec: rebuild the data "
-        f"with --codec {codec}, or use a model/config on {built!r}")
-
-
-def open_dataset(data_dir: str, name: str = "lmdm_latents",
-                 split: str = "train"):
-  """Random-access source (no TensorFlow) over a built dataset, opened
-  only after `check_features` (no module a folder names is imported)."""
-  builder_dir = os.path.join(data_dir, name, VERSION)
-  if not os.path.isdir(builder_dir):
-    raise ValueError(f"no dataset at {builder_dir} (the --out of `lmdm data "
-                     f"build`)")
-  check_features(builder_dir)
-  return tfds.builder_from_directory(builder_dir).as_data_source(split)

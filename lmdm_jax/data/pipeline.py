@@ -90,8 +90,8 @@ class SyntheticSource:
 def tfds_source(data_dir: str, name: str = "lmdm_latents",
                 split: str = "train"):
   """Random-access source over a dataset written by `lmdm data build`."""
-  from lmdm_jax.data import builders
-  return builders.open_dataset(data_dir, name, split)
+  from lmdm_jax.data import reading
+  return reading.open_dataset(data_dir, name, split)
 
 
 class WindowPipeline:
@@ -278,15 +278,15 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
 def check_init_codec(cfg) -> None:
   """A ValueError before anything loads when the run starts from a model
   package (cfg.init.params) whose codec is not the one the dataset at
-  cfg.data.dir was built with (`builders.check_codec`)."""
+  cfg.data.dir was built with (`reading.check_codec`)."""
   import os
   from lmdm_jax import package
-  from lmdm_jax.data import builders
+  from lmdm_jax.data import reading
   init = str(cfg.get("init", {}).get("params", "") or "")
   if not init or not os.path.isfile(os.path.join(init, package.MANIFEST)):
     return
   codec = package.read_manifest(init)["codec"].get("name", "")
-  builders.check_codec(cfg.data.dir, cfg.data.name, codec,
+  reading.check_codec(cfg.data.dir, cfg.data.name, codec,
                        f"the init package {init}")
 
 

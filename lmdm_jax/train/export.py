@@ -61,10 +61,10 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   based_on = base_package(cfg, base)
   if data_dir:                 # before the checkpoint loads: nothing lost
     from lmdm_jax import package
-    from lmdm_jax.data import builders
+    from lmdm_jax.data import reading
     name = (package.read_manifest(based_on)["codec"]["name"] if based_on
             else codec["name"])
-    builders.check_codec(data_dir, str(cfg.data.name), name,
+    reading.check_codec(data_dir, str(cfg.data.name), name,
                          f"the package (codec {name!r}, "
                          + (f"from {based_on})" if based_on else
                             "from config.codec)"))
