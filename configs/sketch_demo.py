@@ -1,35 +1,34 @@
 """A demo-size sketch-controlled LMDM (issue 7): configs/demo.py + controls.
 
 The demo model's recipe (BC, s=96 / o=24 / W=4, width 192 x 6 layers,
-hashed-word text; codec `mel` by default, see below) with sketch controls added through the
-input-add path: loudness, brightness, pitch and the 84-bin top-4 CQT melody
-(lmdm_jax/model/control_inputs.py, docs/control.md), per-control dropout
-0.5 and random median filtering (p 0.5, kernels 3..9 frames). It can start
-from the shipped demo checkpoint (`init.params`): the new control projections are
-zero-initialised, so step 0 plays exactly like the demo model. Variant
-"jam" adds the partner's latents, with the visibility t_f drawn per example
-from {-43, 0, +24} frames (-2 s, 0, +1.1 s = the whole block: the most a
-1.1 s block can see ahead), so one model streams at any of them; its data
-holds mix records (sketch controls) and accompaniment records (partner)
-from `lmdm data build --stems`. It is the shipped sketch/jam demo model
-(lmdm_jax/assets/sketch, docs/control.md). "smoke"/"smoke_jam" are
-seconds-long runs for tests.
+hashed-word text; codec `semitone` by default, see below) with sketch
+controls added through the input-add path: loudness, brightness, pitch and
+the 84-bin top-4 CQT melody (lmdm_jax/model/control_inputs.py,
+docs/control.md), per-control dropout 0.5 and random median filtering (p
+0.5, kernels 3..9 frames). It starts from the shipped demo package
+(`init.params`): the new control projections are zero-initialised, so step
+0 plays exactly like the demo model. Variant "jam" adds the partner's
+latents, with the visibility t_f drawn per example from {-43, 0, +24}
+frames (-2 s, 0, +1.1 s = the whole block: the most a 1.1 s block can see
+ahead), so one model streams at any of them; its data holds mix records
+(sketch controls) and accompaniment records (partner) from `lmdm data build
+--stems`. The shipped sketch model (lmdm_jax/assets/sketch) is "jam" on
+all groups, the shipped jam model (lmdm_jax/assets/jam) "jam" on the
+chorales with every part, from the sketch model (docs/control.md).
+"smoke"/"smoke_jam" are seconds-long runs for tests.
 
   lmdm data demo --out JAM --stems --no-wesnoth
-  lmdm data build --audio-dir JAM/audio/train --codec mel --out JAM/tfds \
-      --controls loudness,brightness,pitch,cqt_topk --pitch-method yin \
-      --stems
+  lmdm data build --audio-dir JAM/audio/train --codec semitone \
+      --out JAM/tfds --controls loudness,brightness,pitch,cqt_topk \
+      --pitch-method yin --stems --parts-per-file 1
   lmdm train --config configs/sketch_demo.py:jam --workdir W \
-      --config.data.dir=JAM/tfds --config.init.params=MEL_DEMO
+      --config.data.dir=JAM/tfds --config.init.params=lmdm_jax/assets/demo
 
-The shipped sketch and jam models are still on the `mel` codec, so that is
-this file's default, and they start from the *mel* demo model (MEL_DEMO:
-the package shipped in lmdm_jax/assets/demo until 2026-12-01, e.g.
-`git archive 983dc84 lmdm_jax/assets/demo | tar -x -C /tmp` gives
-/tmp/lmdm_jax/assets/demo). On the `semitone` codec (issue 19; the shipped
-demo model's codec since then): `--codec semitone` in the data build and
-`configs/sketch_demo.py:jam,semitone` with
-`--config.init.params=lmdm_jax/assets/demo`.
+",mel" trains on the `mel` codec (the sketch and jam models shipped until
+2026-12-02), from the *mel* demo model (`git archive 983dc84
+lmdm_jax/assets/demo | tar -x -C /tmp` gives /tmp/lmdm_jax/assets/demo)
+and `--codec mel` data: `lmdm train` refuses a dataset whose codec is not
+its init package's.
 """
 import os
 
@@ -47,8 +46,8 @@ def _demo(arg: str):
 
 def get_config(arg: str = ""):
   """arg: a variant of `known`, optionally with ",CODEC" (a codec of
-  configs/demo.py's CODECS, default mel: the shipped sketch and jam
-  models' codec), e.g. "jam,semitone"."""
+  configs/demo.py's CODECS, default semitone: the shipped sketch and jam
+  models' codec), e.g. "jam" or "jam,mel"."""
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
   codecs = [p for p in parts if p in _CODECS]
   rest = [p for p in parts if p not in _CODECS]
@@ -58,15 +57,15 @@ def get_config(arg: str = ""):
     raise ValueError(f"unknown sketch demo variant {','.join(parts)!r}; "
                      f"known: {known}, optionally ',' + one of {_CODECS}")
   c = _demo(",".join((["smoke"] if arg.startswith("smoke") else [])
-                     + (codecs or ["mel"])))
+                     + (codecs or ["semitone"])))
   # Fine-tuning from the demo model. 1e-3 (the demo's own peak rate): at
   # 3e-4 the zero-initialised control projections had not moved the
   # outputs after 400 steps (docs/control.md, first training run).
   jam = arg.endswith("jam")
   if not arg.startswith("smoke"):
-    steps = 3000 if jam else 2000
-    c.optim.update(lr=1e-3, warmup_steps=50, decay_steps=steps)
-    c.train.update(steps=steps)
+    # 2000 steps: both shipped models (32 and 38 CPU-minutes here).
+    c.optim.update(lr=1e-3, warmup_steps=50, decay_steps=2000)
+    c.train.update(steps=2000)
   c = add_sketch(c, jam=jam,
                  partner_visibilities=(-43, 0, 24) if jam and
                  not arg.startswith("smoke") else ())

@@ -240,9 +240,10 @@ def test_demo_config_selects_the_codec():
     assert c.train.steps == steps
   with pytest.raises(ValueError, match="unknown demo variant"):
     load_config(os.path.join(repo, "configs", "demo.py:semitone,mel"))
-  # The shipped sketch and jam models are still on mel: the default there.
-  for arg, name in (("jam", "mel"), ("", "mel"), ("jam,semitone", "semitone"),
-                    ("smoke_jam,semitone", "semitone")):
+  # The shipped sketch and jam models are on semitone: the default there.
+  for arg, name in (("jam", "semitone"), ("", "semitone"),
+                    ("jam,mel", "mel"), ("smoke_jam,semitone", "semitone"),
+                    ("smoke_jam", "semitone")):
     c = load_config(os.path.join(repo, "configs", "sketch_demo.py:" + arg))
     assert c.codec.name == name and c.samples.codec == name
   with pytest.raises(ValueError, match="unknown sketch demo variant"):
