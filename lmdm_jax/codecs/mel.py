@@ -76,7 +76,7 @@ def frame_signal(x: np.ndarray, n_fft: int, hop: int, frames: int):
   x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, max(0, need - pad
                                                       - x.shape[-1]))])
   # A strided view, not a gather: an index array of frames x n_fft int64
-  # and its gathered copy cost more than the FFT (semitone encode 1.6x).
+  # and its gathered copy cost more than the FFT (semitone encode ~2x).
   view = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)
   return view[..., :(frames - 1) * hop + 1:hop, :]
 
