@@ -63,7 +63,7 @@ def get_config(arg: str = ""):
   # outputs after 400 steps (docs/control.md, first training run).
   jam = arg.endswith("jam")
   if not arg.startswith("smoke"):
-    # 2000 steps: both shipped models (32 and 38 CPU-minutes here).
+    # 2000 steps: both shipped models (27 and 30 min on the 2-core VM).
     c.optim.update(lr=1e-3, warmup_steps=50, decay_steps=2000)
     c.train.update(steps=2000)
   c = add_sketch(c, jam=jam,
