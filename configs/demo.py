@@ -18,8 +18,8 @@ with no flag. The exact recipe (also in docs/demo-model.md):
 (`bash launch/train_demo.sh DEMO W` runs it all.) The codec is `semitone`
 (issue 19, docs/codecs_and_import.md: it keeps the notes, decodes block by
 block with no seam, cannot go anti-phase); "mel" is the previous demo
-model's codec (log-mel + Griffin-Lim, shipped until 2026-12-01, and still
-the codec of the shipped sketch and jam models): `configs/demo.py:mel` with
+model's codec (log-mel + Griffin-Lim, shipped until 2026-12-01; the
+sketch and jam models' until 2026-12-02): `configs/demo.py:mel` with
 `--codec mel` in the build (`bash launch/train_demo.sh DEMO W mel`).
 
 Choices for this size, against the paper's text models (s=192, o=48, W=4,
