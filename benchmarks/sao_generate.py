@@ -3,9 +3,9 @@ it measures), plus --random-package DIR: builds (once) a package with
 random weights at Stable Audio Open Small's full shape (341M DiT, T5-base,
 the Oobleck VAE, seconds_total) the way a user's is built, through
 `lmdm fetch sao-small` reading a local hub cache in the hub's offline mode,
-written with the toy hub fixture's helpers (tests/sao_fixture.py) from
+written with lmdm_jax/convert/random_hub.py from
 SAO Small's and t5-base's real configs. Only the sentencepiece model is
-the fixture's small one (token ids < 80 of T5's 32128: cost is the same).
+a small one trained here (token ids < 80 of T5's 32128: cost is the same).
 
   PYTHONPATH=. python3 benchmarks/sao_generate.py \\
       --random-package /tmp/sao_small_random --blocks 4 \\
@@ -30,15 +30,15 @@ def random_package(out: str) -> str:
   if os.path.isfile(os.path.join(out, "model.json")):
     return out
   from safetensors.numpy import save_file
-  from tests import sao_fixture as fx
+  from lmdm_jax.convert import random_hub as fx
   from lmdm_jax.fetch import fetch
   cache = out.rstrip("/") + ".hub"
-  snap = fx._snapshot(cache, "stabilityai/stable-audio-open-small", "a" * 40)
+  snap = fx.snapshot(cache, "stabilityai/stable-audio-open-small", "a" * 40)
   with open(os.path.join(snap, "model_config.json"), "w") as f:
     json.dump(SAO_SMALL, f)
   save_file(fx.sao_state_dict(SAO_SMALL), os.path.join(snap,
                                                        "model.safetensors"))
-  snap = fx._snapshot(cache, "google-t5/t5-base", "b" * 40)
+  snap = fx.snapshot(cache, "google-t5/t5-base", "b" * 40)
   with open(os.path.join(snap, "config.json"), "w") as f:
     json.dump(T5_BASE, f)
   save_file(fx.t5_state_dict(T5_BASE), os.path.join(snap,

@@ -26,8 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-from tests import serve_helpers as sh                       # noqa: E402
-from tests.test_serve_browser import browser, wait_js       # noqa: E402
+from lmdm_jax.serve.headless import browser, wait_js        # noqa: E402
 
 
 def pct(xs):
@@ -48,9 +47,20 @@ def main():
   a = ap.parse_args()
   import jax
   t0 = time.perf_counter()
-  engine, server = sh.start(a.checkpoint, steps=None, steps_options="8",
-                            prompt="slow Bach chorale for string ensemble")
-  engine.player.paused = True
+  from lmdm_jax.serve.cli import add_arguments
+  from lmdm_jax.serve.engine import build
+  from lmdm_jax.serve.server import Server
+  p = argparse.ArgumentParser()
+  add_arguments(p)
+  args = p.parse_args(["--port", "0", "--steps-options", "8", "--prompt",
+                       "slow Bach chorale for string ensemble"] +
+                      (["--checkpoint", a.checkpoint] if a.checkpoint
+                       else []))
+  engine = build(args, lambda s: None)
+  server = Server(engine, args.host, args.port, args.token, lambda s: None)
+  server.start_in_thread()
+  engine.player.paused = True          # as `lmdm serve`: until Play
+  engine.start()
   compile_s = time.perf_counter() - t0
   d = browser()
   try:
@@ -81,7 +91,8 @@ def main():
   pl = engine.player
   played_s = (pl.callbacks - cb0) * pl.period / pl.codec.sample_rate
   compute = pl.compute_s[block0:]
-  sh.stop(engine, server)
+  server.stop_thread()
+  engine.stop()
   out = {"seconds": a.seconds, "played_s": played_s,
          "model": engine.settings["model"], "steps": engine.session.steps,
          "cfg_changes": i, "blocks": engine.next_block() - block0,

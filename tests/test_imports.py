@@ -143,3 +143,26 @@ def test_pure_core_imports_no_host_code():
         d for m, deps in graph.items() if m == pkg or m.startswith(pkg + ".")
         for d in deps if not d.startswith(pkg) and not d.startswith(tuple(ok)))
     assert not outside, (pkg, outside)
+
+
+def test_package_and_benchmarks_do_not_import_the_tests():
+  """What users run (lmdm_jax/, benchmarks/) stands without tests/: a
+  helper both need lives in the package (e.g. convert/random_hub.py)."""
+  found = []
+  for top in ("lmdm_jax", "benchmarks"):
+    for d, _, files in os.walk(os.path.join(ROOT, top)):
+      for f in files:
+        if not f.endswith(".py"):
+          continue
+        p = os.path.join(d, f)
+        with open(p) as fh:
+          tree = ast.parse(fh.read(), p)
+        for node in ast.walk(tree):
+          names = ([a.name for a in node.names]
+                   if isinstance(node, ast.Import) else
+                   [node.module or ""] if isinstance(node, ast.ImportFrom)
+                   else [])
+          found += [(os.path.relpath(p, ROOT), n) for n in names
+                    if n == "tests" or n.startswith(("tests.", "sao_fixture",
+                                                     "helpers"))]
+  assert not found, found

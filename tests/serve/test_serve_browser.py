@@ -10,48 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 import pytest
 
+from lmdm_jax.serve.headless import CHROMIUM, DRIVER, browser, wait_js
 from tests import serve_helpers as sh
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(
     not (CHROMIUM and DRIVER), reason="needs Debian's chromium and "
     "chromium-driver (.ci/install_debian.sh)")
 pytest.importorskip("selenium")
 pytest.importorskip("aiohttp")
-
-
-def browser():
-  from selenium import webdriver
-  from selenium.webdriver.chrome.service import Service
-  o = webdriver.ChromeOptions()
-  for a in ("--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1280,860",
-            "--autoplay-policy=no-user-gesture-required",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream"):
-    o.add_argument(a)
-  o.binary_location = CHROMIUM
-  o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-  return webdriver.Chrome(service=Service(DRIVER), options=o)
-
-
-def wait_js(d, expr, timeout, what):
-  end = time.time() + timeout
-  while time.time() < end:
-    v = d.execute_script(f"return {expr}")
-    if v:
-      return v
-    time.sleep(0.2)
-  raise AssertionError(f"timed out after {timeout} s waiting for {what}: "
-                       f"{d.execute_script('return JSON.stringify({s: window.lmdm.stats, w: window.lmdm.worklet, e: window.lmdm.errors})')}")
 
 
 def shot_path(tmp_path, name):
