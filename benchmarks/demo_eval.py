@@ -73,6 +73,8 @@ def main(argv=None) -> int:
   p.add_argument("--drift-steps", type=int, default=8)
   p.add_argument("--prompt-clips", type=int, default=4)
   p.add_argument("--cfg", type=float, default=None)
+  p.add_argument("--sampler", default=None, choices=("euler", "pingpong"),
+                 help="default: the model's")
   args = p.parse_args(argv)
 
   import soundfile as sf
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
     for i, prompt in enumerate(prompts):
       f = generate(prompt, args.clip_seconds, os.path.join(d,
                    f"clip{i:03d}.wav"), checkpoint=args.model, steps=k,
-                   cfg_scale=args.cfg, seed=i, progress=False,
+                   cfg_scale=args.cfg, sampler=args.sampler, seed=i,
+                   progress=False,
                    log=lambda s: None)
       lat.append(f["latency_s"]["model"]["median"])
       figures = f
@@ -146,6 +149,7 @@ def main(argv=None) -> int:
         "fd": r["fd"], "kl": r["kl"], "kl_paired": r["kl_paired"],
         "model_latency_s_median": float(np.median(lat)),
         "block_s": figures["block_s"], "cfg_scale": figures["cfg_scale"],
+        "sampler": figures.get("sampler", args.sampler),
         "generated_top": r["generated"]["top"][:5],
         "reference_top": r["reference"]["top"][:5],
         "checks": audio_checks(wavs(d))}

@@ -62,6 +62,49 @@ class Codec(abc.ABC):
 _CODECS = Registry("codec")
 
 
+class WindowStreamDecoder:
+  """Block-by-block decoding equal to the whole-sequence decode, for a
+  codec whose `decode_window(latents [n, C], start)` -> [2, n * hop] makes
+  frame i's audio from frames i - radius .. i + radius only (the semitone
+  codec: radius 1, a frame's envelope runs to the next frame's centre).
+
+  push(latents [n, C]) -> audio [2, m * hop] for the m frames that became
+  final (all but the last `radius` frames pushed); flush() -> the rest.
+  Latency: `radius` frames.
+  """
+
+  def __init__(self, codec: "Codec", radius: int):
+    if radius < 0:
+      raise ValueError(f"radius must be >= 0, got {radius}")
+    self.codec, self.radius = codec, int(radius)
+    self._buf = np.zeros((0, codec.latent_channels), np.float32)
+    self._start = 0        # absolute index of self._buf[0]
+    self._emitted = 0      # frames whose audio has been returned
+
+  def _emit(self, stop: int) -> np.ndarray:
+    r = self.radius
+    if stop <= self._emitted:
+      return np.zeros((2, 0), np.float32)
+    total = self._start + len(self._buf)
+    lo, hi = max(0, self._emitted - r), min(total, stop + r)
+    y = self.codec.decode_window(self._buf[lo - self._start:hi - self._start],
+                                 lo)
+    out = y[:, (self._emitted - lo) * self.codec.hop:
+            (stop - lo) * self.codec.hop]
+    self._emitted = stop
+    keep = max(0, self._emitted - r) - self._start
+    self._buf, self._start = self._buf[keep:], self._start + keep
+    return out
+
+  def push(self, latents: np.ndarray) -> np.ndarray:
+    latents = self.codec.check_latents(latents)
+    self._buf = np.concatenate([self._buf, latents])
+    return self._emit(self._start + len(self._buf) - self.radius)
+
+  def flush(self) -> np.ndarray:
+    return self._emit(self._start + len(self._buf))
+
+
 def register_codec(name: str):
   """Class decorator: makes a codec constructible by name."""
   return _CODECS.register(name)

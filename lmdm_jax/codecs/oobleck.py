@@ -29,8 +29,6 @@ compiles the decoder about three times (first window, steady state, flush).
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -74,7 +74,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from lmdm_jax.codecs.base import Codec, register_codec
+from lmdm_jax.codecs.base import Codec, WindowStreamDecoder, register_codec
 from lmdm_jax.codecs.mel import stft
 
 PAN_MAX = 0.95
@@ -365,7 +365,6 @@ class SemitoneCodec(Codec):
     return self._decode_window(latents, start)
 
   def _decode_window(self, latents: np.ndarray, start: int) -> np.ndarray:
-    hop, n = self.hop, latents.shape[0]
     tone_v, noise_v, pan = self._values(latents)
     gains = np.stack([np.sqrt(1.0 + pan), np.sqrt(1.0 - pan)])    # [2,n,4]
     gains = np.concatenate([gains[:, :1], gains, gains[:, -1:]], 1)
@@ -484,44 +483,6 @@ class SemitoneCodec(Codec):
       raise ValueError("semitone codec cannot decode zero frames")
     return self.decode_window(latents, 0)
 
-  def stream_decoder(self) -> "SemitoneStreamDecoder":
-    return SemitoneStreamDecoder(self)
-
-
-class SemitoneStreamDecoder:
-  """Block-by-block decoding equal to the whole-sequence decode.
-
-  push(latents [n, 64]) -> audio [2, m * hop] for the m frames that became
-  final (all but the last frame pushed: a frame's audio needs the next
-  frame); flush() -> the rest. One frame (46 ms) of latency.
-  """
-  radius = 1
-
-  def __init__(self, codec: SemitoneCodec):
-    self.codec = codec
-    self._buf = np.zeros((0, codec.latent_channels), np.float32)
-    self._start = 0        # absolute index of self._buf[0]
-    self._emitted = 0      # frames whose audio has been returned
-
-  def _emit(self, stop: int) -> np.ndarray:
-    r = self.radius
-    if stop <= self._emitted:
-      return np.zeros((2, 0), np.float32)
-    total = self._start + len(self._buf)
-    lo, hi = max(0, self._emitted - r), min(total, stop + r)
-    y = self.codec.decode_window(self._buf[lo - self._start:hi - self._start],
-                                 lo)
-    out = y[:, (self._emitted - lo) * self.codec.hop:
-            (stop - lo) * self.codec.hop]
-    self._emitted = stop
-    keep = max(0, self._emitted - r) - self._start
-    self._buf, self._start = self._buf[keep:], self._start + keep
-    return out
-
-  def push(self, latents: np.ndarray) -> np.ndarray:
-    latents = self.codec.check_latents(latents)
-    self._buf = np.concatenate([self._buf, latents])
-    return self._emit(self._start + len(self._buf) - self.radius)
-
-  def flush(self) -> np.ndarray:
-    return self._emit(self._start + len(self._buf))
+  def stream_decoder(self) -> WindowStreamDecoder:
+    """Exact block-by-block decode (one frame, 46 ms, held back)."""
+    return WindowStreamDecoder(self, radius=1)
