@@ -37,20 +37,31 @@ PROMPTS = {
 }
 
 
-def audio_checks(files):
+def audio_checks(files, block_samples=None):
   """Mono-mix RMS (dBFS) and median spectral flatness (0 = tonal, 1 = white
-  noise) per file (`eval.listen`), averaged."""
+  noise) per file (`eval.listen`), averaged; with `block_samples` also the
+  seam dip at that period (`listen.seam_profile`: level in the 46 ms after
+  each block start below the block's median level; negative = a bump),
+  mean over files and its standard error. On audio with no blocks (the
+  reference crops) the same figure is the measure's noise floor."""
   import soundfile as sf
   from lmdm_jax.eval import listen
-  rms, flat = [], []
+  rms, flat, seam = [], [], []
   for f in files:
-    x = sf.read(f, dtype="float32", always_2d=True)[0].T
+    x = sf.read(f, dtype="float32", always_2d=True)
+    x, sr = x[0].T, x[1]
     rms.append(listen.levels(x)["mono_dbfs"])
     flat.append(listen.spectral_flatness(x))
-  return {"files": len(files), "rms_dbfs_mean": float(np.mean(rms)),
-          "rms_dbfs_min": float(np.min(rms)),
-          "spectral_flatness_median": float(np.median(flat)),
-          "spectral_flatness_max": float(np.max(flat))}
+    if block_samples and x.shape[1] >= 2 * block_samples:
+      seam.append(listen.seam_profile(x, sr, block_samples)["seam_dip_db"])
+  out = {"files": len(files), "rms_dbfs_mean": float(np.mean(rms)),
+         "rms_dbfs_min": float(np.min(rms)),
+         "spectral_flatness_median": float(np.median(flat)),
+         "spectral_flatness_max": float(np.max(flat))}
+  if seam:
+    out["seam_dip_db_mean"] = float(np.mean(seam))
+    out["seam_dip_db_stderr"] = float(np.std(seam) / np.sqrt(len(seam)))
+  return out
 
 
 def wavs(d):
@@ -111,13 +122,14 @@ def main(argv=None) -> int:
                     start=int(start * info.samplerate),
                     frames=int(args.clip_seconds * info.samplerate))
     write_wav(os.path.join(ref_dir, f"clip{i:03d}.wav"), x.T, sr)
-  results["reference"] = {"files": len(ref_files), "dir": args.heldout,
-                          "checks": audio_checks(wavs(ref_dir))}
-
   # The codec's own row: the reference clips encoded and decoded by the
   # model's codec (the ceiling a model on this codec can reach).
   from lmdm_jax import pretrained
-  codec = pretrained.load(args.model or "demo").make_codec()
+  pkg = pretrained.load(args.model or "demo")
+  codec = pkg.make_codec()
+  block = pkg.geometry.block * codec.hop
+  results["reference"] = {"files": len(ref_files), "dir": args.heldout,
+                          "checks": audio_checks(wavs(ref_dir), block)}
   cdir = os.path.join(args.out, "codec")
   os.makedirs(cdir, exist_ok=True)
   for f in wavs(ref_dir):
@@ -127,7 +139,7 @@ def main(argv=None) -> int:
   r = evaluate_dirs(cdir, ref_dir)
   results["codec_round_trip"] = {
       "fd": r["fd"], "kl": r["kl"], "kl_paired": r["kl_paired"],
-      "checks": audio_checks(wavs(cdir))}
+      "checks": audio_checks(wavs(cdir), block)}
   log(f"[eval] codec round trip: FD {r['fd']:.3f} KL {r['kl']:.4f}")
 
   results["fd_kl"] = {}
@@ -152,8 +164,9 @@ def main(argv=None) -> int:
         "sampler": figures.get("sampler", args.sampler),
         "generated_top": r["generated"]["top"][:5],
         "reference_top": r["reference"]["top"][:5],
-        "checks": audio_checks(wavs(d))}
-    log(f"[eval] steps {k}: FD {r['fd']:.3f} KL {r['kl']:.4f}")
+        "checks": audio_checks(wavs(d), block)}
+    log(f"[eval] steps {k}: FD {r['fd']:.3f} KL {r['kl']:.4f}, seam dip "
+        f"{results['fd_kl'][f'steps_{k}']['checks'].get('seam_dip_db_mean', float('nan')):+.2f} dB")
 
   # Drift over long streams.
   ddir = os.path.join(args.out, "drift")
@@ -170,7 +183,7 @@ def main(argv=None) -> int:
                         "steps": args.drift_steps,
                         "prompts": prompts[:args.drift_streams],
                         "windows": r["drift"]["windows"],
-                        "checks": audio_checks(wavs(ddir))}
+                        "checks": audio_checks(wavs(ddir), block)}
     log(f"[eval] drift: {len(r['drift']['windows'])} windows")
   try:
     if not args.drift_streams:

@@ -13,7 +13,7 @@ with no flag. The exact recipe (also in docs/demo-model.md):
   lmdm train --config configs/demo.py --workdir W \
       --config.data.dir=DEMO/tfds_semitone
   lmdm export --config configs/demo.py --workdir W \
-      --data-dir DEMO/tfds_semitone --out lmdm_jax/assets/demo --cfg 3 --steps 8
+      --data-dir DEMO/tfds_semitone --out lmdm_jax/assets/demo --cfg 2 --steps 8
 
 (`bash launch/train_demo.sh DEMO W` runs it all.) The codec is `semitone`
 (issue 19, docs/codecs_and_import.md: it keeps the notes, decodes block by

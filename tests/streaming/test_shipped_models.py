@@ -20,7 +20,7 @@ partner cut at t_f = -12 frames, so its BC stream re-encodes its context
   flags are those recorded in the file (the same machine set-up: XLA:CPU
   is deterministic);
 - otherwise within atol 1e-5 (a different XLA may fuse or reorder float32
-  sums; 8 steps x 3 blocks of a 6-layer DiT with CFG 3 keep such
+  sums; 8 steps x 3 blocks of a 6-layer DiT with CFG 2-3 keep such
   differences near 1e-6 in latents of unit scale), so a real change of
   behaviour (any wrong term is O(0.1)) still fails.
 """
