@@ -165,8 +165,10 @@ def main(argv=None) -> int:
         "generated_top": r["generated"]["top"][:5],
         "reference_top": r["reference"]["top"][:5],
         "checks": audio_checks(wavs(d), block)}
+    seam = results["fd_kl"][f"steps_{k}"]["checks"].get("seam_dip_db_mean",
+                                                         float("nan"))
     log(f"[eval] steps {k}: FD {r['fd']:.3f} KL {r['kl']:.4f}, seam dip "
-        f"{results['fd_kl'][f'steps_{k}']['checks'].get('seam_dip_db_mean', float('nan')):+.2f} dB")
+        f"{seam:+.2f} dB")
 
   # Drift over long streams.
   ddir = os.path.join(args.out, "drift")
