@@ -1,5 +1,9 @@
-"""Shared test helpers: tiny models with every parameter random."""
+"""Shared test helpers: tiny models with every parameter random; a check
+that an atomic write left no temporary directory."""
 from __future__ import annotations
+
+import glob
+import os
 
 import jax
 
@@ -28,3 +32,10 @@ def random_controls(spec, key, cfg_scale=1.0, seed=0):
       jax.random.normal(k1, (spec.batch, spec.cond_tokens, m.cond_token_dim)),
       jax.random.normal(k2, (spec.batch, m.global_cond_dim)),
       cfg_scale=cfg_scale, seed=seed)
+
+
+def no_leftovers(parent, name):
+  """No `.NAME.*` temporary directory of an atomic write is left in
+  `parent`."""
+  assert not glob.glob(os.path.join(str(parent), f".{name}.*")), \
+      os.listdir(parent)

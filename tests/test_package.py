@@ -28,6 +28,7 @@ pytest.importorskip("safetensors")
 from lmdm_jax import package, pretrained  # noqa: E402
 from lmdm_jax.cli import main  # noqa: E402
 import sao_fixture  # noqa: E402
+from helpers import no_leftovers  # noqa: E402
 
 SAO = "stabilityai/stable-audio-open-small"
 T5 = "google-t5/t5-base"
@@ -45,11 +46,6 @@ def _error_line(capsys, rc):
   lines = [e for e in err if not e.startswith("[")]     # progress lines
   assert len(lines) == 1, lines
   return lines[0]
-
-
-def _no_leftovers(parent, name):
-  assert not glob.glob(os.path.join(str(parent), f".{name}.*")), \
-      os.listdir(parent)
 
 
 @pytest.fixture(scope="module")
@@ -70,74 +66,6 @@ def fetched(hub, tmp_path_factory):
   finally:
     del os.environ["HF_HUB_OFFLINE"]
   return str(out)
-
-
-# -- the shipped packages ------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(pretrained.SHIPPED))
-def test_shipped_packages_load_unchanged(name, tmp_path):
-  """Migrated manifests (/2), the same arrays and text encodings; a /1
-  manifest (an older export) still loads to the same model."""
-  from lmdm_jax.text.hashed import HashedWords
-  path = pretrained.SHIPPED[name]
-  pkg = pretrained.load(name)
-  with open(os.path.join(path, "model.json")) as f:
-    assert json.load(f)["format"] == package.FORMAT
-  with np.load(os.path.join(path, "params.npz")) as z:
-    raw = {k: z[k] for k in z.files}
-  flat = package.flatten(pkg.params)
-  assert sorted(flat) == sorted(raw)
-  for k, v in raw.items():
-    assert np.array_equal(flat[k], v), k
-  enc = pkg.text_encoder()
-  assert isinstance(enc, HashedWords) and pkg.global_cond() is None
-  ref = HashedWords(pkg.text["dim"], pkg.text["max_tokens"])
-  prompt = "slow Bach chorale for string ensemble"
-  assert np.array_equal(enc.encode_one(prompt), ref.encode_one(prompt))
-  # The same package under the old format string, no conditioning block.
-  old = tmp_path / "old"
-  shutil.copytree(path, old)
-  with open(old / "model.json") as f:
-    doc = json.load(f)
-  doc["format"] = package.FORMAT_V1
-  del doc["conditioning"]
-  with open(old / "model.json", "w") as f:
-    json.dump(doc, f)
-  v1 = pretrained.load(str(old))
-  assert v1.conditioning == pkg.conditioning and v1.dit == pkg.dit
-  assert np.array_equal(v1.text_encoder().encode_one(prompt),
-                        ref.encode_one(prompt))
-
-
-def test_write_is_atomic(tmp_path, monkeypatch):
-  """A write that fails leaves nothing that loads: no new package, the old
-  one intact, no temporary directories."""
-  src = pretrained.SHIPPED["demo"]
-  doc = package.read_manifest(src)
-  with np.load(os.path.join(src, "params.npz")) as z:
-    flat = {k: z[k] for k in z.files}
-  out = tmp_path / "pkg"
-  package.write(str(out), doc, {package.DIT_PARAMS: flat})
-  assert package.load(str(out)).cond_tokens == doc["cond_tokens"]
-  real = np.savez
-
-  def failing(path, **arrays):
-    real(path, **arrays)
-    raise OSError("disk full")
-  monkeypatch.setattr(np, "savez", failing)
-  with pytest.raises(OSError, match="disk full"):
-    package.write(str(tmp_path / "new"), doc, {package.DIT_PARAMS: flat})
-  with pytest.raises(OSError, match="disk full"):
-    package.write(str(out), doc, {package.DIT_PARAMS: flat})
-  assert not os.path.exists(tmp_path / "new")
-  package.load(str(out))                                  # still valid
-  _no_leftovers(tmp_path, "new")
-  _no_leftovers(tmp_path, "pkg")
-  # Parts missing from the write: refused before anything is written.
-  bad = dict(doc, codec={"name": "oobleck", "config": {"latent_dim": 64}})
-  monkeypatch.setattr(np, "savez", real)
-  with pytest.raises(package.PackageError, match="codec/params.npz"):
-    package.write(str(tmp_path / "bad"), bad, {package.DIT_PARAMS: flat})
-  assert not os.path.exists(tmp_path / "bad")
 
 
 # -- the SAO chain ---------------------------------------------------------------
@@ -165,7 +93,7 @@ def test_fetch_writes_one_package_and_skips_when_up_to_date(fetched, hub,
   assert "up to date" in captured.err
   assert json.loads(captured.out)["up_to_date"] is True
   assert os.stat(os.path.join(fetched, "params.npz")).st_mtime_ns == before
-  _no_leftovers(os.path.dirname(fetched), "sao_small")
+  no_leftovers(os.path.dirname(fetched), "sao_small")
 
 
 def test_package_loader_imports_no_converter(fetched):
@@ -354,7 +282,7 @@ def test_package_command_and_width_mismatches(parts, tmp_path, capsys):
     line = _error_line(capsys, rc)
     assert want.format(t5_dir if "t5_24" in t5_dir else vae_dir) in line
     assert not os.path.exists(out)
-    _no_leftovers(tmp_path, "bad")
+    no_leftovers(tmp_path, "bad")
   rc = main(["package", "--dit", str(parts / "dit"), "--t5-dir",
              str(parts / "t5"), "--vae-dir", str(parts / "vae"), "--out",
              str(tmp_path / "bad"), "--context", "100"])
@@ -411,7 +339,7 @@ def test_hub_repo_without_access_is_one_line(gated, tmp_path, capsys,
   if gated:
     assert "gated" in line
   assert not os.path.exists(out)
-  _no_leftovers(tmp_path, "pkg")
+  no_leftovers(tmp_path, "pkg")
 
 
 def test_export_of_a_t5_run_keeps_the_base_packages_parts(fetched, tmp_path):

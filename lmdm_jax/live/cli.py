@@ -54,11 +54,10 @@ import threading
 import time
 from typing import Callable, List, Optional
 
-import numpy as np
-
 from lmdm_jax.cliutil import printable
 from lmdm_jax.live import control_ranges as ranges
 from lmdm_jax.live.commands import HELP, LiveApp, Quit, parse_int
+from lmdm_jax.live.latency import measure_latency, percentiles
 
 
 # -- the command ---------------------------------------------------------------
@@ -121,57 +120,6 @@ def check_args(args) -> None:
   if args.input is None and (args.delay is not None or args.input_as):
     raise ValueError("--delay and --input-as need --input FILE|mic")
   parse_steps_options(args.steps_options)
-
-
-def _percentiles(xs) -> Optional[dict]:
-  if not len(xs):
-    return None
-  xs = np.asarray(xs, np.float64)
-  return {"median": float(np.median(xs)), "p90": float(np.percentile(xs, 90)),
-          "max": float(xs.max()), "mean": float(xs.mean())}
-
-
-def measure_latency(session, player, log: Callable[[str], None]) -> dict:
-  """Latency accounting from a warm-up block per compiled step option.
-
-  The warm-up blocks run on a copy of the stream state (nothing is played
-  or logged); decode is timed on the block of the current step count.
-  -> player.latency(...) at the current steps, plus per-option timings.
-  """
-  codec, k = player.codec, player.overlap
-  per_steps = {}
-  decode_s = None
-  for steps in sorted(session.streams):
-    latents, model_s = session.trial_block(steps)
-    if steps == session.steps:
-      frames = latents[0]
-      if k:
-        frames = np.concatenate([frames[:k], frames])   # decoded with overlap
-      t0 = time.perf_counter()
-      codec.decode(frames)
-      decode_s = time.perf_counter() - t0
-    per_steps[steps] = model_s
-  acc = player.latency(per_steps[session.steps] + decode_s)
-  acc.update(model_s_per_steps={str(s): t for s, t in per_steps.items()},
-             decode_s=decode_s, steps=session.steps,
-             buffer_blocks=round(acc["buffer_s"] / acc["block_s"]))
-  block_s = acc["block_s"]
-  log(f"block {block_s:.2f} s ({session.spec.geometry.block} latent frames);"
-      f" buffer {acc['buffer_blocks']} blocks = {acc['buffer_s']:.2f} s; "
-      f"callback period {player.period} samples = "
-      f"{acc['period_s'] * 1e3:.0f} ms")
-  for steps, m in per_steps.items():
-    total = m + decode_s
-    log(f"compute per block at steps {steps} (warm-up block): model "
-        f"{m * 1e3:.0f} ms + decode {decode_s * 1e3:.0f} ms = "
-        f"{total * 1e3:.0f} ms, real-time factor {block_s / total:.2f}x"
-        + ("" if total < block_s else "  (slower than real time: "
-           "underruns expected)"))
-  log(f"control-to-sound latency at steps {session.steps}: compute "
-      f"{acc['compute_per_block_s']:.2f} s + buffered <= "
-      f"{acc['buffer_s']:.2f} s + period {acc['period_s']:.3f} s = "
-      f"{acc['control_to_sound_latency_s']:.2f} s")
-  return acc
 
 
 def _stdin_reader(lines: "queue.Queue[Optional[str]]") -> None:
@@ -367,8 +315,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
       levels=(player.output.levels() if player.output is not None
               else None),
       latency_at_start=latency, report=report, compile_s=compile_s,
-      compute_per_block_s=_percentiles(player.compute_s),
-      model_per_block_s=_percentiles([e["compute_s"] for e in session.log]),
+      compute_per_block_s=percentiles(player.compute_s),
+      model_per_block_s=percentiles([e["compute_s"] for e in session.log]),
       out=os.path.abspath(args.out), log=os.path.abspath(log_path),
       device=f"{jax.devices()[0].platform} x{jax.device_count()}",
       jax=jax.__version__)

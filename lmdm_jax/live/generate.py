@@ -62,6 +62,7 @@ import numpy as np
 
 from lmdm_jax.cliutil import printable
 from lmdm_jax.live import control_ranges as ranges
+from lmdm_jax.live.latency import percentiles
 
 
 class NonFiniteResult(RuntimeError):
@@ -113,14 +114,6 @@ def check_writable(path: str, flag: str) -> None:
     raise ValueError(f"{flag} is not writable: {path} ({e.strerror})") from e
   if not existed:
     os.remove(path)
-
-
-def _percentiles(xs):
-  if not len(xs):
-    return None
-  xs = np.asarray(xs, np.float64)
-  return {"median": float(np.median(xs)), "p90": float(np.percentile(xs, 90)),
-          "max": float(xs.max()), "mean": float(xs.mean())}
 
 
 def check_args(prompt: str, seconds: Optional[float], out: str,
@@ -353,9 +346,9 @@ def generate(prompt: str, seconds: Optional[float], out: str,
       "interrupted": interrupted, "block_s": block_s,
       "steps": steps, "cfg_scale": cfg_scale, "sampler": sampler,
       "seed": seed, "mode": g.mode,
-      "latency_s": {"model": _percentiles(model_s),
-                    "decode": _percentiles(decode_s),
-                    "total": _percentiles(total_s)},
+      "latency_s": {"model": percentiles(model_s),
+                    "decode": percentiles(decode_s),
+                    "total": percentiles(total_s)},
       "real_time_factor": (block_s / float(np.median(total_s))
                            if total_s else None),
       "real_time_factor_model_only": (block_s / float(np.median(model_s))

@@ -304,7 +304,8 @@ def build(args, log: Callable[[str], None]) -> Engine:
   """The model package, session and player `lmdm serve` plays (the same
   set-up as `lmdm live`: every step option compiled before playing)."""
   from lmdm_jax import pretrained
-  from lmdm_jax.live.cli import measure_latency, parse_steps_options
+  from lmdm_jax.live.cli import parse_steps_options
+  from lmdm_jax.live.latency import measure_latency
   from lmdm_jax.live.recording import LatentLog
   from lmdm_jax.live.session import LiveSession
   from lmdm_jax.streaming.state import StreamSpec
