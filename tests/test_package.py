@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import wave
 
 import numpy as np
@@ -195,6 +196,32 @@ def test_generate_10s_and_live_5s_from_the_fetched_package(fetched, tmp_path,
   assert (ch, sr) == (2, 44100) and n >= 5 * 44100 - 2048
   fig = json.loads((tmp_path / "live.json").read_text())
   assert fig["output"] == "simulated" and fig["blocks"] >= 1
+
+
+def test_serve_plays_the_fetched_package_with_its_conditioning(fetched):
+  """`lmdm serve` on a converted SAO package: the stream gets the
+  package's seconds_total embedding as global conditioning (not zeros)
+  and its output stage, and plays blocks."""
+  import serve_helpers as sh
+  from lmdm_jax.serve.engine import build
+  pkg = pretrained.load(fetched)
+  want = pkg.global_cond()
+  assert want is not None and np.abs(want).max() > 0
+  engine = build(sh.serve_args(fetched, prompt="ambient piano with pads"),
+                 lambda s: None)
+  np.testing.assert_array_equal(engine.session.global_cond, want)
+  assert engine.player.output is not None
+  engine.start()
+  try:
+    end = time.time() + 120
+    while engine.next_block() < 2 and time.time() < end:
+      time.sleep(0.05)
+    assert engine.next_block() >= 2
+  finally:
+    stats = engine.stop()
+  assert stats["rejected_blocks"] == 0 and stats["callbacks"] > 0
+  second = engine.another()
+  np.testing.assert_array_equal(second.session.global_cond, want)
 
 
 # -- bad inputs -------------------------------------------------------------------

@@ -304,6 +304,7 @@ def build(args, log: Callable[[str], None]) -> Engine:
   """The model package, session and player `lmdm serve` plays (the same
   set-up as `lmdm live`: every step option compiled before playing)."""
   from lmdm_jax import pretrained
+  from lmdm_jax.live import output_stage
   from lmdm_jax.live.cli import parse_steps_options
   from lmdm_jax.live.latency import measure_latency
   from lmdm_jax.live.recording import LatentLog
@@ -311,9 +312,6 @@ def build(args, log: Callable[[str], None]) -> Engine:
   from lmdm_jax.streaming.state import StreamSpec
 
   pkg = pretrained.load(args.checkpoint)
-  if "needs" in pkg.text or "needs" in pkg.codec:
-    raise ValueError(f"{pkg.path} is a converted SAO checkpoint: playing it "
-                     f"needs its T5 encoder and Oobleck VAE, not wired yet")
   d = pkg.defaults
   steps = int(args.steps if args.steps is not None else d.get("steps", 8))
   options = sorted(set(parse_steps_options(args.steps_options)) | {steps})
@@ -325,16 +323,20 @@ def build(args, log: Callable[[str], None]) -> Engine:
                     sampler=d.get("sampler", "pingpong"), cfg=True)
   codec = pkg.make_codec()
   t0 = time.perf_counter()
+  # The package's global conditioning (SAO: the seconds_total embedding;
+  # None -> zeros) and calibrated output gain, as `lmdm live` plays it.
+  global_cond = pkg.global_cond()
   session = LiveSession(pkg.params["dit"], spec, encoder.encode_one,
-                        steps_options=options, drop_frames=args.drop_frames,
-                        seed=args.seed, progress=log)
+                        global_cond=global_cond, steps_options=options,
+                        drop_frames=args.drop_frames, seed=args.seed,
+                        progress=log)
   log(f"compiled steps {options} in {time.perf_counter() - t0:.1f} s")
   session.recorded = LatentLog()
   session.set_cfg(cfg_scale)
   if args.prompt:
     session.set_prompts({args.prompt: 1.0})
   player = FramePlayer(session, codec, buffer_blocks=args.buffer_blocks,
-                       overlap=1)
+                       overlap=1, output=output_stage.for_package(pkg, codec))
   measure_latency(session, player, log)
   import os
   settings = {
@@ -347,13 +349,15 @@ def build(args, log: Callable[[str], None]) -> Engine:
     """A second session of the same model: the compiled programs are
     shared (streaming.session.stream_for), so nothing compiles."""
     s2 = LiveSession(session.params, spec, encoder.encode_one,
-                     steps_options=options, drop_frames=args.drop_frames,
-                     seed=args.seed)
+                     global_cond=global_cond, steps_options=options,
+                     drop_frames=args.drop_frames, seed=args.seed)
     s2.recorded = LatentLog()
     s2.set_cfg(cfg_scale)
     if args.prompt:
       s2.set_prompts({args.prompt: 1.0})
     return Engine(s2, FramePlayer(s2, codec, buffer_blocks=args.buffer_blocks,
-                                  overlap=1), encoder, settings=dict(settings))
+                                  overlap=1,
+                                  output=output_stage.for_package(pkg, codec)),
+                  encoder, settings=dict(settings))
   engine.another = another
   return engine
