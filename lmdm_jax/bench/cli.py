@@ -176,6 +176,24 @@ def add_peer_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--json", default=None)
 
 
+def parse_variant(text: str):
+  """'LABEL=CODEC:JSON' -> (label, codec name, kwargs dict)."""
+  label, sep, rest = text.partition("=")
+  name, sep2, js = rest.partition(":")
+  if not (sep and sep2 and label.strip() and name.strip()):
+    raise SystemExit(f"bench codec: --variant must be LABEL=CODEC:JSON, got "
+                     f"{text!r}")
+  try:
+    kwargs = json.loads(js)
+  except json.JSONDecodeError as e:
+    raise SystemExit(f"bench codec: --variant {label.strip()!r}: bad JSON "
+                     f"({e})") from None
+  if not isinstance(kwargs, dict):
+    raise SystemExit(f"bench codec: --variant {label.strip()!r}: the JSON "
+                     f"must be an object of keyword arguments")
+  return label.strip(), name.strip(), kwargs
+
+
 def run_codec_compare(args) -> int:
   """Every --compare codec on the same clips of --heldout / --recorded."""
   import os
@@ -184,6 +202,14 @@ def run_codec_compare(args) -> int:
   from lmdm_jax.codecs import get_codec
   names = [n.strip() for n in args.compare.split(",") if n.strip()]
   codecs = {n: get_codec(n) for n in names}
+  variants = {}
+  for v in args.variant:
+    label, name, kwargs = parse_variant(v)
+    if label in codecs:
+      raise SystemExit(f"bench codec: --variant label {label!r} is taken")
+    codecs[label] = get_codec(name, **kwargs)
+    variants[label] = {"codec": name, "kwargs": kwargs}
+  names += list(variants)
   sets = {k: v for k, v in (("heldout", args.heldout),
                             ("recorded", args.recorded)) if v}
   if not sets:
@@ -210,7 +236,8 @@ def run_codec_compare(args) -> int:
   result = bench.compare(codecs, clip_sets, stem_clips,
                          pitch_method=args.pitch_method, fd=not args.no_fd,
                          progress=log)
-  result.update({"codecs": names, "clip_seconds": args.clip_seconds,
+  result.update({"codecs": names, "variants": variants,
+                 "clip_seconds": args.clip_seconds,
                  "dirs": sets, "stems": args.stems,
                  "device": device_info()})
   if args.json:
@@ -230,6 +257,11 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--compare", default=None,
                  help="comma-separated codecs to compare on the same clips "
                       "(issue 19), e.g. mel,semitone")
+  p.add_argument("--variant", action="append", default=[],
+                 metavar="LABEL=CODEC:JSON",
+                 help="--compare: also a codec with keyword arguments under "
+                      "its own label, e.g. 'A1=semitone:{\"midi_lo\": 33, "
+                      "\"semitones\": 55, \"high_bands\": 4}' (repeatable)")
   p.add_argument("--heldout", default=None,
                  help="--compare: folder of held-out audio (demo split)")
   p.add_argument("--recorded", default=None,

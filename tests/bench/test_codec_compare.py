@@ -36,3 +36,35 @@ def test_compare_ranks_semitone_above_mel_on_a_chord():
   r["codecs"] = list(codecs)
   table = B.compare_table(r)
   assert "| set | `mel`" not in table and "| set | semitone |" in table
+
+
+def test_variants_compare_under_their_own_labels(tmp_path, capsys):
+  import json
+  import pytest
+  sf = pytest.importorskip("soundfile")
+  from lmdm_jax.bench.cli import parse_variant
+  from lmdm_jax.cli import main
+  assert parse_variant('low=semitone:{"midi_lo": 33}') == (
+      "low", "semitone", {"midi_lo": 33})
+  for bad in ("semitone:{}", "x=semitone", "x=semitone:{nope",
+              "x=semitone:[1]"):
+    with pytest.raises(SystemExit):
+      parse_variant(bad)
+  d = tmp_path / "audio"
+  d.mkdir()
+  x = np.concatenate([_chord(4.0)] * 2, axis=1)
+  sf.write(str(d / "a.wav"), x.T, SR)
+  out = tmp_path / "r.json"
+  rc = main(["bench", "codec", "--compare", "semitone", "--variant",
+             'low=semitone:{"midi_lo": 33, "semitones": 55, "high_bands": 4,'
+             ' "resolutions": [[33, 8192], [48, 4096], [72, 2048]]}',
+             "--heldout", str(d), "--clips", "1", "--clip-seconds", "2",
+             "--no-fd", "--json", str(out)])
+  assert rc == 0, capsys.readouterr().err
+  r = json.loads(out.read_text())
+  assert r["codecs"] == ["semitone", "low"]
+  assert r["variants"]["low"]["kwargs"]["midi_lo"] == 33
+  row = r["sets"]["heldout"]
+  assert row["low"]["chord_tone"] > 0.5 and row["semitone"]["chord_tone"] > 0.5
+  # The variant is a different codec: its round trip differs.
+  assert row["low"]["mrstft_db"] != row["semitone"]["mrstft_db"]

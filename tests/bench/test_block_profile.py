@@ -1,0 +1,92 @@
+"""benchmarks/block_profile.py: a level bump at block starts and a spectral
+contrast change are found where they were put, and nowhere else; the
+script runs end to end on a random model with the semitone codec."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _load():
+  spec = importlib.util.spec_from_file_location(
+      "block_profile", os.path.join(ROOT, "benchmarks", "block_profile.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_a_bump_and_a_contrast_change_are_found_where_they_were_put():
+  from lmdm_jax.codecs import get_codec
+  bp, codec = _load(), get_codec("semitone")
+  rng = np.random.default_rng(0)
+  block, n = 24, 40
+  z = rng.normal(0.0, 0.3, (n * block, 64)).astype(np.float32)
+  flat = bp.summarise(bp.excess(z, codec, block), bp.contrast(z, codec, block))
+  assert abs(flat["first2_db"]) < 4 * flat["first2_db_stderr"] + 0.05
+  # +3 dB on every value channel in the first two frames of each block.
+  vc = bp.value_channels(codec)
+  bumped = z.copy()
+  first = (np.arange(n * block) % block) < 2
+  bumped[first, vc] += 3.0 / (10 * np.log10(np.e) * codec.scale)
+  r = bp.summarise(bp.excess(bumped, codec, block),
+                   bp.contrast(bumped, codec, block))
+  assert r["first2_db"] == pytest.approx(3.0 + flat["first2_db"], abs=0.05)
+  assert r["profile_db"][2:] == flat["profile_db"][2:]
+  # A level shift changes no contrast; stretching the spectrum does.
+  assert r["contrast_profile"][0] == pytest.approx(
+      flat["contrast_profile"][0], abs=1e-3)
+  wide = z.copy()
+  mu = wide[first][:, vc].mean(-1, keepdims=True)
+  wide[first, vc] = mu + 2.0 * (wide[first][:, vc] - mu)
+  c = bp.contrast(wide, codec, block).mean(0)
+  assert c[0] == pytest.approx(2 * flat["contrast_profile"][0], rel=0.02)
+  assert c[5] == pytest.approx(flat["contrast_profile"][5], abs=1e-3)
+  with pytest.raises(ValueError, match="whole blocks"):
+    bp.excess(z[:-1], codec, block)
+  with pytest.raises(ValueError, match="semitone"):
+    bp.value_channels(get_codec("mel"))
+
+
+@pytest.mark.slow
+def test_the_script_profiles_a_random_model(tmp_path):
+  sf = pytest.importorskip("soundfile")
+  import live_helpers
+  from lmdm_jax import pretrained
+  from lmdm_jax.configs import load_config
+  cfg = load_config(os.path.join(ROOT, "configs", "demo.py:smoke"))
+  pkg = pretrained.save(
+      str(tmp_path / "pkg"), dit_params=live_helpers.random_params(cfg),
+      cfg=cfg, text={"encoder": "hashed_words",
+                     "dim": cfg.model.cond_token_dim,
+                     "max_tokens": cfg.cond_tokens,
+                     "vocabulary": list(live_helpers.VOCABULARY)},
+      codec={"name": "semitone", "kwargs": {}},
+      defaults={"steps": 2, "cfg_scale": 1.0, "sampler": "pingpong"},
+      meta={"source": "tests/bench/test_block_profile.py"})
+  audio = tmp_path / "audio"
+  audio.mkdir()
+  sr = 44100
+  t = np.arange(int(8 * sr)) / sr
+  for i, f in enumerate((220.0, 330.0)):
+    x = 0.2 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(2 * np.pi * t))
+    sf.write(str(audio / f"p{i}.wav"), np.stack([x, x], 1), sr)
+  (audio / "p0.txt").write_text("slow organ chorale")
+  out = tmp_path / "r.json"
+  bp = _load()
+  assert bp.main(["--model", pkg, "--heldout", str(audio), "--clips", "3",
+                  "--offset", "0", "--blocks", "2", "--forced-blocks", "1",
+                  "--json", str(out)]) == 0
+  r = json.loads(out.read_text())
+  assert r["clips"] == 2 and r["steps"] == 2
+  g = load_config(os.path.join(ROOT, "configs", "demo.py:smoke")).geometry
+  assert r["free"]["blocks"] == 2 and r["forced"]["blocks"] == 2
+  for kind in ("real", "forced", "free"):
+    assert len(r[kind]["profile_db"]) == g.block
+    assert np.isfinite(r[kind]["first2_db"])
+  # The real blocks of a steady tone are flat.
+  assert abs(r["real"]["first2_db"]) < 1.5
