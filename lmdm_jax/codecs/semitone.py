@@ -64,18 +64,6 @@ block by block (`stream_decoder`) equals decoding the whole sequence:
              R are never anti-phase, and a mono mix (L + R) / 2 is at most
              1.8 dB below the stereo level ((sqrt(1.95) + sqrt(0.05)) / 2).
 
-Onset layout (`onset_channel=True`; a different latent layout, so a
-model trained on the default layout cannot use it): the pan regions become
-3 (MIDI 36..59 + sub band, 60..87, high noise bands) and channel 63 carries
-the strongest note onset inside the frame (`codecs/onsets.py`: librosa's
-onset detector with a trailing normalisation): -1 where there is none,
-0.5 + its position in [0, 1) of the frame where there is one. Decoding
-multiplies the output by a fade to `onset_dip` over the `onset_fade`
-samples before each onset (value > 0; position rounded to 128 samples) and
-a `attack`-sample rise at it, so onsets land where the audio had them
-instead of at frame starts (a fade reaches at most one frame back, an
-attack one frame forward: streaming stays exact).
-
 What it cannot carry: pitch outside MIDI 36..87 except as noise (a bass
 below C2 is heard through its harmonics; overtones above 1.25 kHz become
 band-shaped noise), non-tonal sound inside the semitone range (drums there
@@ -88,7 +76,6 @@ import scipy.fft
 
 from lmdm_jax.codecs.base import Codec, WindowStreamDecoder, register_codec
 from lmdm_jax.codecs.mel import stft
-from lmdm_jax.codecs.onsets import onset_gain
 
 PAN_MAX = 0.95
 
@@ -124,10 +111,6 @@ class SemitoneCodec(Codec):
     noise_synth: "table" (default) or "stft" noise synthesis.
     attack, attack_db: fast-attack ramp (samples; 0 = always linear) and
       the rise (dB) that triggers it.
-    onset_channel: the onset layout (3 pan regions + an onset channel).
-    onset_fade, onset_dip: the decoder's fade before an onset (samples, at
-      most hop) and the gain it reaches.
-    onset_gate: the encoder's smallest onset strength (`OnsetDetector`).
     blas_threads: BLAS threads while decoding (threadpoolctl, when
       installed; None leaves them alone). 1 by default: the decode's small
       matrix products gain nothing from a second thread and, on a busy
@@ -145,8 +128,6 @@ class SemitoneCodec(Codec):
                resolutions=((36, 8192), (48, 4096), (72, 2048)),
                noise_fft: int = 2048, noise_synth: str = "table",
                attack: int = 64, attack_db: float = 1.0,
-               onset_channel: bool = False, onset_fade: int = 1024,
-               onset_dip: float = 0.5, onset_gate: float = 0.5,
                blas_threads: int | None = 1):
     if hop <= 0 or sample_rate <= 0 or hop % 2:
       raise ValueError(f"hop must be positive and even, sample_rate "
@@ -193,16 +174,6 @@ class SemitoneCodec(Codec):
         self._limits = ThreadpoolController()
       except ImportError:       # optional: decode runs either way
         pass
-    self.onset_channel = bool(onset_channel)
-    if not 0 < onset_fade <= hop or not 0.0 <= onset_dip < 1.0:
-      raise ValueError(f"onset_fade must be in (0, hop={hop}] samples and "
-                       f"onset_dip in [0, 1), got {onset_fade}, {onset_dip}")
-    self.onset_fade, self.onset_dip = int(onset_fade), float(onset_dip)
-    self.pan_regions = 3 if self.onset_channel else 4
-    self._onsets = None
-    if self.onset_channel:
-      from lmdm_jax.codecs.onsets import OnsetDetector
-      self._onsets = OnsetDetector(sample_rate, gate=onset_gate)
     self.attack_db = float(attack_db)
     self._attack_ratio = 10 ** (self.attack_db / 20)
     self._ramp = (np.minimum(1.0, (m + 0.5) / attack) if attack else
@@ -263,8 +234,8 @@ class SemitoneCodec(Codec):
       raise ValueError("a noise band has no analysis FFT bin; raise "
                        "noise_fft or use fewer high_bands")
     self._noise_member = amember / amember.sum(1, keepdims=True)
-    self._noise_aregion = np.where(af < lo_edge, 0, np.where(
-        af >= top, self.pan_regions - 1, -1))
+    self._noise_aregion = np.where(af < lo_edge, 0, np.where(af >= top, 3,
+                                                             -1))
     # Synthesis spectrum: sub band flat; high bands linear in log power over
     # log frequency between band centres (held beyond the outer centres).
     centres = np.log(np.sqrt(edges[:-1] * edges[1:]))
@@ -285,7 +256,7 @@ class SemitoneCodec(Codec):
     # coprime lengths (their sum repeats after days), each of variance
     # half the band's share of the spectrum, indexed by the absolute sample.
     band_edges = [(20.0, lo_edge)] + list(zip(edges[:-1], edges[1:]))
-    self._band_region = np.array([0] + [self.pan_regions - 1] * high_bands)
+    self._band_region = np.array([0] + [3] * high_bands)
     self._tables = []
     for length in (2 ** 17, 5 ** 7):      # coprime, fast FFT sizes
       f = np.fft.rfftfreq(length, 1.0 / sample_rate)
@@ -299,21 +270,15 @@ class SemitoneCodec(Codec):
       self._tables.append(tab)
     # Pan regions: semitone index -> region, noise bin -> region.
     m = midi_lo + np.arange(semitones)
-    self._tone_region = (np.where(m < 60, 0, 1) if self.onset_channel else
-                         np.where(m < 60, 0, np.where(m < 72, 1, 2)))
-    self._noise_region = np.where(nf < lo_edge, 0, self.pan_regions - 1)
+    self._tone_region = np.where(m < 60, 0, np.where(m < 72, 1, 2))
+    self._noise_region = np.where(nf < lo_edge, 0, 3)
 
   # -- layout -------------------------------------------------------------------
   @property
   def slices(self):
-    """(semitones, noise, pan) slices of a latent frame (the onset
-    channel, where there is one, is the last: `onset_index`)."""
+    """(semitones, noise, pan) slices of a latent frame."""
     s, n = self.semitones, self.semitones + 1 + self.high_bands
-    return slice(0, s), slice(s, n), slice(n, n + self.pan_regions)
-
-  @property
-  def onset_index(self):
-    return self.latent_channels - 1 if self.onset_channel else None
+    return slice(0, s), slice(s, n), slice(n, self.latent_channels)
 
   # -- analysis -------------------------------------------------------------
   def _frames(self, x, window, frames, shift=0):
@@ -362,12 +327,11 @@ class SemitoneCodec(Codec):
     npow = np.square(np.abs(nspec)) / self._noise_sum_w2           # [2, F, K]
     noise = npow @ self._noise_member.T                            # [2, F, 1+H]
     # Pan per region from channel energies.
-    hi = self.pan_regions - 1
     eL = np.stack([tone[0][:, self._tone_region == r].sum(-1) for r in
-                   range(hi)] + [npow[0][:, self._noise_aregion == hi].sum(-1)],
+                   range(3)] + [npow[0][:, self._noise_aregion == 3].sum(-1)],
                   -1)
     eR = np.stack([tone[1][:, self._tone_region == r].sum(-1) for r in
-                   range(hi)] + [npow[1][:, self._noise_aregion == hi].sum(-1)],
+                   range(3)] + [npow[1][:, self._noise_aregion == 3].sum(-1)],
                   -1)
     # The sub band pans with the bass region.
     eL[:, 0] += npow[0][:, self._noise_aregion == 0].sum(-1)
@@ -376,11 +340,7 @@ class SemitoneCodec(Codec):
     pan = np.arctanh(np.clip(pan, -PAN_MAX + 1e-3, PAN_MAX - 1e-3) / PAN_MAX)
     values = np.concatenate([tone.mean(0), noise.mean(0)], -1)
     z = (np.log(values + self.floor) - self.offset) / self.scale
-    parts = [z, pan]
-    if self.onset_channel:
-      pos = self._onsets.per_frame(mid, frames, self.hop)
-      parts.append(np.where(np.isnan(pos), -1.0, 0.5 + pos)[:, None])
-    return np.concatenate(parts, -1).astype(np.float32)
+    return np.concatenate([z, pan], -1).astype(np.float32)
 
   # -- synthesis ------------------------------------------------------------
   def _values(self, latents):
@@ -388,7 +348,7 @@ class SemitoneCodec(Codec):
     v = np.exp(latents[:, :n.stop].astype(np.float64) * self.scale
                + self.offset) - self.floor
     v = np.clip(v, 0.0, None)
-    pan = PAN_MAX * np.tanh(latents[:, p].astype(np.float64))  # [F, regions]
+    pan = PAN_MAX * np.tanh(latents[:, p].astype(np.float64))      # [F, 4]
     return v[:, s], v[:, n], pan
 
   def decode_window(self, latents: np.ndarray, start: int) -> np.ndarray:
@@ -411,9 +371,6 @@ class SemitoneCodec(Codec):
     out = self._tones(tone_v, gains, start)
     out += (self._noise(noise_v, gains, start) if self.noise_synth == "stft"
             else self._noise_td(noise_v, gains, start))
-    if self.onset_channel:
-      out *= onset_gain(latents[:, self.onset_index], self.hop,
-                        self.onset_fade, self.onset_dip, max(self.attack, 1))
     return out
 
   def _segments(self, amp):

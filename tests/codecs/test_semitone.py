@@ -7,13 +7,9 @@ from lmdm_jax.codecs import get_codec, registered
 SR, HOP = 44100, 2048
 
 
-LAYOUTS = {"default": {}, "onset": {"onset_channel": True}}
-
-
-@pytest.fixture(scope="module", params=sorted(LAYOUTS))
-def codec(request):
-  """Both latent layouts: the shipped one and the onset layout."""
-  return get_codec("semitone", **LAYOUTS[request.param])
+@pytest.fixture(scope="module")
+def codec():
+  return get_codec("semitone")
 
 
 def _midi_hz(m):
@@ -80,21 +76,16 @@ def test_deterministic(codec):
   z = codec.encode(x)
   np.testing.assert_array_equal(codec.decode(z), codec.decode(z))
   # A fresh instance gives the same latents and audio.
-  other = get_codec("semitone", onset_channel=codec.onset_channel)
+  other = get_codec("semitone")
   np.testing.assert_array_equal(other.encode(x), z)
   np.testing.assert_array_equal(other.decode(z), codec.decode(z))
 
 
-@pytest.mark.parametrize("block,synth,onset", [
-    (1, "table", False), (5, "table", False), (24, "table", False),
-    (5, "stft", False), (1, "table", True), (5, "table", True),
-    (24, "table", True)])
-def test_stream_decode_equals_whole(block, synth, onset):
-  codec = get_codec("semitone", noise_synth=synth, onset_channel=onset)
+@pytest.mark.parametrize("block,synth", [(1, "table"), (5, "table"),
+                                         (24, "table"), (5, "stft")])
+def test_stream_decode_equals_whole(block, synth):
+  codec = get_codec("semitone", noise_synth=synth)
   z = np.random.default_rng(block).normal(size=(61, 64)).astype(np.float32)
-  if onset:       # onsets in a third of the frames, at every position
-    z[:, 63] = np.where(np.arange(61) % 3 == 0,
-                        0.5 + np.linspace(0, 0.999, 61), -1.0)
   whole = codec.decode(z)
   dec = codec.stream_decoder()
   parts = [dec.push(z[i:i + block]) for i in range(0, len(z), block)]
@@ -276,70 +267,9 @@ def test_repeated_notes_keep_their_onsets(codec):
 
 def test_blas_threads_do_not_change_the_result(codec):
   x = _music(1.0)
-  other = get_codec("semitone", blas_threads=None,
-                    onset_channel=codec.onset_channel)
+  other = get_codec("semitone", blas_threads=None)
   np.testing.assert_allclose(other.encode(x), codec.encode(x), atol=1e-5)
   z = codec.encode(x)
   np.testing.assert_allclose(other.decode(z), codec.decode(z), atol=1e-5)
   with pytest.raises(ValueError, match="blas_threads"):
     get_codec("semitone", blas_threads=0)
-
-
-# -- the onset layout ------------------------------------------------------------
-def _bursts(starts, seconds=4.0, pitches=(57, 64, 60, 67, 62, 69, 59)):
-  """Harmonic tones with a 2 ms attack and a smooth decay starting at
-  `starts` (s): [2, N]. Every tone keeps ringing (no abrupt end: an end is
-  a click, an onset too)."""
-  t = np.arange(int(seconds * SR)) / SR
-  x = np.zeros_like(t)
-  for s0, m in zip(starts, pitches):
-    env = np.clip((t - s0) / 0.002, 0, 1) * np.exp(-4 * np.clip(t - s0, 0,
-                                                                None))
-    x += 0.2 * env * sum(np.sin(2 * np.pi * k * _midi_hz(m) * t) / k
-                         for k in range(1, 4))
-  return np.stack([x, x]).astype(np.float32)
-
-
-def test_onset_channel_marks_each_onset_at_its_position():
-  codec = get_codec("semitone", onset_channel=True)
-  assert codec.onset_index == 63 and codec.pan_regions == 3
-  assert codec.slices[2] == slice(60, 63)
-  starts = [0.31, 0.83, 1.42, 1.97, 2.55, 3.12]     # not on frame starts
-  z = codec.encode(_bursts(starts))
-  marked = np.nonzero(z[:, 63] > 0)[0]
-  assert len(marked) == len(starts)
-  where = (marked + z[marked, 63] - 0.5) * HOP / SR   # frame + position
-  np.testing.assert_allclose(where, starts, atol=0.03)
-  rest = np.delete(z[:, 63], marked)
-  np.testing.assert_array_equal(rest, -1.0)
-  # The shipped layout keeps its fourth pan region there.
-  assert get_codec("semitone").onset_index is None
-
-
-def test_a_marked_onset_is_decoded_at_its_position():
-  """A held tone with one onset marked mid-frame: the level dips over the
-  fade before the marked sample and recovers at it, librosa hears an onset
-  there, and nothing changes where nothing is marked."""
-  pytest.importorskip("librosa")
-  from lmdm_jax.eval import adherence as A
-  c = get_codec("semitone", onset_channel=True)
-  z = c.encode(_chord([57], seconds=3.0, harmonics=3))
-  assert (z[:, 63] < 0).all()                   # a held tone: no onset
-  plain = c.decode(z)
-  j, u = 30, 0.4
-  z[j, 63] = 0.5 + u
-  y = c.decode(z)
-  p = j * HOP + int(round(u * HOP / 128)) * 128
-  assert _db(y[:, p - 256:p]) < _db(plain[:, p - 256:p]) - 4.0
-  np.testing.assert_array_equal(y[:, p + 64:], plain[:, p + 64:])
-  np.testing.assert_array_equal(y[:, :p - c.onset_fade],
-                                plain[:, :p - c.onset_fade])
-  heard = A.onsets(y, SR)
-  assert np.min(np.abs(heard - p / SR)) < 0.02
-
-
-def test_onset_options_are_checked():
-  for kw in ({"onset_fade": 0}, {"onset_fade": HOP + 1}, {"onset_dip": 1.0},
-             {"onset_dip": -0.1}):
-    with pytest.raises(ValueError, match="onset_fade"):
-      get_codec("semitone", onset_channel=True, **kw)
