@@ -39,3 +39,15 @@ def no_leftovers(parent, name):
   `parent`."""
   assert not glob.glob(os.path.join(str(parent), f".{name}.*")), \
       os.listdir(parent)
+
+
+def load_benchmark(name: str):
+  """benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
+  import importlib.util
+  import os
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(root, "benchmarks", name + ".py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod

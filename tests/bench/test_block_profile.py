@@ -1,23 +1,20 @@
 """benchmarks/block_profile.py: a level bump at block starts and a spectral
 contrast change are found where they were put, and nowhere else; the
 script runs end to end on a random model with the semitone codec."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
+from helpers import load_benchmark
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location(
-      "block_profile", os.path.join(ROOT, "benchmarks", "block_profile.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_benchmark("block_profile")
 
 
 def test_a_bump_and_a_contrast_change_are_found_where_they_were_put():

@@ -1,22 +1,15 @@
 """benchmarks/demo_levers.py: variants parse or fail by name, the schedule
 override changes a spec's levels and is undone, the contrast stretch
 touches only the value channels."""
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from helpers import load_benchmark
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location(
-      "demo_levers", os.path.join(ROOT, "benchmarks", "demo_levers.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_benchmark("demo_levers")
 
 
 def test_variants_schedule_and_stretch():

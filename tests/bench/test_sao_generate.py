@@ -3,7 +3,6 @@
 from the hub fixture (tests/sao_fixture.py): every figure present, the
 split adds up, the text encoder is T5 and the codec Oobleck."""
 import json
-import os
 
 import pytest
 

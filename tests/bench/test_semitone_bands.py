@@ -2,23 +2,16 @@
 trip at the codec's band edges; on music whose bass sits below C2 the
 splices must say so: taking the raw sub-bass away costs the chord tone,
 putting it back restores it, and the splices are not swapped."""
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from helpers import load_benchmark
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location(
-      "semitone_bands", os.path.join(ROOT, "benchmarks", "semitone_bands.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_benchmark("semitone_bands")
 
 
 def _tone(f, sr, n, harmonics=6):

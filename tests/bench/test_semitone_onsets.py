@@ -1,23 +1,15 @@
 """benchmarks/semitone_onsets.py's onset-envelope helpers: the flux
 detector finds tone bursts where they start and nowhere else, the envelope
 fades before an onset and attacks at it, one onset per frame is kept."""
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from helpers import load_benchmark
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location(
-      "semitone_onsets", os.path.join(ROOT, "benchmarks",
-                                      "semitone_onsets.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_benchmark("semitone_onsets")
 
 
 def test_flux_onsets_envelope_and_one_per_frame():
