@@ -102,6 +102,9 @@ def run_codec(args) -> int:
   from lmdm_jax.codecs import get_codec
   if args.compare:
     return run_codec_compare(args)
+  if args.variant:
+    raise SystemExit("bench codec: --variant goes with --compare (e.g. "
+                     "--compare semitone --variant ...)")
   if not args.audio:
     raise SystemExit("bench codec: give --audio FILE (one codec) or "
                      "--compare NAMES with --heldout/--recorded DIRs")

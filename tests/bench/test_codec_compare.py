@@ -50,6 +50,8 @@ def test_variants_compare_under_their_own_labels(tmp_path, capsys):
               "x=semitone:[1]"):
     with pytest.raises(SystemExit):
       parse_variant(bad)
+  assert main(["bench", "codec", "--variant", 'x=semitone:{}']) == 2
+  assert "goes with --compare" in capsys.readouterr().err
   d = tmp_path / "audio"
   d.mkdir()
   x = np.concatenate([_chord(4.0)] * 2, axis=1)
