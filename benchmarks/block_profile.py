@@ -6,7 +6,7 @@ of blocks are profiled frame by frame against each block's own median:
 
   real      the real latents at the same positions (the floor);
   forced    one block generated from a real context of `context` frames
-            (teacher forcing: the stream is primed with real latents), at
+            (teacher forcing: `LiveSession.prime` with real latents), at
             `forced_blocks` positions per piece;
   free      blocks 2..`blocks` of a stream primed once with real latents
             (its later contexts are its own output).
@@ -150,10 +150,10 @@ def main(argv=None) -> int:
     session.set_seed(1000 + used)
     for j in range(args.forced_blocks):
       p0 = s + o * j
-      session.state = session._prime(z[None, p0 - s:p0])
+      session.prime(z[None, p0 - s:p0])
       add("forced", session.next_block()[0])
       add("real", z[p0:p0 + o])
-    session.state = session._prime(z[None, :s])
+    session.prime(z[None, :s])
     free = [session.next_block()[0] for _ in range(args.blocks)]
     add("free", np.concatenate(free[1:]))
     used += 1

@@ -163,8 +163,8 @@ def main(argv=None) -> int:
       for i, prompt in enumerate(prompts):
         session.set_seed(i)
         session.set_prompts({"" if name == "empty_prompt" else prompt: 1.0})
-        session.state = session._prime(np.zeros(
-            (1, g.context, pkg.dit.io_channels), np.float32))
+        session.prime(np.zeros((1, g.context, pkg.dit.io_channels),
+                               np.float32))
         session.recorded = []
         z = np.concatenate([session.next_block()[0] for _ in range(blocks)])
         if name == "contrast":

@@ -224,6 +224,12 @@ class LiveSession:
                     rescale=jnp.float32(self.rescale),
                     seed=jnp.int32(self.seed), frame_controls=frame_controls)
 
+  def prime(self, context) -> None:
+    """Restarts the stream from context latents [B, s, C] (e.g. real music
+    encoded by the codec: a continuation), keeping prompts, CFG and seed;
+    the block counter starts again at 0, as in a new session."""
+    self.state = self._prime(np.asarray(context, np.float32))
+
   def _prime(self, context) -> StreamState:
     self._check_context(context)
     return self._prime_stream.prime(self.params, jnp.asarray(context),

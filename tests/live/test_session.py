@@ -184,3 +184,29 @@ def test_ping_pong_plus_plus_session(session_parts):
   assert np.isfinite(pp.next_block()).all()
   assert {k: st._block._cache_size() for k, st in pp.streams.items()} == (
       compiled)
+
+
+def test_prime_restarts_from_given_context(session_parts):
+  """prime(context) restarts the stream from that context under the
+  current controls: the same blocks each time, the given context in the
+  state, the block counter at 0, nothing compiled."""
+  spec, _ = session_parts
+  rng = np.random.default_rng(3)
+  shape = (1, spec.geometry.context, spec.model.io_channels)
+  ctx = rng.normal(size=shape).astype(np.float32)
+  s = make(session_parts, seed=4)
+  s.set_prompts({"bach chorale": 1.0})
+  compiled = {k: st._block._cache_size() for k, st in s.streams.items()}
+  s.prime(ctx)
+  np.testing.assert_array_equal(np.asarray(s.state.context), ctx)
+  assert int(s.state.block) == 0
+  first = [s.next_block() for _ in range(2)]
+  s.prime(ctx)
+  again = [s.next_block() for _ in range(2)]
+  np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+  s.prime(rng.normal(size=shape).astype(np.float32))
+  assert not np.allclose(s.next_block(), first[0])
+  assert {k: st._block._cache_size() for k, st in s.streams.items()} == (
+      compiled)
+  with pytest.raises(ValueError, match="context has shape"):
+    s.prime(ctx[:, 1:])
