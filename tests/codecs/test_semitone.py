@@ -273,3 +273,101 @@ def test_blas_threads_do_not_change_the_result(codec):
   np.testing.assert_allclose(other.decode(z), codec.decode(z), atol=1e-5)
   with pytest.raises(ValueError, match="blas_threads"):
     get_codec("semitone", blas_threads=0)
+
+
+# -- harmonic extension (decoder only: high_tonal / sub_tonal) ---------------
+
+def _harmonic_tone(f0, harmonics, seconds=3.0, amp=0.15):
+  t = np.arange(int(seconds * SR)) / SR
+  x = sum(amp / k * np.sin(2 * np.pi * k * f0 * t + k)
+          for k in range(1, harmonics + 1))
+  return np.stack([x, x]).astype(np.float32)
+
+
+def _band_peak_share(y, lo, hi, freqs, cents=30):
+  """Share of the mono spectrum's energy in [lo, hi) Hz that lies within
+  `cents` of the given frequencies (1 s Hann FFT from the clip's middle)."""
+  m = y.mean(0)
+  m = m[len(m) // 3:len(m) // 3 + SR]
+  spec = np.abs(np.fft.rfft(m * np.hanning(len(m)))) ** 2
+  f = np.fft.rfftfreq(len(m), 1 / SR)
+  band = (f >= lo) & (f < hi)
+  near = np.zeros_like(band)
+  for fr in freqs:
+    near |= np.abs(1200 * np.log2(np.maximum(f, 1) / fr)) < cents
+  return spec[near & band].sum() / spec[band].sum(), spec[band].sum()
+
+
+def test_harmonic_extension_puts_partials_on_the_harmonics():
+  """A3 with 12 harmonics: above the semitone range (1.28 kHz) the shipped
+  decoder renders band noise; with high_tonal the band's energy sits on the
+  tone's own harmonics (6 .. 12 x 220 Hz), at the same band energy."""
+  x = _harmonic_tone(220.0, 12)
+  harmonics = 220.0 * np.arange(6, 13)
+  plain = get_codec("semitone")
+  ext = get_codec("semitone", high_tonal=0.8)
+  z = plain.encode(x)
+  np.testing.assert_array_equal(ext.encode(x), z)      # latents unchanged
+  share_raw, e_raw = _band_peak_share(x, 1300, 2700, harmonics, 10)
+  share_plain, e_plain = _band_peak_share(plain.decode(z), 1300, 2700,
+                                          harmonics, 10)
+  share_ext, e_ext = _band_peak_share(ext.decode(z), 1300, 2700, harmonics,
+                                      10)
+  assert share_raw > 0.95
+  assert share_plain < 0.3 < 0.6 < share_ext
+  # The extension moves energy, it does not add any (within 1 dB).
+  assert abs(10 * np.log10(e_ext / e_plain)) < 1.0
+  # Below the range nothing changes.
+  lo_plain = plain.decode(z)
+  lo_ext = ext.decode(z)
+  _, a = _band_peak_share(lo_plain, 100, 1200, [220.0])
+  _, b = _band_peak_share(lo_ext, 100, 1200, [220.0])
+  assert abs(10 * np.log10(a / b)) < 0.1
+
+
+def test_harmonic_extension_leaves_noise_noise():
+  """White noise: the top octave of semitones is flat, so its high bands
+  stay noise (no partials grow out of it)."""
+  x = (0.05 * np.random.default_rng(3).normal(size=(2, 3 * SR))
+       ).astype(np.float32)
+  ext = get_codec("semitone", high_tonal=0.8, sub_tonal=0.8)
+  y = ext.decode(ext.encode(x))
+  m = y.mean(0)[SR:2 * SR]
+  spec = np.abs(np.fft.rfft(m * np.hanning(len(m)))) ** 2
+  f = np.fft.rfftfreq(len(m), 1 / SR)
+  band = spec[(f > 1400) & (f < 8000)]
+  # Peak over median of a noise spectrum (chi-square, 2 dof) is ~10-20 at
+  # this size; a set of partials carrying a share of the energy is 1000s.
+  assert band.max() / np.median(band) < 60
+
+
+def test_sub_extension_renders_a_bass_note_below_the_range():
+  """A1 (55 Hz) with harmonics: the shipped decoder has only noise below
+  C2; with sub_tonal the sub band's energy comes back near 55 Hz."""
+  x = _harmonic_tone(55.0, 6)
+  plain = get_codec("semitone")
+  ext = get_codec("semitone", sub_tonal=0.8)
+  z = plain.encode(x)
+  share_plain, _ = _band_peak_share(plain.decode(z), 25, 63, [55.0], 50)
+  share_ext, _ = _band_peak_share(ext.decode(z), 25, 63, [55.0], 50)
+  assert share_plain < 0.4 < 0.6 < share_ext
+
+
+@pytest.mark.parametrize("block", [1, 24])
+def test_extension_streams_exactly(block):
+  codec = get_codec("semitone", high_tonal=0.8, sub_tonal=0.8)
+  z = np.random.default_rng(block).normal(size=(49, 64)).astype(np.float32)
+  whole = codec.decode(z)
+  dec = codec.stream_decoder()
+  parts = [dec.push(z[i:i + block]) for i in range(0, len(z), block)]
+  got = np.concatenate(parts + [dec.flush()], axis=1)
+  np.testing.assert_allclose(got, whole, atol=1e-5 * np.abs(whole).max(),
+                             rtol=0)
+
+
+def test_extension_arguments_are_checked():
+  for bad in (-0.1, 1.5):
+    with pytest.raises(ValueError, match="high_tonal and sub_tonal"):
+      get_codec("semitone", high_tonal=bad)
+    with pytest.raises(ValueError, match="high_tonal and sub_tonal"):
+      get_codec("semitone", sub_tonal=bad)
