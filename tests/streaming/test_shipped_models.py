@@ -16,9 +16,11 @@ deterministic sketch curves (every block different); the jam model also a
 partner cut at t_f = -12 frames, so its BC stream re-encodes its context
 (the path that needs it). The latents [3, 24, 64] of each are compared:
 
-- bit-identical when jax, jaxlib, numpy, the platform and the XLA compile
-  flags are those recorded in the file (the same machine set-up: XLA:CPU
-  is deterministic);
+- bit-identical when jax, jaxlib, numpy, the platform, the host CPU model
+  and the XLA compile flags are those recorded in the file (the same
+  machine set-up: XLA:CPU is deterministic, but compiles for the host's
+  vector units, so another CPU model — an Intel Xeon against the AMD EPYC
+  the file was written on — may round differently: 1.8e-6 apart, seen);
 - otherwise within atol 1e-5 (a different XLA may fuse or reorder float32
   sums; 8 steps x 3 blocks of a 6-layer DiT with CFG 2-3 keep such
   differences near 1e-6 in latents of unit scale), so a real change of
@@ -40,6 +42,18 @@ BLOCKS, SEED = 3, 7
 CROSS_VERSION_ATOL = 1e-5
 
 
+def _cpu_model() -> str:
+  """The host CPU's model name (XLA:CPU code generation depends on it)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
 def _environment():
   import jax
   import jaxlib
@@ -48,6 +62,7 @@ def _environment():
       if not f.startswith("--xla_force_host_platform_device_count"))
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "numpy": np.__version__, "machine": platform.machine(),
+          "cpu": _cpu_model(),
           "platform": jax.devices()[0].platform,
           "xla_flags": compile_flags}
 
