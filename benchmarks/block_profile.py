@@ -85,6 +85,9 @@ def main(argv=None) -> int:
   p.add_argument("--model", default="demo")
   p.add_argument("--heldout", required=True)
   p.add_argument("--clips", type=int, default=16)
+  p.add_argument("--every", type=int, default=1,
+                 help="take every N-th file (spreads --clips over the "
+                      "folder's groups, which list alphabetically)")
   p.add_argument("--offset", type=float, default=5.0,
                  help="seconds into each piece")
   p.add_argument("--blocks", type=int, default=8,
@@ -94,9 +97,23 @@ def main(argv=None) -> int:
   p.add_argument("--sampler", default=None, choices=("euler", "pingpong"))
   p.add_argument("--cfg", type=float, default=None)
   p.add_argument("--json", default=None)
+  p.add_argument("--generated", type=int, default=0, metavar="N",
+                 help="also profile N prompt-only generations (`lmdm "
+                      "generate` with the captions of the folder's first "
+                      "files, --seconds each) in audio, per latent frame, "
+                      "as the player plays them")
+  p.add_argument("--seconds", type=float, default=12.0)
+  p.add_argument("--calibrate", default=None, metavar="PKG",
+                 help="with --generated: add the generations' profile "
+                      "(3-frame moving average, zero mean) to package "
+                      "PKG's defaults.block_level_db (lmdm_jax/live/"
+                      "block_level.py); run it on training pieces, not the "
+                      "evaluation's, and on PKG as --model")
   args = p.parse_args(argv)
   if args.blocks < 2 or args.forced_blocks < 1 or args.clips < 1:
     p.error("need --blocks >= 2, --forced-blocks >= 1, --clips >= 1")
+  if args.calibrate and not args.generated:
+    p.error("--calibrate needs --generated N (the profile as played)")
 
   import soundfile as sf
   from lmdm_jax import pretrained
@@ -119,7 +136,9 @@ def main(argv=None) -> int:
                         pkg.text_encoder().encode_one,
                         global_cond=pkg.global_cond())
   session.set_cfg(cfg)
-  files = list_audio_files(args.heldout)
+  if args.every < 1:
+    p.error("--every must be >= 1")
+  files = list_audio_files(args.heldout)[::args.every]
   if not files:
     raise SystemExit(f"no audio under {args.heldout}")
   s, o = g.context, g.block
@@ -170,10 +189,93 @@ def main(argv=None) -> int:
         f"{out[kind]['first2_db']:+.2f} ± "
         f"{out[kind]['first2_db_stderr']:.2f} dB, contrast "
         f"{out[kind]['contrast_mean']:.3f}")
+  if args.generated:
+    out["generated"] = generated_profile(
+        args.model, files[:args.generated], args.seconds, g.block * codec.hop,
+        codec.hop, steps, cfg, sampler)
+    log(f"[block_profile] generated: seam frame "
+        f"{out['generated']['profile_db'][0]:+.2f} dB, first 6 frames "
+        f"{np.mean(out['generated']['profile_db'][:6]):+.2f} dB")
   if args.json:
     with open(args.json, "w") as fh:
       json.dump(out, fh, indent=1)
+  if args.calibrate:
+    from lmdm_jax.live.block_level import BlockLevel
+    old = pkg.defaults.get("block_level_db") or [0.0] * g.block
+    level = [round(a + b, 2) for a, b in zip(
+        old, calibration(out["generated"]["profile_db"]))]
+    try:
+      BlockLevel(codec, level)       # what the players will accept
+    except ValueError as e:
+      raise SystemExit(f"block_profile --calibrate: not written: {e}")
+    write_calibration(args.calibrate, level, {
+        "block_level": f"benchmarks/block_profile.py --generated "
+                       f"{out['generated']['clips']} on {args.heldout} "
+                       f"(every {args.every}), {args.seconds:g} s each, "
+                       f"{steps} {sampler} steps, CFG {cfg:g}, "
+                       f"{time.strftime('%Y-%m-%d')}"})
+    log(f"[block_profile] wrote block_level_db {level} to "
+        f"{args.calibrate}")
   return 0
+
+
+def generated_profile(model, files, seconds, block_samples, hop, steps, cfg,
+                      sampler) -> dict:
+  """Prompt-only generations with the files' captions, as `lmdm
+  generate` writes them (the package's block level and output stage
+  included) -> their level per latent frame of a block (`listen.
+  seam_profile`, power over the blocks of a clip, dB relative to the
+  clip's body median), averaged over clips."""
+  import tempfile
+  import soundfile as sf
+  from lmdm_jax.eval import listen
+  from lmdm_jax.live.generate import generate
+  profiles = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for i, f in enumerate(files):
+      cap = os.path.splitext(f)[0] + ".txt"
+      prompt = open(cap).read().strip() if os.path.exists(cap) else ""
+      path = os.path.join(tmp, f"g{i}.wav")
+      generate(prompt, seconds, path, checkpoint=model, steps=steps,
+               cfg_scale=cfg, sampler=sampler, seed=2000 + i,
+               progress=False, log=lambda s: None)
+      x, sr = sf.read(path, dtype="float32", always_2d=True)
+      prof = np.asarray(listen.seam_profile(
+          x.T, sr, block_samples, frame_s=hop / sr)["profile_db"])
+      profiles.append(prof - np.median(prof[BODY_FROM:]))
+  mean = np.mean(profiles, 0)
+  return {"clips": len(profiles), "seconds": seconds,
+          "profile_db": [round(float(v), 3) for v in mean],
+          "profile_db_stderr": [round(float(v), 3) for v in
+                                np.std(profiles, 0) / np.sqrt(len(profiles))]}
+
+
+def calibration(profile_db) -> list:
+  """[block] mean free-running excess (dB) -> the profile a package
+  stores: a 3-frame moving average (edges held), so 336 blocks' noise
+  (about 0.1 dB) does not become a pattern of its own, less its mean over
+  the block: the excess is relative to each block's median, whose offset
+  from the mean level is there in real music too (skewed log levels: the
+  real profile sits 0.1-0.7 dB below zero everywhere), and the correction
+  must not change the block's level, only even it out."""
+  x = np.asarray(profile_db, np.float64)
+  padded = np.concatenate([x[:1], x, x[-1:]])
+  smooth = (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
+  return [round(float(v), 2) for v in smooth - smooth.mean()]
+
+
+def write_calibration(path: str, level_db: list, note: dict) -> None:
+  """Sets defaults.block_level_db of the package at `path` (model.json
+  rewritten atomically; the weights are untouched)."""
+  mj = os.path.join(path, "model.json")
+  with open(mj) as fh:
+    doc = json.load(fh)
+  doc.setdefault("defaults", {})["block_level_db"] = level_db
+  doc.setdefault("meta", {}).update(note)
+  tmp = mj + ".tmp"
+  with open(tmp, "w") as fh:
+    json.dump(doc, fh, indent=1, sort_keys=True)   # as package.write
+  os.replace(tmp, mj)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ read too: it is /2 without "conditioning"):
            stream_inputs are the number inputs a stream feeds for every
            block: seconds_total = the training window's length (see
            lmdm_jax/conditioners/prompt.py: `stream_seconds_total`).
-  defaults {"steps", "cfg_scale", "sampler"}; meta: provenance.
+  defaults {"steps", "cfg_scale", "sampler"}, optionally
+           "output_gain_db" (lmdm_jax/live/output_stage.py) and
+           "block_level_db" (lmdm_jax/live/block_level.py); meta:
+           provenance.
 
 Arrays are npz (numpy alone reads them), never pickle: `np.load` is
 called with allow_pickle=False. Loading a package imports nothing from

@@ -149,7 +149,7 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   """The `lmdm live` session. log: progress (stderr); say: replies."""
   check_args(args)
   from lmdm_jax import pretrained
-  from lmdm_jax.live import output_stage
+  from lmdm_jax.live import block_level, output_stage
   from lmdm_jax.live.player import Player
   from lmdm_jax.live.recording import LatentLog
   from lmdm_jax.live.session import LiveSession
@@ -192,7 +192,8 @@ def run(args, log: Callable[[str], None], say: Callable[[str], None]) -> int:
   session.recorded = LatentLog()        # counts blocks; keeps no latents
   session.set_cfg(cfg_scale)
   player = Player(session, codec, buffer_blocks=args.buffer_blocks,
-                  overlap=1, output=output_stage.for_package(pkg, codec))
+                  overlap=1, output=output_stage.for_package(pkg, codec),
+                  level=block_level.for_package(pkg, codec))
   app = LiveApp(session, player, encoder)
   live_in, mic = _attach_input(args, pkg, session, player, codec, log)
   if args.prompt.strip():

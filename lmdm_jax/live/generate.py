@@ -214,7 +214,7 @@ def generate(prompt: str, seconds: Optional[float], out: str,
              extra_outputs=[("--save-latents", latents_out),
                             ("--json", json_out)])
   from lmdm_jax import pretrained
-  from lmdm_jax.live import output_stage
+  from lmdm_jax.live import block_level, output_stage
   from lmdm_jax.live.player import Player
   from lmdm_jax.live.recording import LatentLog, Spool
   from lmdm_jax.live.session import LiveSession
@@ -276,7 +276,8 @@ def generate(prompt: str, seconds: Optional[float], out: str,
   # end-of-run rescale, so the level does not depend on the loudest moment,
   # and a block written is final.
   player = Player(session, codec, overlap=1,
-                  output=output_stage.for_package(pkg, codec))
+                  output=output_stage.for_package(pkg, codec),
+                  level=block_level.for_package(pkg, codec))
   block_s = g.block * codec.hop / codec.sample_rate
   blocks = max(1, math.ceil(seconds / block_s))
   bar = None

@@ -101,9 +101,12 @@ class Player:
   """Plays a `LiveSession` (voice 0) through a codec in real time."""
 
   def __init__(self, session, codec: Codec, buffer_blocks: int = 2,
-               overlap: int = 1, period: int = 1024, output="auto"):
+               overlap: int = 1, period: int = 1024, output="auto",
+               level=None):
     """output: the OutputStage every block goes through; "auto" (a stage
-    whose gain follows the music's running level), or None (raw audio)."""
+    whose gain follows the music's running level), or None (raw audio).
+    level: a `block_level.BlockLevel` applied to each block's latents
+    before decoding (a package's calibrated profile), or None."""
     g = session.spec.geometry
     if codec.latent_channels != session.spec.model.io_channels:
       raise ValueError(
@@ -125,6 +128,10 @@ class Player:
                        f"{output.sample_rate} Hz, the codec "
                        f"{codec.channels} at {codec.sample_rate} Hz")
     self.output = output
+    if level is not None and level.block != g.block:
+      raise ValueError(f"block level profile has {level.block} frames, the "
+                       f"stream's blocks {g.block}")
+    self.level = level
     self.overlap, self.period = overlap, period
     self.block_samples = g.block * codec.hop
     # Exact block-by-block decoding where the codec offers it (no overlap).
@@ -158,6 +165,8 @@ class Player:
     t0 = time.perf_counter()
     with self.lock:
       latents = self.session.next_block()[0]          # [o, C]
+    if self.level is not None:
+      latents = self.level(latents)
     k = self.overlap
     if self._decoder is not None:       # exact streaming decode, no overlap
       audio = self._decoder.push(latents)

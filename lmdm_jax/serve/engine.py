@@ -304,7 +304,7 @@ def build(args, log: Callable[[str], None]) -> Engine:
   """The model package, session and player `lmdm serve` plays (the same
   set-up as `lmdm live`: every step option compiled before playing)."""
   from lmdm_jax import pretrained
-  from lmdm_jax.live import output_stage
+  from lmdm_jax.live import block_level, output_stage
   from lmdm_jax.live.cli import parse_steps_options
   from lmdm_jax.live.latency import measure_latency
   from lmdm_jax.live.recording import LatentLog
@@ -336,7 +336,8 @@ def build(args, log: Callable[[str], None]) -> Engine:
   if args.prompt:
     session.set_prompts({args.prompt: 1.0})
   player = FramePlayer(session, codec, buffer_blocks=args.buffer_blocks,
-                       overlap=1, output=output_stage.for_package(pkg, codec))
+                       overlap=1, output=output_stage.for_package(pkg, codec),
+                       level=block_level.for_package(pkg, codec))
   measure_latency(session, player, log)
   import os
   settings = {
@@ -357,7 +358,8 @@ def build(args, log: Callable[[str], None]) -> Engine:
       s2.set_prompts({args.prompt: 1.0})
     return Engine(s2, FramePlayer(s2, codec, buffer_blocks=args.buffer_blocks,
                                   overlap=1,
-                                  output=output_stage.for_package(pkg, codec)),
+                                  output=output_stage.for_package(pkg, codec),
+                                  level=block_level.for_package(pkg, codec)),
                   encoder, settings=dict(settings))
   engine.another = another
   return engine

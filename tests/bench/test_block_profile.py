@@ -87,3 +87,39 @@ def test_the_script_profiles_a_random_model(tmp_path):
     assert np.isfinite(r[kind]["first2_db"])
   # The real blocks of a steady tone are flat.
   assert abs(r["real"]["first2_db"]) < 1.5
+  # --generated profiles prompt-only generations as played; a random
+  # model's swings by tens of dB, so --calibrate refuses to store it (the
+  # players would refuse it) and leaves the package as it was.
+  before = open(os.path.join(pkg, "model.json")).read()
+  with pytest.raises(SystemExit, match="not written: block_level_db"):
+    bp.main(["--model", pkg, "--heldout", str(audio), "--clips", "1",
+             "--offset", "0", "--blocks", "2", "--forced-blocks", "1",
+             "--generated", "2", "--seconds", "3", "--json", str(out),
+             "--calibrate", pkg])
+  assert open(os.path.join(pkg, "model.json")).read() == before
+  r = json.loads(out.read_text())
+  assert r["generated"]["clips"] == 2
+  assert len(r["generated"]["profile_db"]) == g.block
+  with pytest.raises(SystemExit):        # --calibrate needs --generated
+    bp.main(["--model", pkg, "--heldout", str(audio), "--calibrate", pkg])
+  # A sane profile is stored smoothed and zero-mean, where players find it.
+  from lmdm_jax.live import block_level
+  level = bp.calibration(np.linspace(1.0, -1.0, g.block))
+  bp.write_calibration(pkg, level, {"block_level": "test"})
+  loaded = pretrained.load(pkg)
+  stored = np.asarray(loaded.defaults["block_level_db"])
+  assert stored.shape == (g.block,) and abs(stored.mean()) < 0.01
+  assert stored[0] > 0.5 > -0.5 > stored[-1]
+  assert loaded.defaults["steps"] == 2 and loaded.meta["block_level"] == "test"
+  assert block_level.for_package(loaded, loaded.make_codec()).block == g.block
+
+
+def test_calibration_smooths_and_centres_the_profile():
+  bp = _load()
+  profile = [3.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -3.0]
+  got = np.asarray(bp.calibration(profile))
+  assert abs(got.mean()) < 0.01
+  np.testing.assert_allclose(got[1], (3 + 1 + 1) / 3 - np.mean(
+      np.convolve(np.r_[3.0, profile, -3.0], np.ones(3) / 3, "valid")),
+      atol=0.006)
+  assert got[0] > got[3] > got[-1]
