@@ -75,8 +75,9 @@ block by block (`stream_decoder`) equals decoding the whole sequence:
 
 What it cannot carry: pitch outside MIDI 36..87 except as noise (a bass
 below C2 is heard through its harmonics) or as inferred harmonics (above
-1.25 kHz only partials on harmonics of the tones below survive), non-tonal sound inside the semitone range (drums there
-become short semitone clusters), and stereo detail finer than 4 regions.
+1.25 kHz only partials on harmonics of the tones below survive),
+non-tonal sound inside the semitone range (drums there become short
+semitone clusters), and stereo detail finer than 4 regions.
 """
 from __future__ import annotations
 
@@ -171,6 +172,11 @@ class SemitoneCodec(Codec):
     self.freqs = midi_to_hz(midi_lo + np.arange(semitones))       # [S]
     if not 0.0 <= high_tonal <= 1.0:
       raise ValueError(f"high_tonal must be in [0, 1], got {high_tonal}")
+    if high_tonal > 0 and semitones < 19:
+      raise ValueError(f"the harmonic extension (high_tonal > 0) needs >= 19 "
+                       f"semitones (partials an octave and a twelfth below "
+                       f"the first one), got {semitones}; pass "
+                       f"high_tonal=0")
     self.high_tonal = float(high_tonal)
     # Extension oscillators (decoder only): whole semitones from the top of
     # the semitone range up to min(20 kHz, 0.45 sr) (MIDI 134 at 44.1 kHz).
@@ -525,7 +531,7 @@ class SemitoneCodec(Codec):
     seg = np.arange(2 * n)
     s0 = (start * hop + seg * half).astype(np.float64)
     cyc = (np.multiply.outer(s0, self._osc_freqs / self.sample_rate)
-           + self.phase0) % 1.0                                      # [2n, S]
+           + self.phase0) % 1.0                                      # [2n, O]
     sin_t, cos_t = np.sin(2 * np.pi * cyc), np.cos(2 * np.pi * cyc)
     out = np.empty((2, n * hop), np.float32)
     for c in range(2):
