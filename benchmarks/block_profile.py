@@ -103,6 +103,10 @@ def main(argv=None) -> int:
                       "files, --seconds each) in audio, per latent frame, "
                       "as the player plays them")
   p.add_argument("--seconds", type=float, default=12.0)
+  p.add_argument("--skip-seconds", type=float, default=0.0,
+                 help="--generated: leave out each stream's first seconds "
+                      "(whole blocks): the start-up from an empty context "
+                      "tilts differently from a running stream")
   p.add_argument("--calibrate", default=None, metavar="PKG",
                  help="with --generated: add the generations' profile "
                       "(3-frame moving average, zero mean) to package "
@@ -192,7 +196,7 @@ def main(argv=None) -> int:
   if args.generated:
     out["generated"] = generated_profile(
         args.model, files[:args.generated], args.seconds, g.block * codec.hop,
-        codec.hop, steps, cfg, sampler)
+        codec.hop, steps, cfg, sampler, args.skip_seconds)
     log(f"[block_profile] generated: seam frame "
         f"{out['generated']['profile_db'][0]:+.2f} dB, first 6 frames "
         f"{np.mean(out['generated']['profile_db'][:6]):+.2f} dB")
@@ -211,7 +215,8 @@ def main(argv=None) -> int:
     write_calibration(args.calibrate, level, {
         "block_level": f"benchmarks/block_profile.py --generated "
                        f"{out['generated']['clips']} on {args.heldout} "
-                       f"(every {args.every}), {args.seconds:g} s each, "
+                       f"(every {args.every}), {args.seconds:g} s each "
+                       f"from {args.skip_seconds:g} s, "
                        f"{steps} {sampler} steps, CFG {cfg:g}, "
                        f"{time.strftime('%Y-%m-%d')}"})
     log(f"[block_profile] wrote block_level_db {level} to "
@@ -220,12 +225,13 @@ def main(argv=None) -> int:
 
 
 def generated_profile(model, files, seconds, block_samples, hop, steps, cfg,
-                      sampler) -> dict:
+                      sampler, skip_seconds: float = 0.0) -> dict:
   """Prompt-only generations with the files' captions, as `lmdm
   generate` writes them (the package's block level and output stage
   included) -> their level per latent frame of a block (`listen.
   seam_profile`, power over the blocks of a clip, dB relative to the
-  clip's body median), averaged over clips."""
+  clip's body median), averaged over clips; the first `skip_seconds` of
+  each (rounded down to whole blocks) are left out."""
   import tempfile
   import soundfile as sf
   from lmdm_jax.eval import listen
@@ -240,11 +246,14 @@ def generated_profile(model, files, seconds, block_samples, hop, steps, cfg,
                cfg_scale=cfg, sampler=sampler, seed=2000 + i,
                progress=False, log=lambda s: None)
       x, sr = sf.read(path, dtype="float32", always_2d=True)
+      skip = int(skip_seconds * sr) // block_samples * block_samples
       prof = np.asarray(listen.seam_profile(
-          x.T, sr, block_samples, frame_s=hop / sr)["profile_db"])
+          x.T, sr, block_samples, frame_s=hop / sr, offset=skip)[
+              "profile_db"])
       profiles.append(prof - np.median(prof[BODY_FROM:]))
   mean = np.mean(profiles, 0)
   return {"clips": len(profiles), "seconds": seconds,
+          "skip_seconds": skip_seconds,
           "profile_db": [round(float(v), 3) for v in mean],
           "profile_db_stderr": [round(float(v), 3) for v in
                                 np.std(profiles, 0) / np.sqrt(len(profiles))]}

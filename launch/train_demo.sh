@@ -6,14 +6,17 @@
 # demo model's until 2026-12-01); each builds its own DEMO_DIR/tfds_CODEC
 # and trains configs/demo.py:CODEC. The exported default CFG is the one
 # chosen by measurement for that codec's model (docs/demo-model.md,
-# "Sampling settings"): 2 for semitone, 3 for mel.
+# "Sampling settings"): 1.5 for semitone, 3 for mel. The semitone model's
+# block level profile is then measured on training prompts and stored in
+# the package (lmdm_jax/live/block_level.py; three runs, each adding what
+# is left, as the shipped one was made).
 # Each stage resumes: re-run the script after an interruption.
 set -euo pipefail
 DEMO=${1:-demo_data}
 WORK=${2:-runs/demo}
 CODEC=${3:-semitone}
 case "$CODEC" in
-  semitone) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC"; CFG=2 ;;
+  semitone) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC"; CFG=1.5 ;;
   mel) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC"; CFG=3 ;;
   *) echo "train_demo.sh: unknown codec '$CODEC' (semitone or mel)" >&2
      exit 2 ;;
@@ -31,3 +34,12 @@ lmdm train --config "$CONFIG" --workdir "$WORK" \
     --config.data.dir="$TFDS"
 lmdm export --config "$CONFIG" --workdir "$WORK" \
     --data-dir "$TFDS" --out lmdm_jax/assets/demo --cfg "$CFG" --steps 8
+if [ "$CODEC" = semitone ]; then
+  PKG=lmdm_jax/assets/demo
+  for run in "9 4 32 12 2" "9 4 32 12 $CFG" "29 2 16 30 $CFG"; do
+    read -r every clips n seconds cfg <<<"$run"
+    PYTHONPATH=. python3 benchmarks/block_profile.py --model "$PKG" \
+        --heldout "$DEMO/audio/train" --every "$every" --clips "$clips" \
+        --generated "$n" --seconds "$seconds" --cfg "$cfg" --calibrate "$PKG"
+  done
+fi

@@ -94,11 +94,11 @@ def test_the_script_profiles_a_random_model(tmp_path):
   with pytest.raises(SystemExit, match="not written: block_level_db"):
     bp.main(["--model", pkg, "--heldout", str(audio), "--clips", "1",
              "--offset", "0", "--blocks", "2", "--forced-blocks", "1",
-             "--generated", "2", "--seconds", "3", "--json", str(out),
-             "--calibrate", pkg])
+             "--generated", "2", "--seconds", "4", "--skip-seconds", "1.2",
+             "--json", str(out), "--calibrate", pkg])
   assert open(os.path.join(pkg, "model.json")).read() == before
   r = json.loads(out.read_text())
-  assert r["generated"]["clips"] == 2
+  assert r["generated"]["clips"] == 2 and r["generated"]["skip_seconds"] == 1.2
   assert len(r["generated"]["profile_db"]) == g.block
   with pytest.raises(SystemExit):        # --calibrate needs --generated
     bp.main(["--model", pkg, "--heldout", str(audio), "--calibrate", pkg])
