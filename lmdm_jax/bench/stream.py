@@ -34,7 +34,8 @@ def _flops(compiled) -> float:
   return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+  """The host CPU model (/proc/cpuinfo; platform.processor() elsewhere)."""
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
@@ -50,7 +51,7 @@ def device_info() -> dict:
   import os
   d = jax.devices()[0]
   return {"platform": d.platform, "kind": d.device_kind,
-          "count": jax.device_count(), "host_cpu": _cpu_name(),
+          "count": jax.device_count(), "host_cpu": cpu_name(),
           "host_cores": os.cpu_count()}
 
 
