@@ -61,12 +61,13 @@ block by block (`stream_decoder`) equals decoding the whole sequence:
   high       (`high_tonal`, default 0.8: decoder only, the latents are
              the same) up to 80 % of each high band's energy as partials
              at whole semitones above the range (MIDI 88 .. 134), weighted
-             like the partials an octave and a twelfth below (so they sit
-             on the harmonics of the tones the semitones hold), scaled
-             down as the top semitone octave looks like noise; the noise
-             keeps the rest. On 32 held-out demo clips musicnn FD of the
-             round trip to raw 30.2 -> 20.6, MR-STFT 5.91 -> 5.13 dB, pitch
-             accuracy 0.52 -> 0.55 (docs/codecs_and_import.md).
+             like the partials an octave, a twelfth and two octaves and a
+             major third below (so they sit on the harmonics of the tones
+             the semitones hold), scaled down as the top semitone octave
+             looks like noise; the noise keeps the rest. On 32 held-out
+             demo clips musicnn FD of the round trip to raw 30.2 -> 17.3,
+             MR-STFT 5.91 -> 5.18 dB, pitch accuracy 0.52 -> 0.55
+             (docs/codecs_and_import.md).
   stereo     both channels carry the SAME waveform per component, with
              constant-power gains L = sqrt(1 + p), R = sqrt(1 - p),
              |p| <= PAN_MAX = 0.95: whatever latents a model produces, L and
@@ -172,10 +173,10 @@ class SemitoneCodec(Codec):
     self.freqs = midi_to_hz(midi_lo + np.arange(semitones))       # [S]
     if not 0.0 <= high_tonal <= 1.0:
       raise ValueError(f"high_tonal must be in [0, 1], got {high_tonal}")
-    if high_tonal > 0 and semitones < 19:
-      raise ValueError(f"the harmonic extension (high_tonal > 0) needs >= 19 "
-                       f"semitones (partials an octave and a twelfth below "
-                       f"the first one), got {semitones}; pass "
+    if high_tonal > 0 and semitones < 28:
+      raise ValueError(f"the harmonic extension (high_tonal > 0) needs >= 28 "
+                       f"semitones (partials up to two octaves and a major "
+                       f"third below the first one), got {semitones}; pass "
                        f"high_tonal=0")
     self.high_tonal = float(high_tonal)
     # Extension oscillators (decoder only): whole semitones from the top of
@@ -416,10 +417,13 @@ class SemitoneCodec(Codec):
     [F, S], [F, 1 + H] -> oscillator variances [F, S + V] and the noise
     bands' remaining variances [F, 1 + H].
 
-    Above the semitone range, partial m weighs what the partials an octave
-    and a twelfth below weigh (m - 12, m - 19: twice and three times their
-    frequency, so every weight sits on a harmonic of a tone the semitones
-    hold), recursively. In a band of variance P the partials get a share
+    Above the semitone range, partial m weighs what the partials an
+    octave, a twelfth and two octaves and a major third below weigh
+    (m - 12, m - 19, m - 28: two, three and five times their frequency,
+    the last 14 cents flat of the whole semitone it plays at), recursively:
+    every weight sits on a harmonic of a tone the semitones hold. (Without
+    the fifth harmonic: held-out round-trip FD 20.6 instead of 17.3; with
+    the seventh too, 17.5 and softer onsets.) In a band of variance P the partials get a share
     `high_tonal * tonality` of P in proportion to their weights and the
     noise keeps the rest, where `tonality` (0 .. 1) falls with the
     spectral flatness of the top semitone octave: 0 for noise-like
@@ -431,7 +435,7 @@ class SemitoneCodec(Codec):
     V, eps = len(self._ext_high), 1e-30
     e = np.concatenate([tone_v, np.zeros((frames, V))], -1)
     for i in range(S, S + V):
-      e[:, i] = e[:, i - 12] + e[:, i - 19]
+      e[:, i] = e[:, i - 12] + e[:, i - 19] + e[:, i - 28]
     w = e[:, S:]
     # Tonality of the top octave: spectral flatness with a floor at 1 % of
     # the mean (a semitone that got no FFT bin would zero the geometric

@@ -359,6 +359,6 @@ def test_extension_arguments_are_checked():
   for bad in (-0.1, 1.5):
     with pytest.raises(ValueError, match="high_tonal must be in"):
       get_codec("semitone", high_tonal=bad)
-  with pytest.raises(ValueError, match="needs >= 19 semitones"):
+  with pytest.raises(ValueError, match="needs >= 28 semitones"):
     get_codec("semitone", semitones=12, high_bands=47)
   get_codec("semitone", semitones=12, high_bands=47, high_tonal=0.0)
