@@ -5,18 +5,21 @@
 
 Why: the shipped demo model starts every block louder than it ends — its
 spectra flatten with distance from the context, so the first frames carry
-more energy than the block's body (+0.6 to +1.0 dB over frames 0-5 of
-free-running blocks, decaying by frame 8; `benchmarks/block_profile.py`,
-docs/demo-model.md) — and the audio pulses at the block rate (a level jump
-of about 1.6 dB at every 1.11 s seam). No sampler setting removes it. Until
-a model that does not do it is trained, the stream evens the profile out:
-a package may carry `defaults.block_level_db`, one value per frame of a
-block, the mean level (dB) of the model's own free-running frames at that
-position relative to the block's body, measured on training pieces
-(`benchmarks/block_profile.py --calibrate PKG`); each generated block's
-value channels are lowered by it before decoding, so every position plays
-at the body's level. The model's latents and its context stay untouched:
-only what is decoded changes.
+more energy than the block's body — and the audio pulses at the block
+rate: as `lmdm generate` plays 12 s prompt-only clips, a block's first
+6 frames sit 1.8 dB above its body and its last ones 0.7-0.9 dB below (a
+1.6 dB level jump at every 1.11 s seam on 32 held-out clips;
+`benchmarks/block_profile.py`, docs/demo-model.md). No sampler setting
+removes it. Until a model that does not do it is trained, the stream evens
+the profile out: a package may carry `defaults.block_level_db`, one value
+per frame of a block, the level (dB) its model's generations have at that
+position relative to the block's body, measured on training prompts as
+played (`benchmarks/block_profile.py --generated N --calibrate PKG`); each
+generated block's value channels are lowered by it before decoding, so
+every position plays at the body's level. The model's latents and its
+context stay untouched: only what is decoded changes. The profile is
+measured at the package's default steps and CFG; other settings tilt
+somewhat differently and get the same correction.
 
 Only for codecs whose value channels are log energies (`semitone`:
 latent = (ln v - offset) / scale over `codec.slices[0..1]`): a dB shift of
