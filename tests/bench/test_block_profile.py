@@ -112,6 +112,14 @@ def test_the_script_profiles_a_random_model(tmp_path):
   assert stored[0] > 0.5 > -0.5 > stored[-1]
   assert loaded.defaults["steps"] == 2 and loaded.meta["block_level"] == "test"
   assert block_level.for_package(loaded, loaded.make_codec()).block == g.block
+  bp.write_calibration(pkg, level, {"block_level": "again"})
+  assert pretrained.load(pkg).meta["block_level"] == "test; then again"
+  # --calibrate measures the package it writes (it adds what is left).
+  with pytest.raises(SystemExit, match="measure that package"):
+    bp.main(["--model", pkg, "--heldout", str(audio), "--clips", "1",
+             "--offset", "0", "--blocks", "2", "--forced-blocks", "1",
+             "--generated", "1", "--seconds", "3",
+             "--calibrate", str(tmp_path)])
 
 
 def test_calibration_smooths_and_centres_the_profile():
