@@ -13,7 +13,6 @@ import json
 import sys
 
 from lmdm_jax.data import demo as demo_lib
-from lmdm_jax.data import midi_render
 
 
 def run_build(args) -> int:
@@ -53,7 +52,7 @@ def run_demo(args) -> int:
       args.out, workers=args.workers, seed=args.seed,
       heldout_fraction=args.heldout_fraction, max_seconds=args.max_seconds,
       limit=args.limit, wesnoth=not args.no_wesnoth, stems=args.stems,
-      soundfont_dirs=args.soundfont_dir or midi_render.SOUNDFONT_DIRS,
+      soundfont_dirs=args.soundfont_dir,
       log=lambda *a: print(*a, file=sys.stderr, flush=True))
   print(json.dumps({k: v for k, v in report.items() if k != "failures"},
                    indent=2))
@@ -114,5 +113,7 @@ def add_demo_arguments(dm: argparse.ArgumentParser) -> None:
                   help="also render each part alone into OUT/stems/ (the "
                        "mix is their sum): accompaniment training data")
   dm.add_argument("--soundfont-dir", action="append", default=None,
-                  help="folder of GM .sf2/.sf3 fonts (repeatable; default "
-                       "/usr/share/sounds/sf2)")
+                  help="folder of GM .sf2/.sf3 fonts to draw between "
+                       "(repeatable); default: the recipe's fonts "
+                       "(FluidR3_GM, TimGM6mb) in /usr/share/sounds/sf2, "
+                       "whatever else is installed there")

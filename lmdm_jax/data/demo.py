@@ -45,6 +45,14 @@ from lmdm_jax.data.midi_render import (RELEASE_SECONDS, SAMPLE_RATE,
 
 WESNOTH_MUSIC = "/usr/share/games/wesnoth/1.16/data/core/music"
 
+# The fonts the recipe draws between (by file name, in draw order): the
+# draw is over this tuple, not over whatever happens to be installed, so a
+# machine with more fonts in /usr/share/sounds/sf2 (e.g. Debian's
+# musescore-general-soundfont) renders the same dataset as the one the
+# shipped models were trained on. A missing one is replaced by an installed
+# one (reported: the audio then differs from the shipped data).
+RECIPE_SOUNDFONTS = ("FluidR3_GM.sf2", "TimGM6mb.sf2")
+
 # name -> (programs per part, cycled), GM numbering from 0.
 ENSEMBLES: Dict[str, Tuple[int, ...]] = {
     "string quartet": (40, 40, 41, 42),
@@ -293,16 +301,49 @@ def render_job(job: Job, timeout_s: float = 120.0) -> dict:
   return meta
 
 
+def recipe_soundfonts(dirs: Sequence[str] = SOUNDFONT_DIRS,
+                      names: Sequence[str] = RECIPE_SOUNDFONTS,
+                      ) -> Tuple[List[str], Dict[str, str]]:
+  """-> (one path per name in `names`, {missing name: the file used instead}).
+
+  A missing font is replaced by the first installed font of `names`, else by
+  the first font found in `dirs`; FileNotFoundError if `dirs` holds none."""
+  found = find_soundfonts(dirs)
+  if not found:
+    raise FileNotFoundError(
+        f"no GM soundfont found in {', '.join(dirs)}; install one, e.g. "
+        f"`apt-get install timgm6mb-soundfont fluid-soundfont-gm`")
+  by_name = {}
+  for d in dirs:                      # the names as listed (symlinks too)
+    if os.path.isdir(d):
+      for f in sorted(os.listdir(d)):
+        real = os.path.realpath(os.path.join(d, f))
+        if os.path.isfile(real):
+          by_name.setdefault(f, real)
+  present = [by_name[n] for n in names if n in by_name]
+  fallback = present[0] if present else found[0]
+  paths, substituted = [], {}
+  for n in names:
+    if n in by_name:
+      paths.append(by_name[n])
+    else:
+      paths.append(fallback)
+      substituted[n] = os.path.basename(fallback)
+  return paths, substituted
+
+
 def plan(out: str, recipe: Sequence[Group] = RECIPE, seed: int = 0,
          soundfonts: Optional[Sequence[str]] = None,
          heldout_fraction: float = 0.05, max_seconds: float = 240.0,
          limit: Optional[int] = None, stems: bool = False) -> List[Job]:
-  """Every rendering of the recipe, deterministic in seed."""
-  soundfonts = list(soundfonts or find_soundfonts())
+  """Every rendering of the recipe, deterministic in seed.
+
+  soundfonts: the fonts drawn between (paths); default the recipe's
+  (`recipe_soundfonts`), so the plan does not depend on what else is
+  installed."""
+  soundfonts = list(soundfonts or recipe_soundfonts()[0])
   if not soundfonts:
-    raise FileNotFoundError(
-        "no GM soundfont found (default: /usr/share/sounds/sf2); install "
-        "one, e.g. `apt-get install timgm6mb-soundfont fluid-soundfont-gm`")
+    raise ValueError("soundfonts is empty")
   jobs = []
   for g in recipe:
     pieces = corpus_pieces(g)
@@ -358,19 +399,34 @@ def add_wesnoth(out: str, music_dir: str = WESNOTH_MUSIC,
 def build_demo(out: str, workers: int = 2, seed: int = 0,
                heldout_fraction: float = 0.05, max_seconds: float = 240.0,
                limit: Optional[int] = None, wesnoth: bool = True,
-               soundfont_dirs: Sequence[str] = SOUNDFONT_DIRS,
+               soundfont_dirs: Optional[Sequence[str]] = None,
                log=print, stems: bool = False) -> dict:
   """Renders the recipe into `out`; resumable. -> the report dict.
 
+  soundfont_dirs: None draws between the recipe's fonts
+  (`RECIPE_SOUNDFONTS` in /usr/share/sounds/sf2, a missing one replaced
+  and reported); given folders draw between every font found there.
   stems: also render every part alone into out/stems/ (`stems_dir`), for
   accompaniment (jamming) training; the mix is the sum of its stems."""
   if shutil.which("fluidsynth") is None:
     raise FileNotFoundError("fluidsynth not found; `apt-get install "
                             "fluidsynth` (Debian) first")
   t0 = time.time()
+  substituted = {}
+  if soundfont_dirs is None:
+    fonts, substituted = recipe_soundfonts()
+    for name, used in substituted.items():
+      log(f"[demo] {name} is not installed: its renderings use {used} "
+          f"instead, so the audio differs from the shipped models' data "
+          f"(Debian: apt-get install fluid-soundfont-gm timgm6mb-soundfont)")
+  else:
+    fonts = find_soundfonts(soundfont_dirs)
+    if not fonts:
+      raise FileNotFoundError(
+          f"no .sf2/.sf3 soundfont in {', '.join(soundfont_dirs)}")
   jobs = plan(out, seed=seed, heldout_fraction=heldout_fraction,
               max_seconds=max_seconds, limit=limit,
-              soundfonts=find_soundfonts(soundfont_dirs), stems=stems)
+              soundfonts=fonts, stems=stems)
   log(f"[demo] {len(jobs)} renderings with {workers} worker(s)")
   results = []
   if workers > 1:
@@ -408,6 +464,7 @@ def build_demo(out: str, workers: int = 2, seed: int = 0,
                  for e in sorted({r["ensemble"] for r in ok})},
       soundfonts={s: sum(r["soundfont"] == s for r in ok)
                   for s in sorted({r["soundfont"] for r in ok})},
+      soundfont_substitutions=substituted,
       failures=[dict(piece=r["piece"], error=r["error"]) for r in failed])
   with open(os.path.join(out, "demo_report.json"), "w") as f:
     json.dump(report, f, indent=2)

@@ -44,6 +44,43 @@ def test_plan_is_deterministic_and_variants_share_the_split(tmp_path):
   assert all(j.ensemble in demo.ENSEMBLES for j in p1)
 
 
+def test_plan_draws_between_the_recipe_fonts_whatever_else_is_installed(
+    tmp_path):
+  g = dataclasses.replace(demo.RECIPE[0], max_pieces=40, variants=1)
+  both = tmp_path / "both"
+  both.mkdir()
+  for n in demo.RECIPE_SOUNDFONTS:
+    (both / n).write_bytes(b"sf")
+  paths, substituted = demo.recipe_soundfonts([str(both)])
+  assert [os.path.basename(p) for p in paths] == \
+      list(demo.RECIPE_SOUNDFONTS) and substituted == {}
+  # With exactly the recipe's fonts installed the draw is the one the
+  # shipped data was rendered with (over the sorted installed list).
+  old = demo.plan(str(tmp_path), [g], soundfonts=midi_render.find_soundfonts(
+      [str(both)]))
+  new = demo.plan(str(tmp_path), [g], soundfonts=paths)
+  assert [j.soundfont for j in old] == [j.soundfont for j in new]
+  assert len({j.soundfont for j in new}) == 2
+  # Another font installed beside them changes nothing.
+  (both / "AAA_Extra.sf2").write_bytes(b"sf")
+  (both / "default-GM.sf2").symlink_to(both / "TimGM6mb.sf2")
+  more, _ = demo.recipe_soundfonts([str(both)])
+  assert more == paths
+  assert [j.soundfont for j in demo.plan(str(tmp_path), [g],
+                                          soundfonts=more)] == \
+      [j.soundfont for j in new]
+  # A missing recipe font is replaced by an installed one, and reported.
+  one = tmp_path / "one"
+  one.mkdir()
+  (one / "TimGM6mb.sf2").write_bytes(b"sf")
+  (one / "Other.sf2").write_bytes(b"sf")
+  paths, substituted = demo.recipe_soundfonts([str(one)])
+  assert substituted == {"FluidR3_GM.sf2": "TimGM6mb.sf2"}
+  assert {os.path.basename(p) for p in paths} == {"TimGM6mb.sf2"}
+  with pytest.raises(FileNotFoundError, match="no GM soundfont"):
+    demo.recipe_soundfonts([str(tmp_path / "none")])
+
+
 def test_retime_midi_gives_each_part_a_channel_and_program(tmp_path):
   import mido
   from music21 import corpus
