@@ -128,10 +128,6 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
                resolutions=((36, 8192), (48, 4096), (72, 2048)),
                noise_fft: int = 2048, noise_synth: str = "table",
                attack: int = 64, attack_db: float = 1.0,
-               release_db: float | None = None,
-               lead_in_db: float | None = None,
-               merge_db: float | None = None,
-               gate_db: float | None = None,
                high_tonal: float = 0.8,
                blas_threads: int | None = 1):
     if hop <= 0 or sample_rate <= 0 or hop % 2:
@@ -197,18 +193,6 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
         pass
     self.attack_db = float(attack_db)
     self._attack_ratio = 10 ** (self.attack_db / 20)
-    if release_db is not None and not release_db > 0:
-      raise ValueError(f"release_db must be > 0 or None, got {release_db}")
-    self.release_db = None if release_db is None else float(release_db)
-    self._release_ratio = (None if release_db is None
-                           else 10 ** (self.release_db / 20))
-    if lead_in_db is not None and not lead_in_db > 0:
-      raise ValueError(f"lead_in_db must be > 0 or None, got {lead_in_db}")
-    self.lead_in_db = None if lead_in_db is None else float(lead_in_db)
-    self._lead_ratio = (None if lead_in_db is None
-                        else 10 ** (self.lead_in_db / 20))
-    self.merge_db = None if merge_db is None else float(merge_db)
-    self.gate_db = None if gate_db is None else float(gate_db)
     self._ramp = (np.minimum(1.0, (m + 0.5) / attack) if attack else
                   np.zeros(len(m)))
     self._basis = np.concatenate([cw, sw, m * cw, m * sw, self._ramp * cw,

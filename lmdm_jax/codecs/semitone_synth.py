@@ -117,19 +117,6 @@ class SemitoneSynthesis:
       tone_v, noise_v = self._extension(tone_v, noise_v)
     gains = np.stack([np.sqrt(1.0 + pan), np.sqrt(1.0 - pan)])    # [2,n,4]
     gains = np.concatenate([gains[:, :1], gains, gains[:, -1:]], 1)
-    self._merge = self._gate = None
-    if self.merge_db is not None or self.gate_db is not None:
-      v = np.concatenate([tone_v, noise_v], -1)
-      v = np.concatenate([v[:1], v, v[-1:]]) + 1e-20               # [n+2, C]
-      rise = np.maximum(0.0, np.log(v[1:] / v[:-1])) * 10 / np.log(10)
-      w = np.maximum(v[1:], v[:-1])
-      flux = (rise * w).sum(-1) / w.sum(-1)                      # [n+1] dB
-      # frame k (0..n-1) rose (flux[k]) and frame k + 1 rises too (flux[k+1])
-      if self.merge_db is not None:
-        self._merge = ((flux[:-1] > self.merge_db)
-                       & (flux[1:] > self.merge_db))
-      if self.gate_db is not None:
-        self._gate = flux > self.gate_db          # [n + 1]: rise into frame
     out = self._tones(tone_v, gains, start)
     out += (self._noise(noise_v, gains, start) if self.noise_synth == "stft"
             else self._noise_td(noise_v, gains, start))
@@ -155,28 +142,10 @@ class SemitoneSynthesis:
       # frame k's centre instead made two onsets of one: rises often span
       # two frames.)
       up = right > left * self._attack_ratio
-      if getattr(self, "_gate", None) is not None:
-        up = up & self._gate[j0 + 1][:, None]
-      if self._release_ratio is not None:
-        up = up | (right * self._release_ratio < left)
       first = (seg % 2 == 0)[:, None]
       alpha = np.where(up, left, alpha)
       beta = np.where(up, 0.0, beta)
       gamma = np.where(up & first, d, 0.0)
-      if getattr(self, "_merge", None) is not None:
-        k = seg // 2
-        prev, cur = amp[k], amp[k + 1]
-        hold = self._merge[k][:, None] & (cur > prev * self._attack_ratio)
-        alpha = np.where(hold, prev, alpha)
-        beta = np.where(hold, 0.0, beta)
-        gamma = np.where(hold, 0.0, gamma)
-      if self._lead_ratio is not None:
-        k = seg // 2                                 # the segment's frame
-        prev, cur, nxt = amp[k], amp[k + 1], amp[k + 2]
-        lead = (cur > prev * self._attack_ratio) & (nxt > cur * self._lead_ratio)
-        alpha = np.where(lead, prev, alpha)
-        beta = np.where(lead, 0.0, beta)
-        gamma = np.where(lead, 0.0, gamma)
     return alpha, beta, gamma
 
   def _noise_td(self, noise_v, gains, start):
