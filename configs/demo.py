@@ -41,13 +41,19 @@ SAO-Small width 1024 x 16 layers):
 """
 import os
 
+from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
 from lmdm_jax.configs import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-# Weights-free codecs a demo can train on; the first is the default.
-CODECS = ("semitone", "mel")
+# Weights-free codecs a demo can train on, as (codec, keyword arguments);
+# the first is the default. "semitone_sub": semitone's sub-pitch layout
+# (codecs/semitone.py SUB_PITCH_LAYOUT: the strongest semitone under C2 in
+# place of one of the four pan regions).
+CODECS = {"semitone": ("semitone", {}),
+          "semitone_sub": ("semitone", dict(SUB_PITCH_LAYOUT)),
+          "mel": ("mel", {})}
 
 
 def get_config(arg: str = ""):
@@ -59,8 +65,9 @@ def get_config(arg: str = ""):
   codecs = [p for p in parts if p in CODECS]
   if bad or len(codecs) > 1:
     raise ValueError(f"unknown demo variant {arg!r}; known: '', 'smoke', "
-                     f"one codec of {CODECS}, comma-separated")
-  codec = codecs[0] if codecs else CODECS[0]
+                     f"one codec of {tuple(CODECS)}, comma-separated")
+  variant = codecs[0] if codecs else next(iter(CODECS))
+  codec, kwargs = CODECS[variant]
   c = load_config(os.path.join(HERE, "finetune.py:bc"))
   c.model.update(io_channels=64, embed_dim=192, depth=6, num_heads=3,
                  cond_token_dim=64, project_cond_tokens=True,
@@ -69,7 +76,7 @@ def get_config(arg: str = ""):
   c.geometry.update(context=96, block=24, window_chunks=4)
   c.cond_tokens = 24
   c.text = dict(encoder="hashed_words")
-  c.codec = dict(name=codec, kwargs={})
+  c.codec = dict(name=codec, kwargs=dict(kwargs))
   c.loss.update(max_partial_chunks=4)
   c.optim.update(lr=1e-3, b2=0.99, weight_decay=0.01, clip_norm=1.0,
                  warmup_steps=100, decay="cosine", decay_steps=3000,

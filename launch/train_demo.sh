@@ -2,8 +2,9 @@
 # The embedded demo model, end to end, on one machine (the shipped
 # lmdm_jax/assets/demo came from exactly this; docs/demo-model.md).
 #   bash launch/train_demo.sh [DEMO_DIR] [WORKDIR] [CODEC]
-# CODEC: semitone (default: the shipped demo model's codec) or mel (the
-# demo model's until 2026-12-01); each builds its own DEMO_DIR/tfds_CODEC
+# CODEC: semitone (default: the shipped demo model's codec), semitone_sub
+# (its sub-pitch layout, docs/codecs_and_import.md) or mel (the demo
+# model's until 2026-12-01); each builds its own DEMO_DIR/tfds_CODEC
 # and trains configs/demo.py:CODEC. The exported default CFG is the one
 # chosen by measurement for that codec's model (docs/demo-model.md,
 # "Sampling settings"): 1.5 for semitone, 3 for mel. The semitone model's
@@ -15,12 +16,18 @@ set -euo pipefail
 DEMO=${1:-demo_data}
 WORK=${2:-runs/demo}
 CODEC=${3:-semitone}
+BUILD=(--codec "$CODEC")
 case "$CODEC" in
-  semitone) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC"; CFG=1.5 ;;
-  mel) TFDS="$DEMO/tfds_$CODEC"; CONFIG="configs/demo.py:$CODEC"; CFG=3 ;;
-  *) echo "train_demo.sh: unknown codec '$CODEC' (semitone or mel)" >&2
+  semitone) CFG=1.5 ;;
+  semitone_sub)      # semitone's sub-pitch layout (SUB_PITCH_LAYOUT)
+    CFG=1.5
+    BUILD=(--codec semitone --codec-kwargs '{"sub_pitch": true, "sub_share": 0.7}') ;;
+  mel) CFG=3 ;;
+  *) echo "train_demo.sh: unknown codec '$CODEC' (semitone, semitone_sub or mel)" >&2
      exit 2 ;;
 esac
+TFDS="$DEMO/tfds_$CODEC"
+CONFIG="configs/demo.py:$CODEC"
 # Debian: synthesiser, GM soundfonts, recorded orchestral music.
 if ! command -v fluidsynth >/dev/null; then
   apt-get install -y --no-install-recommends fluidsynth timgm6mb-soundfont \
@@ -28,13 +35,13 @@ if ! command -v fluidsynth >/dev/null; then
 fi
 python3 -m pip install -e ".[data,demo]"
 lmdm data demo --out "$DEMO" --workers 2
-lmdm data build --audio-dir "$DEMO/audio/train" --codec "$CODEC" \
+lmdm data build --audio-dir "$DEMO/audio/train" "${BUILD[@]}" \
     --out "$TFDS" --min-frames 120
 lmdm train --config "$CONFIG" --workdir "$WORK" \
     --config.data.dir="$TFDS"
 lmdm export --config "$CONFIG" --workdir "$WORK" \
     --data-dir "$TFDS" --out lmdm_jax/assets/demo --cfg "$CFG" --steps 8
-if [ "$CODEC" = semitone ]; then
+if [ "$CODEC" != mel ]; then
   PKG=lmdm_jax/assets/demo
   for run in "9 4 32 12 2" "9 4 32 12 $CFG" "29 2 16 30 $CFG"; do
     read -r every clips n seconds cfg <<<"$run"

@@ -43,7 +43,9 @@ class SemitoneSynthesis:
     v = np.exp(latents[:, :n.stop].astype(np.float64) * self.scale
                + self.offset) - self.floor
     v = np.clip(v, 0.0, None)
-    pan = PAN_MAX * np.tanh(latents[:, p].astype(np.float64))      # [F, 4]
+    pan = PAN_MAX * np.tanh(latents[:, p].astype(np.float64))      # [F, R]
+    if self.sub_pitch:
+      pan = pan[:, :self._pan_regions]
     return v[:, s], v[:, n], pan
 
   def decode_window(self, latents: np.ndarray, start: int) -> np.ndarray:
@@ -115,6 +117,15 @@ class SemitoneSynthesis:
     tone_v, noise_v, pan = self._values(latents)
     if self.high_tonal > 0:
       tone_v, noise_v = self._extension(tone_v, noise_v)
+    if self.sub_pitch:
+      idx = np.clip(np.floor((latents[:, -1].astype(np.float64) + 1.0) * 6.0),
+                    0, 11).astype(np.int64)
+      sub = np.zeros((len(idx), 12))
+      sub[np.arange(len(idx)), idx] = (noise_v[:, 0] * self._band_share[0]
+                                       * self.sub_share)
+      noise_v = noise_v.copy()
+      noise_v[:, 0] *= 1.0 - self.sub_share
+      tone_v = np.concatenate([tone_v, sub], -1)
     gains = np.stack([np.sqrt(1.0 + pan), np.sqrt(1.0 - pan)])    # [2,n,4]
     gains = np.concatenate([gains[:, :1], gains, gains[:, -1:]], 1)
     out = self._tones(tone_v, gains, start)

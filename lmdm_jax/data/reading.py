@@ -63,33 +63,67 @@ def check_features(builder_dir: str) -> None:
                      f"build` (no features.json / dataset_info.json)")
 
 
-def built_codec(data_dir: str, name: str = "lmdm_latents") -> Optional[str]:
-  """The codec name `lmdm data build` recorded for the dataset `name` under
-  `data_dir` (its build report), or None when there is no report (a
-  dataset written some other way: nothing to check against)."""
+def _build_report(data_dir: str, name: str) -> Optional[dict]:
   path = os.path.join(data_dir, f"{name}_build_report.json")
   if not os.path.isfile(path):
     return None
   try:
     with open(path, encoding="utf-8") as f:
-      codec = json.load(f).get("codec")
-  except (OSError, ValueError, AttributeError):
+      report = json.load(f)
+  except (OSError, ValueError):
     return None
+  return report if isinstance(report, dict) else None
+
+
+def built_codec(data_dir: str, name: str = "lmdm_latents") -> Optional[str]:
+  """The codec name `lmdm data build` recorded for the dataset `name` under
+  `data_dir` (its build report), or None when there is no report (a
+  dataset written some other way: nothing to check against)."""
+  codec = (_build_report(data_dir, name) or {}).get("codec")
   return str(codec) if codec else None
 
 
-def check_codec(data_dir: str, name: str, codec: str, what: str) -> None:
+def built_codec_kwargs(data_dir: str,
+                       name: str = "lmdm_latents") -> Optional[dict]:
+  """The codec keyword arguments of that build (--codec-kwargs), or None
+  when the report does not say (a dataset built before they were
+  recorded, or written some other way)."""
+  kwargs = (_build_report(data_dir, name) or {}).get("codec_kwargs")
+  return dict(kwargs) if isinstance(kwargs, dict) else None
+
+
+# Codec arguments that say where weights are, not what the latents mean.
+_LOCATION_KWARGS = ("directory",)
+
+
+def check_codec(data_dir: str, name: str, codec: str, what: str,
+                kwargs: Optional[dict] = None) -> None:
   """ValueError when the dataset was built with another codec than
   `codec`, the one `what` (an init package, an exported package) decodes
   with: its latents would mean something else to the model (e.g. `mel`
   latents fed to a model that learned `semitone`'s), and nothing else
-  would say so: shapes agree for every weights-free codec."""
+  would say so: shapes agree for every weights-free codec. With `kwargs`
+  the codec's keyword arguments must match the build's too (a layout
+  option such as semitone's sub_pitch changes what a channel means)."""
   built = built_codec(data_dir, name)
   if built is not None and built != str(codec):
     raise ValueError(
         f"{data_dir} holds {built!r} latents (lmdm data build --codec "
         f"{built}) but {what} uses the {codec!r} codec: rebuild the data "
         f"with --codec {codec}, or use a model/config on {built!r}")
+  built_kw = built_codec_kwargs(data_dir, name)
+  if kwargs is None or built_kw is None:
+    return
+  strip = lambda d: {k: v for k, v in d.items()  # noqa: E731
+                     if k not in _LOCATION_KWARGS}
+  if strip(built_kw) != strip(dict(kwargs)):
+    raise ValueError(
+        f"{data_dir} holds {codec!r} latents built with codec arguments "
+        f"{json.dumps(strip(built_kw), sort_keys=True)} but {what} uses "
+        f"{json.dumps(strip(dict(kwargs)), sort_keys=True)}: rebuild the "
+        f"data with --codec-kwargs "
+        f"'{json.dumps(strip(dict(kwargs)), sort_keys=True)}', or use a "
+        f"model/config with the build's arguments")
 
 
 def open_dataset(data_dir: str, name: str = "lmdm_latents",

@@ -62,12 +62,14 @@ def export(cfg, workdir: str, out: str, data_dir: str = "",
   if data_dir:                 # before the checkpoint loads: nothing lost
     from lmdm_jax import package
     from lmdm_jax.data import reading
-    name = (package.read_manifest(based_on)["codec"]["name"] if based_on
-            else codec["name"])
+    used = (package.read_manifest(based_on)["codec"] if based_on
+            else codec)
+    name = used["name"]
     reading.check_codec(data_dir, str(cfg.data.name), name,
                          f"the package (codec {name!r}, "
                          + (f"from {based_on})" if based_on else
-                            "from config.codec)"))
+                            "from config.codec)"),
+                         dict(used.get("kwargs", {}) or {}))
 
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), 1, 1000)
   steps = ckpt.all_steps()

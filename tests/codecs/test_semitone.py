@@ -231,12 +231,16 @@ def test_demo_config_selects_the_codec():
   from lmdm_jax.configs import load_config
   repo = os.path.dirname(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__))))
-  for arg, name, steps in (("", "semitone", 3000), ("mel", "mel", 3000),
-                           ("semitone", "semitone", 3000),
-                           ("smoke,mel", "mel", 4)):
+  from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
+  for arg, name, kwargs, steps in (
+      ("", "semitone", {}, 3000), ("mel", "mel", {}, 3000),
+      ("semitone", "semitone", {}, 3000),
+      ("semitone_sub", "semitone", SUB_PITCH_LAYOUT, 3000),
+      ("smoke,mel", "mel", {}, 4)):
     c = load_config(os.path.join(repo, "configs", "demo.py:" + arg)
                     if arg else os.path.join(repo, "configs", "demo.py"))
     assert c.codec.name == name and c.samples.codec == name
+    assert dict(c.codec.kwargs) == kwargs
     assert c.train.steps == steps
   with pytest.raises(ValueError, match="unknown demo variant"):
     load_config(os.path.join(repo, "configs", "demo.py:semitone,mel"))
@@ -362,3 +366,67 @@ def test_extension_arguments_are_checked():
   with pytest.raises(ValueError, match="needs >= 28 semitones"):
     get_codec("semitone", semitones=12, high_bands=47)
   get_codec("semitone", semitones=12, high_bands=47, high_tonal=0.0)
+
+
+# -- sub-pitch layout (SUB_PITCH_LAYOUT) --------------------------------------
+@pytest.fixture(scope="module")
+def sub_codec():
+  from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
+  return get_codec("semitone", **SUB_PITCH_LAYOUT)
+
+
+def _peak_near(y, hz, cents=30):
+  """Share of the mono spectrum's 25..63 Hz energy within `cents` of hz."""
+  m = y.mean(0)[SR // 2:SR // 2 + 2 * SR]
+  spec = np.abs(np.fft.rfft(m * np.hanning(len(m)))) ** 2
+  f = np.fft.rfftfreq(len(m), 1 / SR)
+  band = (f > 25) & (f < 63)
+  near = np.abs(1200 * np.log2(np.maximum(f, 1) / hz)) < cents
+  return spec[near & band].sum() / spec[band].sum()
+
+
+@pytest.mark.parametrize("note", [26, 28, 33])        # D1, E1, A1
+def test_sub_pitch_keeps_a_bass_note_under_c2(codec, sub_codec, note):
+  """A bass note below the semitone range comes back at its pitch with the
+  sub-pitch layout; the default layout keeps only a noise band there."""
+  x = _chord([note], seconds=3.0, amp=0.3, harmonics=3)
+  z = sub_codec.encode(x)
+  index = np.floor((z[:, -1] + 1.0) * 6.0)
+  assert (index[4:-4] == note - 24).all()
+  assert _peak_near(sub_codec.decode(z), _midi_hz(note)) > 0.6
+  assert _peak_near(codec.decode(codec.encode(x)), _midi_hz(note)) < 0.2
+
+
+def test_sub_pitch_layout_keeps_the_rest(codec, sub_codec):
+  """Same channels 0..60 as the default layout (semitones and noise bands
+  are analysed alike); 3 pan regions keep a panned chord's balance."""
+  x = _music()
+  z0, z1 = codec.encode(x), sub_codec.encode(x)
+  np.testing.assert_array_equal(z0[:, :60], z1[:, :60])
+  assert np.all(np.abs(z1[:, -1]) < 1.0)
+  y = _chord([60, 64, 67], pan=(1.0, 0.5))
+  out = sub_codec.decode(sub_codec.encode(y))
+  assert abs((_db(out[0]) - _db(out[1])) - (_db(y[0]) - _db(y[1]))) < 0.5
+
+
+@pytest.mark.parametrize("block", [1, 24])
+def test_sub_pitch_streams_exactly_and_stays_mono_compatible(sub_codec,
+                                                             block):
+  z = np.random.default_rng(block).normal(
+      scale=2.0, size=(49, 64)).astype(np.float32)
+  whole = sub_codec.decode(z)
+  dec = sub_codec.stream_decoder()
+  parts = [dec.push(z[i:i + block]) for i in range(0, len(z), block)]
+  got = np.concatenate(parts + [dec.flush()], axis=1)
+  np.testing.assert_allclose(got, whole, atol=1e-5 * np.abs(whole).max(),
+                             rtol=0)
+  assert _db(whole) - _db(0.5 * (whole[0] + whole[1])) < 3.0
+  assert np.corrcoef(whole[0], whole[1])[0, 1] > 0
+
+
+def test_sub_pitch_arguments_are_checked():
+  for bad in (-0.1, 1.5):
+    with pytest.raises(ValueError, match="sub_share must be in"):
+      get_codec("semitone", sub_pitch=True, sub_share=bad)
+  with pytest.raises(ValueError, match="sub_fft must be even"):
+    get_codec("semitone", sub_pitch=True, sub_fft=1001)

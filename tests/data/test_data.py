@@ -290,7 +290,15 @@ def test_codec_mismatch_between_data_and_model_is_refused(built, tmp_path):
   with pytest.raises(ValueError, match=r"'pool' latents .*'mel' codec"):
     export(cfg, str(work), str(tmp_path / "pkg"), data_dir=out)
   assert not (tmp_path / "pkg").exists()
-  cfg.codec.name = "pool"                 # matching: on to the checkpoint
+  cfg.codec.name = "pool"       # the codec's arguments must match too
+  with pytest.raises(ValueError, match=r"'pool' latents built with codec "
+                     r"arguments .*\"hop\": 256.* but the package .* uses "
+                     r"\{\}: rebuild the data with --codec-kwargs"):
+    export(cfg, str(work), str(tmp_path / "pkg"), data_dir=out)
+  with pytest.raises(ValueError, match=r"config.codec uses \{\}"):
+    check_init_codec(cfg)                 # from scratch, same codec name
+  cfg.codec.kwargs = dict(CODEC)          # matching: on to the checkpoint
+  check_init_codec(cfg)
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     export(cfg, str(work), str(tmp_path / "pkg"), data_dir=out)
   bare = tmp_path / "bare"
