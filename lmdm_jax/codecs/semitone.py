@@ -378,16 +378,7 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
     for n_fft, w, norm, b, s0, s1 in self._res:
       # Energies of L and R per semitone of the mid's inst. frequency.
       spec = self._frames(audio, w, frames)[..., b]               # [2, F, B]
-      m0 = self._frames(mid, w, frames)[..., b]
-      m1 = self._frames(mid, w, frames, shift=1)[..., b]
-      inst = np.angle(m1 * np.conj(m0)) * self.sample_rate / (2 * np.pi)
-      bin_hz = b * self.sample_rate / n_fft
-      # A bin whose inst. frequency is more than 2 bins from its centre is
-      # not near a peak (leakage between two partials): use its centre.
-      far = np.abs(inst - bin_hz) > 2 * self.sample_rate / n_fft
-      inst = np.where(far | (np.abs(m0) < 1e-12), bin_hz, inst)
-      semi = np.rint(12 * np.log2(np.maximum(inst, 1.0) / 440.0) + 69
-                     - self.midi_lo).astype(np.int64)              # [F, B]
+      _, semi = self._bin_semitones(mid, w, b, frames, self.midi_lo)
       ok = (semi >= s0) & (semi < s1)
       idx = (np.arange(frames)[:, None] * S + np.clip(semi, 0, S - 1))[ok]
       energy = np.square(np.abs(spec))                             # [2, F, B]
@@ -416,19 +407,29 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
       parts.append(self._sub_pitch_latent(mid, frames)[:, None])
     return np.concatenate(parts, -1).astype(np.float32)
 
-  def _sub_pitch_latent(self, mid, frames):
-    """[frames] in (-1, 1): the strongest semitone under the range (by the
-    mid's instantaneous frequency, as the semitones), 0 where none has
-    energy; semitone i of 12 -> (i + 0.5) / 6 - 1."""
-    n_fft, w, b = self._sub_res
+  def _bin_semitones(self, mid, w, b, frames, midi0):
+    """The mid's STFT at bins b ([F, B], window w) and, per bin, the
+    semitone (MIDI - midi0) nearest its instantaneous frequency (the phase
+    advance over one sample) [F, B]."""
+    n_fft = len(w)
     m0 = self._frames(mid, w, frames)[..., b]
     m1 = self._frames(mid, w, frames, shift=1)[..., b]
     inst = np.angle(m1 * np.conj(m0)) * self.sample_rate / (2 * np.pi)
     bin_hz = b * self.sample_rate / n_fft
+    # A bin whose inst. frequency is more than 2 bins from its centre is
+    # not near a peak (leakage between two partials): use its centre.
     far = np.abs(inst - bin_hz) > 2 * self.sample_rate / n_fft
     inst = np.where(far | (np.abs(m0) < 1e-12), bin_hz, inst)
     semi = np.rint(12 * np.log2(np.maximum(inst, 1.0) / 440.0) + 69
-                   - (self.midi_lo - 12)).astype(np.int64)
+                   - midi0).astype(np.int64)
+    return m0, semi
+
+  def _sub_pitch_latent(self, mid, frames):
+    """[frames] in (-1, 1): the strongest semitone under the range (by the
+    mid's instantaneous frequency, as the semitones), 0 where none has
+    energy; semitone i of 12 -> (i + 0.5) / 6 - 1."""
+    _, w, b = self._sub_res
+    m0, semi = self._bin_semitones(mid, w, b, frames, self.midi_lo - 12)
     ok = (semi >= 0) & (semi < 12)
     idx = (np.arange(frames)[:, None] * 12 + np.clip(semi, 0, 11))[ok]
     e = np.bincount(idx, weights=np.square(np.abs(m0))[ok],
