@@ -22,7 +22,13 @@ chorales with every part, from the sketch model (docs/control.md).
       --out JAM/tfds --controls loudness,brightness,pitch,cqt_topk \
       --pitch-method yin --stems --parts-per-file 1
   lmdm train --config configs/sketch_demo.py:jam --workdir W \
-      --config.data.dir=JAM/tfds --config.init.params=lmdm_jax/assets/demo
+      --config.data.dir=JAM/tfds --config.init.params=DEMO_PKG
+
+DEMO_PKG: the shipped sketch and jam models started from the plain-layout
+demo model shipped until 2026-12-02 (`git archive 8073bc0
+lmdm_jax/assets/demo | tar -x -C /tmp` gives /tmp/lmdm_jax/assets/demo);
+from the current one (semitone's sub-pitch layout) build with
+`--codec-kwargs '{"sub_pitch": true, "sub_share": 0.7}'` as well.
 
 ",mel" trains on the `mel` codec (the sketch and jam models shipped until
 2026-12-02), from the *mel* demo model (`git archive 983dc84

@@ -2,12 +2,13 @@
 # The embedded demo model, end to end, on one machine (the shipped
 # lmdm_jax/assets/demo came from exactly this; docs/demo-model.md).
 #   bash launch/train_demo.sh [DEMO_DIR] [WORKDIR] [CODEC]
-# CODEC: semitone (default: the shipped demo model's codec), semitone_sub
-# (its sub-pitch layout, docs/codecs_and_import.md) or mel (the demo
-# model's until 2026-12-01); each builds its own DEMO_DIR/tfds_CODEC
+# CODEC: semitone_sub (default: the shipped demo model's, since
+# 2026-12-02: semitone's sub-pitch layout, docs/codecs_and_import.md),
+# semitone (the previous demo model's, and the sketch and jam models'
+# layout) or mel (the demo model's until 2026-12-01); each builds its own DEMO_DIR/tfds_CODEC
 # and trains configs/demo.py:CODEC. The exported default CFG is the one
 # chosen by measurement for that codec's model (docs/demo-model.md,
-# "Sampling settings"): 1.5 for semitone, 3 for mel. The semitone model's
+# "Sampling settings"): 1.5 for semitone(_sub), 3 for mel. The semitone model's
 # block level profile is then measured on training prompts and stored in
 # the package (lmdm_jax/live/block_level.py; three runs, each adding what
 # is left, as the shipped one was made).
@@ -15,7 +16,7 @@
 set -euo pipefail
 DEMO=${1:-demo_data}
 WORK=${2:-runs/demo}
-CODEC=${3:-semitone}
+CODEC=${3:-semitone_sub}
 BUILD=(--codec "$CODEC")
 case "$CODEC" in
   semitone) CFG=1.5 ;;
