@@ -114,6 +114,6 @@ def add_demo_arguments(dm: argparse.ArgumentParser) -> None:
                        "mix is their sum): accompaniment training data")
   dm.add_argument("--soundfont-dir", action="append", default=None,
                   help="folder of GM .sf2/.sf3 fonts to draw between "
-                       "(repeatable); default: the recipe's fonts "
-                       "(FluidR3_GM, TimGM6mb) in /usr/share/sounds/sf2, "
-                       "whatever else is installed there")
+                       "(repeatable); default: only the recipe's two "
+                       "(FluidR3_GM, TimGM6mb) from /usr/share/sounds/sf2, "
+                       "so other installed fonts do not change the data")
