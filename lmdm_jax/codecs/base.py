@@ -29,6 +29,10 @@ class Codec(abc.ABC):
   # samples [j * hop, (j + 1) * hop) (Oobleck, pool). Audio features meant
   # to line up with the latents (data/controls.py) use it.
   frame_centre: float = 0.0
+  # Constructor arguments that change only how latents are decoded (or how
+  # fast), not what they mean: a dataset and a model package may differ in
+  # them (`data.reading.check_codec` ignores them).
+  decode_only_kwargs: tuple = ()
 
   @property
   def frame_rate(self) -> float:
@@ -112,6 +116,11 @@ def register_codec(name: str):
 
 def get_codec(name: str, **kwargs) -> Codec:
   return _CODECS.get(name)(**kwargs)
+
+
+def codec_class(name: str) -> type:
+  """The registered codec class `name` (ValueError when unknown)."""
+  return _CODECS.get(name)
 
 
 def registered():

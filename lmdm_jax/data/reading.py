@@ -104,7 +104,8 @@ def check_codec(data_dir: str, name: str, codec: str, what: str,
   latents fed to a model that learned `semitone`'s), and nothing else
   would say so: shapes agree for every weights-free codec. With `kwargs`
   the codec's keyword arguments must match the build's too (a layout
-  option such as semitone's sub_pitch changes what a channel means)."""
+  option such as semitone's sub_pitch changes what a channel means),
+  except where weights live and the codec's `decode_only_kwargs`."""
   built = built_codec(data_dir, name)
   if built is not None and built != str(codec):
     raise ValueError(
@@ -114,8 +115,14 @@ def check_codec(data_dir: str, name: str, codec: str, what: str,
   built_kw = built_codec_kwargs(data_dir, name)
   if kwargs is None or built_kw is None:
     return
+  ignored = set(_LOCATION_KWARGS)
+  try:
+    from lmdm_jax.codecs import codec_class
+    ignored |= set(codec_class(str(codec)).decode_only_kwargs)
+  except ValueError:                  # a codec this install does not know
+    pass
   strip = lambda d: {k: v for k, v in d.items()  # noqa: E731
-                     if k not in _LOCATION_KWARGS}
+                     if k not in ignored}
   if strip(built_kw) != strip(dict(kwargs)):
     raise ValueError(
         f"{data_dir} holds {codec!r} latents built with codec arguments "

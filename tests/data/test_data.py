@@ -308,3 +308,23 @@ def test_codec_mismatch_between_data_and_model_is_refused(built, tmp_path):
   cfg.init.params = os.path.join(ROOT, "lmdm_jax/assets/demo")
   cfg.data.dir = str(bare)
   check_init_codec(cfg)
+
+
+def test_codec_arguments_that_only_change_decoding_are_not_compared(
+    tmp_path):
+  """A build of semitone's sub-pitch layout: a package that decodes it with
+  another sub_share or high_tonal (decode-only arguments) passes; one on
+  the plain layout (no sub_pitch: other latents) is refused."""
+  from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
+  from lmdm_jax.data import reading
+  (tmp_path / "lmdm_latents_build_report.json").write_text(json.dumps(
+      {"codec": "semitone", "codec_kwargs": SUB_PITCH_LAYOUT}))
+  check = lambda kw: reading.check_codec(  # noqa: E731
+      str(tmp_path), "lmdm_latents", "semitone", "pkg", kw)
+  check(dict(SUB_PITCH_LAYOUT))
+  check({"sub_pitch": True, "sub_share": 0.4, "high_tonal": 0.0})
+  with pytest.raises(ValueError, match=r"\{\"sub_pitch\": true\} but pkg "
+                     r"uses \{\}"):
+    check({"sub_share": 0.7})
+  with pytest.raises(ValueError, match="codec arguments"):
+    check({"sub_pitch": True, "sub_fft": 4096})
