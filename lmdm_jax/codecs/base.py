@@ -29,10 +29,11 @@ class Codec(abc.ABC):
   # samples [j * hop, (j + 1) * hop) (Oobleck, pool). Audio features meant
   # to line up with the latents (data/controls.py) use it.
   frame_centre: float = 0.0
-  # Constructor arguments that change only how latents are decoded (or how
-  # fast), not what they mean: a dataset and a model package may differ in
-  # them (`data.reading.check_codec` ignores them).
-  decode_only_kwargs: tuple = ()
+  # Constructor arguments that do not change what the latents mean (only
+  # how they are decoded, how fast, or how encoding is batched): a dataset
+  # and a model package may differ in them (`data.reading.check_codec`
+  # ignores them).
+  latent_neutral_kwargs: tuple = ()
 
   @property
   def frame_rate(self) -> float:

@@ -46,6 +46,7 @@ class OobleckCodec(Codec):
   (module docstring)."""
   name = "oobleck"
   frame_centre = 0.5        # frame j encodes [j * hop, (j + 1) * hop)
+  latent_neutral_kwargs = ("chunk", "batch")   # equal to the whole encode
 
   def __init__(self, directory: str | None = None, config=None, params=None,
                sample_rate: int = 44100, chunk: int = 256, batch: int = 4):

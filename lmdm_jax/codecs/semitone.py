@@ -139,7 +139,7 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
   """
   name = "semitone"
   frame_centre = 0.5        # frame j covers [j * hop, (j + 1) * hop)
-  decode_only_kwargs = ("noise_synth", "attack", "attack_db", "high_tonal",
+  latent_neutral_kwargs = ("noise_synth", "attack", "attack_db", "high_tonal",
                         "sub_share", "blas_threads")
 
   def __init__(self, sample_rate: int = 44100, hop: int = 2048,

@@ -105,7 +105,7 @@ def check_codec(data_dir: str, name: str, codec: str, what: str,
   would say so: shapes agree for every weights-free codec. With `kwargs`
   the codec's keyword arguments must match the build's too (a layout
   option such as semitone's sub_pitch changes what a channel means),
-  except where weights live and the codec's `decode_only_kwargs`."""
+  except where weights live and the codec's `latent_neutral_kwargs`."""
   built = built_codec(data_dir, name)
   if built is not None and built != str(codec):
     raise ValueError(
@@ -118,7 +118,7 @@ def check_codec(data_dir: str, name: str, codec: str, what: str,
   ignored = set(_LOCATION_KWARGS)
   try:
     from lmdm_jax.codecs import codec_class
-    ignored |= set(codec_class(str(codec)).decode_only_kwargs)
+    ignored |= set(codec_class(str(codec)).latent_neutral_kwargs)
   except ValueError:                  # a codec this install does not know
     pass
   strip = lambda d: {k: v for k, v in d.items()  # noqa: E731

@@ -328,3 +328,8 @@ def test_codec_arguments_that_only_change_decoding_are_not_compared(
     check({"sub_share": 0.7})
   with pytest.raises(ValueError, match="codec arguments"):
     check({"sub_pitch": True, "sub_fft": 4096})
+  # oobleck: the batched encode's windows do not change its latents.
+  (tmp_path / "lmdm_latents_build_report.json").write_text(json.dumps(
+      {"codec": "oobleck", "codec_kwargs": {"directory": "/a", "chunk": 128}}))
+  reading.check_codec(str(tmp_path), "lmdm_latents", "oobleck", "pkg",
+                      {"directory": "/b"})
