@@ -345,7 +345,7 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
       bin_hz = sample_rate / self.sub_fft
       bins = np.arange(max(1, int(midi_to_hz(midi_lo - 12.5) / bin_hz) - 2),
                        int(lo_edge / bin_hz) + 2)
-      self._sub_res = (self.sub_fft, w, bins)
+      self._sub_res = (w, bins)          # window, analysed bins
 
   # -- layout -------------------------------------------------------------------
   @property
@@ -430,7 +430,7 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
     """[frames] in (-1, 1): the strongest semitone under the range (by the
     mid's instantaneous frequency, as the semitones), 0 where none has
     energy; semitone i of 12 -> (i + 0.5) / 6 - 1."""
-    _, w, b = self._sub_res
+    w, b = self._sub_res
     m0, semi = self._bin_semitones(mid, w, b, frames, self.midi_lo - 12)
     ok = (semi >= 0) & (semi < 12)
     idx = (np.arange(frames)[:, None] * 12 + np.clip(semi, 0, 11))[ok]
