@@ -207,6 +207,95 @@ def _part_records(path: str, rel: str, stem_paths, cod, cache: str,
   return records, skipped
 
 
+def _encode_file(rel: str, cod, audio_dir: str, cache: str, codec: str,
+                 codec_kwargs: dict, min_frames: int, controls,
+                 pitch_method: str, stems: bool, stems_dir) -> dict:
+  """One file's encodings, controls and part records, from the cache or
+  computed into it: {"meta": its mix record or None (skipped), "parts":
+  its part records (all of them; --parts-per-file picks later),
+  "skipped": [{file, reason}], "reused": 0/1}. The same in a worker
+  process as in the build's own (the cache files are written atomically,
+  one file's by one process)."""
+  out = {"meta": None, "parts": [], "skipped": [], "reused": 0}
+  path = os.path.join(audio_dir, rel)
+  try:
+    key = _cache_key(path, codec, codec_kwargs)
+  except audio_lib.BadAudio as e:       # not cached: a link may be fixed
+    out["skipped"].append({"file": rel, "reason": str(e)})
+    return out
+  meta_path = os.path.join(cache, key + ".json")
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      meta = _in_cache(json.load(f), cache, ("latents_path",))
+    out["reused"] = 1
+  else:
+    meta = {"source": rel}
+    try:
+      x, sr, duration = audio_lib.load_for_codec(path, cod)
+      z = cod.encode(x)
+      if z.shape[0] < min_frames:
+        raise audio_lib.BadAudio(
+            f"too short: {z.shape[0]} latent frames < {min_frames}")
+      if not np.isfinite(z).all():
+        raise audio_lib.BadAudio("codec produced non-finite latents")
+      np.save(os.path.join(cache, key + ".npy"), z.astype(np.float32))
+      meta.update(sample_rate=sr, duration=duration,
+                  latents_path=key + ".npy")   # relative to the cache
+    except audio_lib.BadAudio as e:
+      meta["skipped"] = str(e)
+    with open(meta_path + ".tmp", "w") as f:
+      json.dump(meta, f)
+    os.replace(meta_path + ".tmp", meta_path)   # atomic: safe to resume
+    meta = _in_cache(meta, cache, ("latents_path",))
+  if "skipped" in meta:
+    out["skipped"].append({"file": rel, "reason": meta["skipped"]})
+    return out
+  if controls:
+    meta["controls_path"] = _controls_file(cache, key, controls,
+                                           pitch_method, cod.frame_centre)
+    if not os.path.exists(meta["controls_path"]):
+      x, _, _ = audio_lib.load_for_codec(path, cod)
+      frames = np.load(meta["latents_path"], mmap_mode="r").shape[0]
+      _write_controls(meta["controls_path"], controls, x, cod, frames,
+                      pitch_method)
+  meta["frames"] = int(np.load(meta["latents_path"], mmap_mode="r").shape[0])
+  out["meta"] = meta
+  if stems:
+    stem_paths = find_stems(path, rel, stems_dir)
+    if stem_paths:
+      out["parts"], skip = _part_records(
+          path, rel, stem_paths, cod, cache, min_frames,
+          json.dumps([codec, sorted(codec_kwargs.items())]))
+      out["skipped"].extend(skip)
+  return out
+
+
+_WORKER = {}
+
+
+def _worker_init(codec: str, codec_kwargs: dict, job: dict) -> None:
+  _WORKER.update(cod=_make_codec(codec, codec_kwargs), job=job)
+
+
+def _worker_encode(rel: str) -> dict:
+  return _encode_file(rel, _WORKER["cod"], **_WORKER["job"])
+
+
+def _encoded(files, job: dict, cod, workers: int):
+  """`_encode_file` of every file, in `files`' order (so the dataset is
+  the same whatever `workers` is): in this process, or in `workers`
+  spawned processes each with its own codec."""
+  if workers <= 1 or len(files) < 2:
+    for rel in files:
+      yield _encode_file(rel, cod, **job)
+    return
+  import multiprocessing as mp
+  with mp.get_context("spawn").Pool(
+      min(workers, len(files)), initializer=_worker_init,
+      initargs=(job["codec"], job["codec_kwargs"], job)) as pool:
+    yield from pool.imap(_worker_encode, files)
+
+
 def _in_cache(record: dict, cache: str, keys) -> dict:
   """`record` with its file fields resolved inside `cache` (absolute).
   Records store bare names; older caches stored cwd-relative paths, whose
@@ -292,7 +381,7 @@ def build(audio_dir: str, out: str, codec: str = "pool",
           log=print, controls=(), pitch_method: str = "pyin",
           stems: bool = False, stems_dir: Optional[str] = None,
           parts_per_file: Optional[int] = None,
-          mem_buffer_gb: float = 8.0) -> dict:
+          mem_buffer_gb: float = 8.0, workers: int = 1) -> dict:
   """Encodes audio_dir with the codec and writes the TFDS dataset to out.
 
   Returns the report (also written to <out>/<name>_build_report.json):
@@ -308,7 +397,11 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   same ones; all parts are encoded and cached either way), to balance
   accompaniment records against mix records. `mem_buffer_gb`: the
   dataset is shuffled in memory up to this size (past it TFDS needs
-  TensorFlow).
+  TensorFlow). `workers`: encode (and extract controls, and encode parts)
+  in this many spawned processes, each with its own codec; the dataset is
+  the same as with one (files are taken in the same order), only the
+  wall time differs (`--stems` builds: every part is encoded twice, as
+  itself and inside an accompaniment, so they are the slow ones).
   """
   from lmdm_jax.data import controls as extract
   from lmdm_jax.data import features as control_features
@@ -329,6 +422,11 @@ def build(audio_dir: str, out: str, codec: str = "pool",
   stems = stems or stems_dir is not None
   if parts_per_file is not None and parts_per_file < 1:
     raise ValueError(f"parts_per_file must be >= 1, got {parts_per_file}")
+  if workers < 1:
+    raise ValueError(f"workers must be >= 1, got {workers}")
+  if workers > 1 and codec == "oobleck":
+    raise ValueError("--workers > 1 is for the numpy codecs: oobleck "
+                     "encodes in batches on one accelerator (one process)")
   codec_kwargs = dict(codec_kwargs or {})
   cod = _make_codec(codec, codec_kwargs)
   caps = read_captions(captions)
@@ -339,78 +437,39 @@ def build(audio_dir: str, out: str, codec: str = "pool",
     return _build_locked(audio_dir, out, name, codec, codec_kwargs, cod,
                          caps, min_frames, log, controls, control_dims,
                          pitch_method, stems, stems_dir, parts_per_file,
-                         mem_buffer_gb)
+                         mem_buffer_gb, workers)
   finally:
     lock.close()
 
 
 def _build_locked(audio_dir, out, name, codec, codec_kwargs, cod, caps,
                   min_frames, log, controls, control_dims, pitch_method,
-                  stems, stems_dir, parts_per_file, mem_buffer_gb) -> dict:
+                  stems, stems_dir, parts_per_file, mem_buffer_gb,
+                  workers=1) -> dict:
   for d in remove_incomplete(out, name):
     log(f"[data] removed {d}, left by an interrupted write")
   cache = os.path.join(out, f"{name}_encoded")
   os.makedirs(cache, exist_ok=True)
   items, skipped, reused, parts = [], [], 0, 0
   files = find_audio(audio_dir)
-  for rel in files:
-    path = os.path.join(audio_dir, rel)
-    try:
-      key = _cache_key(path, codec, codec_kwargs)
-    except audio_lib.BadAudio as e:       # not cached: a link may be fixed
-      skipped.append({"file": rel, "reason": str(e)})
+  job = dict(audio_dir=audio_dir, cache=cache, codec=codec,
+             codec_kwargs=codec_kwargs, min_frames=min_frames,
+             controls=controls, pitch_method=pitch_method, stems=stems,
+             stems_dir=stems_dir)
+  for rel, got in zip(files, _encoded(files, job, cod, workers)):
+    skipped.extend(got["skipped"])
+    reused += got["reused"]
+    meta = got["meta"]
+    if meta is None:
       continue
-    meta_path = os.path.join(cache, key + ".json")
-    if os.path.exists(meta_path):
-      with open(meta_path) as f:
-        meta = _in_cache(json.load(f), cache, ("latents_path",))
-      reused += 1
-    else:
-      meta = {"source": rel}
-      try:
-        x, sr, duration = audio_lib.load_for_codec(path, cod)
-        z = cod.encode(x)
-        if z.shape[0] < min_frames:
-          raise audio_lib.BadAudio(
-              f"too short: {z.shape[0]} latent frames < {min_frames}")
-        if not np.isfinite(z).all():
-          raise audio_lib.BadAudio("codec produced non-finite latents")
-        np.save(os.path.join(cache, key + ".npy"), z.astype(np.float32))
-        meta.update(sample_rate=sr, duration=duration,
-                    latents_path=key + ".npy")   # relative to the cache
-      except audio_lib.BadAudio as e:
-        meta["skipped"] = str(e)
-      with open(meta_path + ".tmp", "w") as f:
-        json.dump(meta, f)
-      os.replace(meta_path + ".tmp", meta_path)   # atomic: safe to resume
-      meta = _in_cache(meta, cache, ("latents_path",))
-    if "skipped" in meta:
-      skipped.append({"file": rel, "reason": meta["skipped"]})
-      continue
-    if controls:
-      meta["controls_path"] = _controls_file(cache, key, controls,
-                                             pitch_method, cod.frame_centre)
-      if not os.path.exists(meta["controls_path"]):
-        x, _, _ = audio_lib.load_for_codec(path, cod)
-        frames = np.load(meta["latents_path"], mmap_mode="r").shape[0]
-        _write_controls(meta["controls_path"], controls, x, cod, frames,
-                        pitch_method)
     meta["caption"] = caption_for(rel, audio_dir, caps)
-    meta["frames"] = int(np.load(meta["latents_path"], mmap_mode="r").shape[0])
     items.append(meta)
-    if stems:
-      stem_paths = find_stems(path, rel, stems_dir)
-      if stem_paths:
-        recs, skip = _part_records(path, rel, stem_paths, cod, cache,
-                                   min_frames, json.dumps(
-                                       [codec, sorted(codec_kwargs.items())]))
-        if parts_per_file is not None and len(recs) > parts_per_file:
-          first = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % len(recs)
-          recs = [recs[(first + j) % len(recs)]
-                  for j in range(parts_per_file)]
-        items.extend(dict(r, caption=meta["caption"]) for r in recs)
-        skipped.extend(skip)
-        parts += len(recs)
+    recs = got["parts"]
+    if parts_per_file is not None and len(recs) > parts_per_file:
+      first = int(hashlib.sha1(rel.encode()).hexdigest(), 16) % len(recs)
+      recs = [recs[(first + j) % len(recs)] for j in range(parts_per_file)]
+    items.extend(dict(r, caption=meta["caption"]) for r in recs)
+    parts += len(recs)
   if not items:
     raise ValueError(f"no usable audio in {audio_dir} ({len(skipped)} "
                      f"skipped)")

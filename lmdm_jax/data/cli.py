@@ -33,7 +33,8 @@ def run_build(args) -> int:
                                     if c],
                           pitch_method=args.pitch_method,
                           stems=args.stems, stems_dir=args.stems_dir,
-                          parts_per_file=args.parts_per_file)
+                          parts_per_file=args.parts_per_file,
+                          workers=args.workers)
   print(json.dumps({k: v for k, v in report.items() if k != "skipped"},
                    indent=2))
   if report["skipped"]:
@@ -91,6 +92,10 @@ def add_build_arguments(b: argparse.ArgumentParser) -> None:
   b.add_argument("--parts-per-file", type=int, default=None,
                  help="at most this many accompaniment records per file "
                       "(default: one per part)")
+  b.add_argument("--workers", type=int, default=1,
+                 help="encode in this many processes (numpy codecs: "
+                      "semitone, mel, pool; the dataset is the same as "
+                      "with 1). oobleck batches on one device: 1")
 
 
 DEMO_DESCRIPTION = (

@@ -358,3 +358,58 @@ def test_data_build_stems_writes_accompaniment_records(tmp_path):
   assert bad["part_records"] == 2 and bad["examples"] == 4
   assert any(s["file"] == "solo.wav" and "part00.wav unreadable" in
              s["reason"] for s in bad["skipped"])
+
+
+@pytest.mark.slow
+def test_data_build_workers_write_the_same_dataset(tmp_path):
+  """--workers N encodes in N spawned processes: the dataset (every record,
+  in order), its part records, skips and controls are those of a
+  one-process build; bad worker counts are refused before any work."""
+  pytest.importorskip("tensorflow_datasets")
+  import soundfile as sf
+  from lmdm_jax.data import builders
+  from lmdm_jax.data.pipeline import tfds_source
+  sr, n = 44100, 44100 * 2
+  t = np.arange(n) / sr
+  audio_dir, stems = tmp_path / "audio", tmp_path / "parts"
+  audio_dir.mkdir()
+  for i, base in enumerate((220.0, 247.0, 262.0, 294.0, 330.0)):
+    parts = [0.2 * np.sin(2 * np.pi * base * r * t) for r in (1.0, 1.5)]
+    (stems / f"piece{i}").mkdir(parents=True)
+    for k, p in enumerate(parts):
+      sf.write(str(stems / f"piece{i}" / f"part{k:02d}.wav"),
+               np.stack([p, p], 1), sr, subtype="FLOAT")
+    mix = np.sum(parts, axis=0)
+    sf.write(str(audio_dir / f"piece{i}.wav"), np.stack([mix, mix], 1), sr,
+             subtype="FLOAT")
+  (audio_dir / "broken.wav").write_bytes(b"RIFF....not audio")
+  codec = dict(hop=512, latent_channels=8)
+  kw = dict(min_frames=16, controls=["loudness"], stems_dir=str(stems),
+            parts_per_file=1)
+  for bad, match in ((0, "workers must be >= 1"),):
+    with pytest.raises(ValueError, match=match):
+      builders.build(str(audio_dir), str(tmp_path / "x"), "pool", codec,
+                     workers=bad, **kw)
+  with pytest.raises(ValueError, match="numpy codecs"):
+    builders.build(str(audio_dir), str(tmp_path / "x"), "oobleck", {},
+                   workers=2, **kw)
+  one = builders.build(str(audio_dir), str(tmp_path / "one"), "pool", codec,
+                       **kw)
+  two = builders.build(str(audio_dir), str(tmp_path / "two"), "pool", codec,
+                       workers=2, **kw)
+  for k in ("examples", "part_records", "frames", "controls"):
+    assert one[k] == two[k], k
+  assert one["examples"] == 10 and one["part_records"] == 5
+  assert [s["file"] for s in one["skipped"]] == ["broken.wav"]
+  assert one["skipped"] == two["skipped"]
+  a, b = tfds_source(str(tmp_path / "one")), tfds_source(str(tmp_path / "two"))
+  assert len(a) == len(b) == 10
+  for i in range(len(a)):
+    assert set(a[i]) == set(b[i])
+    for key in a[i]:
+      np.testing.assert_array_equal(np.asarray(a[i][key]),
+                                    np.asarray(b[i][key]), err_msg=key)
+  # A re-run with workers reuses every encoding the first one cached.
+  again = builders.build(str(audio_dir), str(tmp_path / "two"), "pool",
+                         codec, workers=2, **kw)
+  assert again["reused_encodings"] == 6 and again["examples"] == 10
