@@ -39,7 +39,10 @@ Encodings are cached per file under <out>/<name>_encoded/ (keyed by
 absolute path, size, mtime and codec; the cache's records name their files
 relative to the cache, so a re-run from another working directory, or of
 a moved <out>, reuses them), so a re-run after an interruption, or with
-files added, only encodes what is new. A build holds <out>/.build.lock
+files added, only encodes what is new. --workers N encodes files (with
+their controls and parts) in N spawned processes, one codec each, and
+takes their results in file order, so the dataset is the one-process
+build's. A build holds <out>/.build.lock
 (a second build into the same folder is refused) and removes the
 `incomplete.*` folder a killed TFDS write leaves, then writes the dataset
 again from the cached encodings.
