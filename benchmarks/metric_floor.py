@@ -91,6 +91,7 @@ def main(argv=None) -> int:
   p.add_argument("--json", required=True)
   args = p.parse_args(argv)
   from lmdm_jax.bench import codec as B
+  from lmdm_jax.bench.stream import cpu_name
   from lmdm_jax.codecs import get_codec
   from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
   from lmdm_jax.data import features as F
@@ -132,8 +133,8 @@ def main(argv=None) -> int:
             "clip_seconds": args.seconds, "chord_tone_raw": ct_raw,
             "voiced_fraction": {m: float(np.mean(v))
                                 for m, v in voiced.items()},
-            "rows": table, "host": platform.processor() or
-            platform.machine(), "seconds_taken": time.time() - t0}
+            "rows": table, "host": platform.machine(), "cpu": cpu_name(),
+            "seconds_taken": time.time() - t0}
   with open(args.json, "w") as f:
     json.dump(result, f, indent=1)
   cols = ["chord_tone_of_raw", "onset_f1"] + [
