@@ -69,14 +69,19 @@ def run(args, log) -> int:
   engine.start(record=args.out or False)
   log(f"ready; open {server.url()} and press Play")
   end = None if args.seconds is None else time.perf_counter() + args.seconds
+  # SIGINT and SIGTERM stop it cleanly (recording and log written) whatever
+  # the parent left them as: a shell without job control starts `&` jobs
+  # with SIGINT ignored, which Python keeps (as `lmdm generate` does).
+  from lmdm_jax.live.generate import _raise_interrupted, _signals
   try:
-    while engine.player.error is None:
-      if end is not None and time.perf_counter() > end:
-        break
-      time.sleep(0.2)
-    else:
-      log(f"generation failed: {engine.player.error!r}")
-  except KeyboardInterrupt:
+    with _signals(_raise_interrupted):
+      while engine.player.error is None:
+        if end is not None and time.perf_counter() > end:
+          break
+        time.sleep(0.2)
+      else:
+        log(f"generation failed: {engine.player.error!r}")
+  except KeyboardInterrupt:            # also live.generate.Interrupted
     log("stopping")
   for x in extras:
     x.close()

@@ -104,3 +104,31 @@ def test_serve_plays_to_a_socket_and_stops_on_sigint(tmp_path):
   ev = [e for e in doc["events"] if e["command"] == "cfg 2.5 0.0"]
   assert ev and ev[0]["ok"] and ev[0]["block"] == ack["block"]
   assert doc["blocks"][ack["block"]]["cfg_scale"] == 2.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_even_when_started_with_sigint_ignored(tmp_path,
+                                                                  signum):
+  """A shell without job control starts `cmd &` with SIGINT ignored, and
+  Python keeps that: the server must still stop on SIGINT (and on SIGTERM,
+  `kill`'s default) and write its log, as `lmdm generate` does."""
+  pkg = make_smoke_package(str(tmp_path / "pkg"))
+  log_path = str(tmp_path / "log.json")
+  p = lmdm("--checkpoint", pkg, "--port", "0", "--steps-options", "2",
+           "--steps", "2", "--prompt", "slow organ", "--log", log_path,
+           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  lines, end = [], time.time() + 240
+  while time.time() < end:
+    line = p.stderr.readline()
+    if not line:
+      break
+    lines.append(line)
+    if "press Play" in line:
+      break
+  assert any("press Play" in x for x in lines), "".join(lines)
+  p.send_signal(signum)
+  _, err = p.communicate(timeout=60)
+  assert p.returncode == 0, err
+  assert "stopping" in err
+  assert os.path.exists(log_path)
