@@ -59,8 +59,12 @@ def clips(dirs, n, seconds, sample_rate):
   return out
 
 
-def run(model, dirs, n_clips, blocks, seed=0, pitch_method="yin",
+def run(model, dirs, n_clips, blocks, seeds=(0,), pitch_method="yin",
         log=print) -> dict:
+  """seeds: one generation per clip and seed (rows carry "seed")."""
+  seeds = [int(x) for x in seeds]
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
   from lmdm_jax import pretrained
   from lmdm_jax.data import controls as extract
   from lmdm_jax.eval import adherence as A
@@ -92,47 +96,55 @@ def run(model, dirs, n_clips, blocks, seed=0, pitch_method="yin",
                             pitch_method=pitch_method,
                             frame_centre=codec.frame_centre)
     tokens = np.asarray(encoder.encode_one(caption or "music"))[None]
-    row = {"clip": name, "caption": caption}
-    for cond in ("controls", "none"):
-      t0 = time.perf_counter()
+    ref = np.asarray(codec.decode(z[g.context:]))   # same codec path
+    for seed in seeds:
+      row = {"clip": name, "caption": caption, "seed": seed}
+      for cond in ("controls", "none"):
+        t0 = time.perf_counter()
 
-      def controls_for(i):
-        start = g.context + i * g.block
-        fc = ({n: f[None, start - g.context:start + g.block]
-               for n, f in feats.items()} if cond == "controls" else None)
-        return make_controls(spec, cross_tokens=tokens, cfg_scale=cfg_scale,
-                             seed=seed, frame_controls=fc)
+        def controls_for(i):
+          start = g.context + i * g.block
+          fc = ({n: f[None, start - g.context:start + g.block]
+                 for n, f in feats.items()} if cond == "controls" else None)
+          return make_controls(spec, cross_tokens=tokens,
+                               cfg_scale=cfg_scale, seed=seed,
+                               frame_controls=fc)
 
-      state = stream.prime(params, z[None, :g.context], controls_for(0))
-      out = []
-      for i in range(blocks):
-        state, x = stream.block(params, state, controls_for(i))
-        out.append(np.asarray(x[0]))
-      gen = np.asarray(codec.decode(np.concatenate(out)))
-      ref = np.asarray(codec.decode(z[g.context:]))   # same codec path
-      row[cond] = A.adherence(ref, gen, codec.sample_rate, codec.frame_rate,
-                              frames=blocks * g.block,
-                              pitch_method=pitch_method)
-      row[cond]["seconds"] = time.perf_counter() - t0
-    log(f"[sketch-eval] {name}: "
-        + ", ".join(f"{k} {row['controls'][k]:.2f} vs {row['none'][k]:.2f}"
-                    for k in ("pitch_accuracy", "chroma_accuracy",
-                              "cqt_topk_match", "onset_f1",
-                              "loudness_correlation")))
-    rows.append(row)
+        state = stream.prime(params, z[None, :g.context], controls_for(0))
+        out = []
+        for i in range(blocks):
+          state, x = stream.block(params, state, controls_for(i))
+          out.append(np.asarray(x[0]))
+        gen = np.asarray(codec.decode(np.concatenate(out)))
+        row[cond] = A.adherence(ref, gen, codec.sample_rate,
+                                codec.frame_rate, frames=blocks * g.block,
+                                pitch_method=pitch_method)
+        row[cond]["seconds"] = time.perf_counter() - t0
+      log(f"[sketch-eval] {name} seed {seed}: "
+          + ", ".join(f"{k} {row['controls'][k]:.2f} vs {row['none'][k]:.2f}"
+                      for k in ("pitch_accuracy", "chroma_accuracy",
+                                "cqt_topk_match", "onset_f1",
+                                "loudness_correlation")))
+      rows.append(row)
   keys = ("pitch_accuracy", "chroma_accuracy", "cqt_topk_match", "onset_f1",
           "loudness_correlation")
+  def means(sel):
+    return {cond: {k: float(np.nanmean([r[cond][k] for r in sel]))
+                   for k in keys} for cond in ("controls", "none")}
+
   summary = {}
   for group in sorted({r["clip"].split("/")[0] for r in rows}) + ["all"]:
     sel = [r for r in rows if group == "all" or r["clip"].startswith(group)]
-    summary[group] = {
-        cond: {k: float(np.nanmean([r[cond][k] for r in sel])) for k in keys}
-        for cond in ("controls", "none")}
-    summary[group]["clips"] = len(sel)
+    summary[group] = means(sel)
+    summary[group]["clips"] = len({r["clip"] for r in sel})
+    summary[group]["rows"] = len(sel)
+  summary["all"]["seeds"] = {str(s): means([r for r in rows
+                                            if r["seed"] == s])
+                             for s in seeds}
   return {"model": os.path.abspath(model), "controls": names,
           "steps": steps, "cfg_scale": cfg_scale, "blocks": blocks,
           "context_frames": g.context, "block_frames": g.block,
-          "pitch_method": pitch_method, "device": jax.devices()[0].platform,
+          "pitch_method": pitch_method, "seeds": seeds, "device": jax.devices()[0].platform,
           "jax": jax.__version__, "summary": summary, "clips": rows}
 
 
@@ -144,10 +156,17 @@ def main():
                        "(repeatable)")
   ap.add_argument("--clips", type=int, default=6, help="clips per folder")
   ap.add_argument("--blocks", type=int, default=8)
+  ap.add_argument("--seeds", default="0",
+                  help="comma-separated seeds: one generation per clip each")
   ap.add_argument("--pitch-method", default="yin", choices=("yin", "pyin"))
   ap.add_argument("--json", required=True)
   a = ap.parse_args()
-  r = run(a.model, a.audio, a.clips, a.blocks, pitch_method=a.pitch_method)
+  try:
+    seeds = [int(x) for x in a.seeds.split(",")]
+  except ValueError:
+    ap.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
+  r = run(a.model, a.audio, a.clips, a.blocks, seeds=seeds,
+          pitch_method=a.pitch_method)
   with open(a.json, "w") as f:
     json.dump(r, f, indent=2)
   print(json.dumps(r["summary"], indent=2))
