@@ -43,7 +43,9 @@ def _mean_se(v):
 
 
 def run(models, sketches, seeds, seconds: float, workdir: str,
-        band=(300.0, 1250.0), log=print) -> dict:
+        band=(300.0, 1250.0), sketch_controls=None, log=print) -> dict:
+  """sketch_controls: the controls to take from each file (None: all the
+  model has; `lmdm generate --sketch-controls`)."""
   import soundfile as sf
   from lmdm_jax import pretrained
   from lmdm_jax.eval import listen
@@ -62,7 +64,8 @@ def run(models, sketches, seeds, seconds: float, workdir: str,
       for seed in seeds:
         out = os.path.join(workdir, f"{len(runs):03d}.wav")
         fig = generate(prompt, seconds, out, checkpoint=m, seed=seed,
-                       sketch=f, progress=False, log=lambda s: None)
+                       sketch=f, sketch_controls=sketch_controls,
+                       progress=False, log=lambda s: None)
         a, sr = sf.read(out, dtype="float32", always_2d=True)
         row = {"model": m, "sketch": os.path.basename(f), "seed": seed,
                "prompt": prompt,
@@ -83,6 +86,7 @@ def run(models, sketches, seeds, seconds: float, workdir: str,
       summary[m][f] = {k: _mean_se([r[k] for r in rows if r["sketch"] == f])
                        for k in ("seam_dip_db", "band_seam_dip_db")}
   return {"seconds": seconds, "seeds": list(seeds), "band_hz": list(band),
+          "sketch_controls": sketch_controls,
           "summary": summary, "runs": runs}
 
 
@@ -92,6 +96,9 @@ def main():
   ap.add_argument("--sketch", action="append", required=True,
                   help="audio file with an optional caption .txt beside it")
   ap.add_argument("--seeds", default="0,1,2,3")
+  ap.add_argument("--sketch-controls", default=None,
+                  help="comma-separated controls to take from the files "
+                       "(default: all the model has)")
   ap.add_argument("--seconds", type=float, default=20.0)
   ap.add_argument("--workdir", required=True, help="where the WAVs go")
   ap.add_argument("--json", required=True)
@@ -100,7 +107,9 @@ def main():
     seeds = [int(s) for s in a.seeds.split(",")]
   except ValueError:
     ap.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
-  r = run(a.model, a.sketch, seeds, a.seconds, a.workdir)
+  names = a.sketch_controls.split(",") if a.sketch_controls else None
+  r = run(a.model, a.sketch, seeds, a.seconds, a.workdir,
+          sketch_controls=names)
   with open(a.json, "w") as f:
     json.dump(r, f, indent=1)
   print(json.dumps(r["summary"], indent=1))
