@@ -149,6 +149,7 @@ def run(model, dirs, n_clips, blocks, seeds=(0,), pitch_method="yin",
 
 
 def main():
+  from lmdm_jax.cliutil import int_list
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--model", required=True, help="an exported package")
   ap.add_argument("--audio", action="append", required=True,
@@ -156,16 +157,12 @@ def main():
                        "(repeatable)")
   ap.add_argument("--clips", type=int, default=6, help="clips per folder")
   ap.add_argument("--blocks", type=int, default=8)
-  ap.add_argument("--seeds", default="0",
+  ap.add_argument("--seeds", type=int_list, default=[0],
                   help="comma-separated seeds: one generation per clip each")
   ap.add_argument("--pitch-method", default="yin", choices=("yin", "pyin"))
   ap.add_argument("--json", required=True)
   a = ap.parse_args()
-  try:
-    seeds = [int(x) for x in a.seeds.split(",")]
-  except ValueError:
-    ap.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
-  r = run(a.model, a.audio, a.clips, a.blocks, seeds=seeds,
+  r = run(a.model, a.audio, a.clips, a.blocks, seeds=a.seeds,
           pitch_method=a.pitch_method)
   with open(a.json, "w") as f:
     json.dump(r, f, indent=2)

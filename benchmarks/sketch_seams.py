@@ -91,11 +91,13 @@ def run(models, sketches, seeds, seconds: float, workdir: str,
 
 
 def main():
+  from lmdm_jax.cliutil import int_list
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--model", action="append", required=True)
   ap.add_argument("--sketch", action="append", required=True,
                   help="audio file with an optional caption .txt beside it")
-  ap.add_argument("--seeds", default="0,1,2,3")
+  ap.add_argument("--seeds", type=int_list, default=[0, 1, 2, 3],
+                  help="comma-separated seeds")
   ap.add_argument("--sketch-controls", default=None,
                   help="comma-separated controls to take from the files "
                        "(default: all the model has)")
@@ -103,12 +105,8 @@ def main():
   ap.add_argument("--workdir", required=True, help="where the WAVs go")
   ap.add_argument("--json", required=True)
   a = ap.parse_args()
-  try:
-    seeds = [int(s) for s in a.seeds.split(",")]
-  except ValueError:
-    ap.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
   names = a.sketch_controls.split(",") if a.sketch_controls else None
-  r = run(a.model, a.sketch, seeds, a.seconds, a.workdir,
+  r = run(a.model, a.sketch, a.seeds, a.seconds, a.workdir,
           sketch_controls=names)
   with open(a.json, "w") as f:
     json.dump(r, f, indent=1)

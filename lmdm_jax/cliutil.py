@@ -12,9 +12,12 @@
   (ValueError and "no such file" kinds), RUNTIME (1) for other failures,
   INTERRUPTED (130) for Ctrl-C; `--debug` (or LMDM_DEBUG=1) re-raises so
   the traceback shows.
+- `int_list("0,1,2")`: an argparse `type` for comma-separated integers
+  (seeds, step counts), refusing anything else with a usage error.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import unicodedata
@@ -33,6 +36,16 @@ EXTRAS = {"soundfile": "data", "librosa": "data", "scipy": "eval",
           "grain": "data", "tensorboardX": "data", "sounddevice": "live",
           "safetensors": "convert", "sentencepiece": "convert",
           "music21": "demo", "mido": "demo", "matplotlib": "bench"}
+
+
+def int_list(text: str) -> list:
+  """argparse type: "0,1,2" -> [0, 1, 2] (at least one integer)."""
+  try:
+    out = [int(s) for s in str(text).split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected comma-separated integers, got {text!r}") from None
+  return out
 
 
 class MissingExtra(ImportError):

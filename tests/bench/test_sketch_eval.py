@@ -51,3 +51,22 @@ def test_bad_seeds_are_refused(sketch_setup):
   for seeds in ((), (1, 1)):
     with pytest.raises(ValueError, match="seeds must be distinct"):
       se.run(pkg, [folk], n_clips=1, blocks=1, seeds=seeds)
+
+
+def test_seeds_that_are_not_integers_are_a_usage_error(tmp_path):
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  for script in ("sketch_eval.py", "sketch_seams.py"):
+    args = [sys.executable, os.path.join(root, "benchmarks", script),
+            "--model", "m", "--json", str(tmp_path / "x.json"),
+            "--seeds", "1,a"]
+    args += (["--audio", "d"] if script == "sketch_eval.py"
+             else ["--sketch", "f", "--workdir", str(tmp_path)])
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": root})
+    assert p.returncode == 2, (script, p.stderr)
+    assert "comma-separated integers, got '1,a'" in p.stderr
+    assert not (tmp_path / "x.json").exists()
