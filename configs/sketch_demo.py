@@ -12,23 +12,30 @@ latents, with the visibility t_f drawn per example from {-43, 0, +24}
 frames (-2 s, 0, +1.1 s = the whole block: the most a 1.1 s block can see
 ahead), so one model streams at any of them; its data holds mix records
 (sketch controls) and accompaniment records (partner) from `lmdm data build
---stems`. The shipped sketch model (lmdm_jax/assets/sketch) is "jam" on
-all groups, the shipped jam model (lmdm_jax/assets/jam) "jam" on the
+--stems`. The shipped sketch model (lmdm_jax/assets/sketch) is
+"jam,semitone_sub" on all groups in two 2000-step cycles from the shipped
+demo model (one cycle followed its melody control less: docs/control.md),
+the shipped jam model (lmdm_jax/assets/jam) "jam,semitone_sub" on the
 chorales with every part, from the sketch model (docs/control.md).
 "smoke"/"smoke_jam" are seconds-long runs for tests.
 
   lmdm data demo --out JAM --stems --no-wesnoth
   lmdm data build --audio-dir JAM/audio/train --codec semitone \
+      --codec-kwargs '{"sub_pitch": true, "sub_share": 0.7}' \
       --out JAM/tfds --controls loudness,brightness,pitch,cqt_topk \
-      --pitch-method yin --stems --parts-per-file 1
-  lmdm train --config configs/sketch_demo.py:jam --workdir W \
-      --config.data.dir=JAM/tfds --config.init.params=DEMO_PKG
+      --pitch-method yin --stems --parts-per-file 1 --workers 2
+  lmdm train --config configs/sketch_demo.py:jam,semitone_sub --workdir W1 \
+      --config.data.dir=JAM/tfds --config.init.params=lmdm_jax/assets/demo
+  lmdm export --config configs/sketch_demo.py:jam,semitone_sub --workdir W1 \
+      --data-dir JAM/tfds --out P1 --cfg 3 --steps 8
+  # the second cycle: the same config from P1, exported as the sketch model
+  lmdm train --config configs/sketch_demo.py:jam,semitone_sub --workdir W2 \
+      --config.data.dir=JAM/tfds --config.init.params=P1
 
-DEMO_PKG: the shipped sketch and jam models started from the plain-layout
-demo model shipped until 2026-12-02 (`git archive 8073bc0
-lmdm_jax/assets/demo | tar -x -C /tmp` gives /tmp/lmdm_jax/assets/demo);
-from the current one (semitone's sub-pitch layout) build with
-`--codec-kwargs '{"sub_pitch": true, "sub_share": 0.7}'` as well.
+Until 2026-12-02 (18th session) the sketch and jam models were on the
+plain layout ("jam", one cycle from the plain-layout demo model: `git
+archive 8073bc0 lmdm_jax/assets/demo | tar -x -C /tmp` gives
+/tmp/lmdm_jax/assets/demo, and a build without --codec-kwargs).
 
 ",mel" trains on the `mel` codec (the sketch and jam models shipped until
 2026-12-02), from the *mel* demo model (`git archive 983dc84
