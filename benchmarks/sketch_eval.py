@@ -128,6 +128,7 @@ def run(model, dirs, n_clips, blocks, seeds=(0,), pitch_method="yin",
       rows.append(row)
   keys = ("pitch_accuracy", "chroma_accuracy", "cqt_topk_match", "onset_f1",
           "loudness_correlation")
+
   def means(sel):
     return {cond: {k: float(np.nanmean([r[cond][k] for r in sel]))
                    for k in keys} for cond in ("controls", "none")}
@@ -144,7 +145,8 @@ def run(model, dirs, n_clips, blocks, seeds=(0,), pitch_method="yin",
   return {"model": os.path.abspath(model), "controls": names,
           "steps": steps, "cfg_scale": cfg_scale, "blocks": blocks,
           "context_frames": g.context, "block_frames": g.block,
-          "pitch_method": pitch_method, "seeds": seeds, "device": jax.devices()[0].platform,
+          "pitch_method": pitch_method, "seeds": seeds,
+          "device": jax.devices()[0].platform,
           "jax": jax.__version__, "summary": summary, "clips": rows}
 
 

@@ -31,6 +31,8 @@ chorales with every part, from the sketch model (docs/control.md).
   # the second cycle: the same config from P1, exported as the sketch model
   lmdm train --config configs/sketch_demo.py:jam,semitone_sub --workdir W2 \
       --config.data.dir=JAM/tfds --config.init.params=P1
+  lmdm export --config configs/sketch_demo.py:jam,semitone_sub --workdir W2 \
+      --data-dir JAM/tfds --out lmdm_jax/assets/sketch --cfg 3 --steps 8
 
 Until 2026-12-02 (18th session) the sketch and jam models were on the
 plain layout ("jam", one cycle from the plain-layout demo model: `git
