@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import time
 
 from lmdm_jax.serve.server import Server, check_bind
@@ -67,21 +68,33 @@ def run(args, log) -> int:
   # Paused until a page presses Play: the buffer fills, nothing is late.
   engine.player.paused = True
   engine.start(record=args.out or False)
-  log(f"ready; open {server.url()} and press Play")
   end = None if args.seconds is None else time.perf_counter() + args.seconds
   # SIGINT and SIGTERM stop it cleanly (recording and log written) whatever
   # the parent left them as: a shell without job control starts `&` jobs
-  # with SIGINT ignored, which Python keeps (as `lmdm generate` does).
-  from lmdm_jax.live.generate import _raise_interrupted, _signals
+  # with SIGINT ignored, which Python keeps (as `lmdm generate` does). The
+  # handlers are in place before "ready" is printed (a signal sent on
+  # reading it must not find SIG_IGN), and they only set a flag that the
+  # loop polls: an exception raised from a handler can land inside a
+  # garbage-collection callback (jax's), where Python swallows it.
+  from lmdm_jax.live.generate import _signals
+  stop = []
+
+  def on_signal(signum, frame):
+    del frame
+    stop.append(signum)
+
   try:
-    with _signals(_raise_interrupted):
-      while engine.player.error is None:
+    with _signals(on_signal):
+      log(f"ready; open {server.url()} and press Play")
+      while engine.player.error is None and not stop:
         if end is not None and time.perf_counter() > end:
           break
         time.sleep(0.2)
-      else:
-        log(f"generation failed: {engine.player.error!r}")
-  except KeyboardInterrupt:            # also live.generate.Interrupted
+  except KeyboardInterrupt:            # no handlers off the main thread
+    stop.append(signal.SIGINT)
+  if engine.player.error is not None:
+    log(f"generation failed: {engine.player.error!r}")
+  elif stop:
     log("stopping")
   for x in extras:
     x.close()

@@ -132,3 +132,46 @@ def test_serve_stops_cleanly_even_when_started_with_sigint_ignored(tmp_path,
   assert p.returncode == 0, err
   assert "stopping" in err
   assert os.path.exists(log_path)
+
+
+@pytest.mark.slow
+def test_stop_handlers_are_in_place_when_ready_is_printed(tmp_path):
+  """In process: when "ready ... press Play" is logged, SIGTERM already
+  reaches `lmdm serve`'s own handler (a client that signals on reading the
+  line must not race its installation), that handler stops the loop (a
+  flag, not an exception a GC callback could swallow), and the process's
+  handler is restored after."""
+  import argparse
+  from lmdm_jax.serve import cli as serve_cli
+  pkg = make_smoke_package(str(tmp_path / "pkg"))
+  parser = argparse.ArgumentParser()
+  serve_cli.add_arguments(parser)
+  args = parser.parse_args([
+      "--checkpoint", pkg, "--port", "0", "--steps-options", "2",
+      "--steps", "2", "--prompt", "slow organ", "--seconds", "20",
+      "--log", str(tmp_path / "log.json")])
+  seen, lines = {}, []
+
+  def sentinel(signum, frame):
+    seen["leaked"] = signum
+
+  def log(msg):
+    lines.append(msg)
+    if msg.startswith("ready"):
+      seen["at_ready"] = signal.getsignal(signal.SIGTERM)
+      if seen["at_ready"] is not sentinel:
+        signal.raise_signal(signal.SIGTERM)
+
+  old = signal.signal(signal.SIGTERM, sentinel)
+  try:
+    t0 = time.perf_counter()
+    assert serve_cli.run(args, log) == 0
+    took = time.perf_counter() - t0
+    assert signal.getsignal(signal.SIGTERM) is sentinel
+  finally:
+    signal.signal(signal.SIGTERM, old)
+  assert seen.get("at_ready") not in (None, sentinel), lines
+  assert "leaked" not in seen
+  assert "stopping" in lines
+  assert took < 20, "ran to --seconds instead of stopping on SIGTERM"
+  assert os.path.exists(tmp_path / "log.json")
