@@ -47,7 +47,6 @@ def run(models, sketches, seeds, seconds: float, workdir: str,
   """sketch_controls: the controls to take from each file (None: all the
   model has; `lmdm generate --sketch-controls`)."""
   import soundfile as sf
-  from lmdm_jax import pretrained
   from lmdm_jax.eval import listen
   from lmdm_jax.live.generate import generate
   for f in sketches:
@@ -56,8 +55,6 @@ def run(models, sketches, seeds, seconds: float, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   runs = []
   for m in models:
-    pkg = pretrained.load(m)
-    block_samples = pkg.geometry.block * pkg.make_codec().hop
     for f in sketches:
       cap = os.path.splitext(f)[0] + ".txt"
       prompt = open(cap).read().strip() if os.path.exists(cap) else "music"
@@ -67,6 +64,7 @@ def run(models, sketches, seeds, seconds: float, workdir: str,
                        sketch=f, sketch_controls=sketch_controls,
                        progress=False, log=lambda s: None)
         a, sr = sf.read(out, dtype="float32", always_2d=True)
+        block_samples = int(round(fig["block_s"] * sr))
         row = {"model": m, "sketch": os.path.basename(f), "seed": seed,
                "prompt": prompt,
                "seam_dip_db": float(listen.seam_profile(
