@@ -48,7 +48,7 @@ SAO-Small width 1024 x 16 layers):
 """
 import os
 
-from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
+from lmdm_jax.codecs.semitone import ONSET_LAYOUT, SUB_PITCH_LAYOUT
 from lmdm_jax.configs import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,9 +57,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Weights-free codecs a demo can train on, as (codec, keyword arguments);
 # the first is the default. "semitone_sub": semitone's sub-pitch layout
 # (codecs/semitone.py SUB_PITCH_LAYOUT: the strongest semitone under C2 in
-# place of one of the four pan regions).
+# place of one of the four pan regions); "semitone_onset": that plus an
+# onset channel in place of a second pan region (ONSET_LAYOUT: the
+# decoder steps at the marked onsets; docs/codecs_and_import.md).
 CODECS = {"semitone": ("semitone", {}),
           "semitone_sub": ("semitone", dict(SUB_PITCH_LAYOUT)),
+          "semitone_onset": ("semitone", dict(ONSET_LAYOUT)),
           "mel": ("mel", {})}
 
 

@@ -23,8 +23,11 @@ case "$CODEC" in
   semitone_sub)      # semitone's sub-pitch layout (SUB_PITCH_LAYOUT)
     CFG=1.5
     BUILD=(--codec semitone --codec-kwargs '{"sub_pitch": true, "sub_share": 0.7}') ;;
+  semitone_onset)    # the sub-pitch layout + an onset channel (ONSET_LAYOUT)
+    CFG=1.5
+    BUILD=(--codec semitone --codec-kwargs '{"sub_pitch": true, "sub_share": 0.7, "onset_channel": true}') ;;
   mel) CFG=3 ;;
-  *) echo "train_demo.sh: unknown codec '$CODEC' (semitone, semitone_sub or mel)" >&2
+  *) echo "train_demo.sh: unknown codec '$CODEC' (semitone, semitone_sub, semitone_onset or mel)" >&2
      exit 2 ;;
 esac
 TFDS="$DEMO/tfds_$CODEC"

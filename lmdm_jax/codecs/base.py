@@ -70,34 +70,38 @@ _CODECS = Registry("codec")
 class WindowStreamDecoder:
   """Block-by-block decoding equal to the whole-sequence decode, for a
   codec whose `decode_window(latents [n, C], start)` -> [2, n * hop] makes
-  frame i's audio from frames i - radius .. i + radius only (the semitone
-  codec: radius 1, a frame's envelope runs to the next frame's centre).
+  frame i's audio from frames i - history .. i + radius only (the semitone
+  codec: radius 1, a frame's envelope runs to the next frame's centre;
+  history 2 in its onset layout, where a step's level can come from the
+  onset two frames back).
 
   push(latents [n, C]) -> audio [2, m * hop] for the m frames that became
   final (all but the last `radius` frames pushed); flush() -> the rest.
-  Latency: `radius` frames.
+  Latency: `radius` frames (history costs compute, not latency).
   """
 
-  def __init__(self, codec: "Codec", radius: int):
-    if radius < 0:
-      raise ValueError(f"radius must be >= 0, got {radius}")
-    self.codec, self.radius = codec, int(radius)
+  def __init__(self, codec: "Codec", radius: int, history: int | None = None):
+    history = radius if history is None else history
+    if radius < 0 or history < 0:
+      raise ValueError(f"radius and history must be >= 0, got {radius}, "
+                       f"{history}")
+    self.codec, self.radius, self.history = codec, int(radius), int(history)
     self._buf = np.zeros((0, codec.latent_channels), np.float32)
     self._start = 0        # absolute index of self._buf[0]
     self._emitted = 0      # frames whose audio has been returned
 
   def _emit(self, stop: int) -> np.ndarray:
-    r = self.radius
+    r, back = self.radius, self.history
     if stop <= self._emitted:
       return np.zeros((2, 0), np.float32)
     total = self._start + len(self._buf)
-    lo, hi = max(0, self._emitted - r), min(total, stop + r)
+    lo, hi = max(0, self._emitted - back), min(total, stop + r)
     y = self.codec.decode_window(self._buf[lo - self._start:hi - self._start],
                                  lo)
     out = y[:, (self._emitted - lo) * self.codec.hop:
             (stop - lo) * self.codec.hop]
     self._emitted = stop
-    keep = max(0, self._emitted - r) - self._start
+    keep = max(0, self._emitted - back) - self._start
     self._buf, self._start = self._buf[keep:], self._start + keep
     return out
 

@@ -278,24 +278,36 @@ def make_pipeline(cfg, process_index: int = 0, process_count: int = 1,
 def check_init_codec(cfg) -> None:
   """A ValueError before anything loads when the run starts from a model
   package (cfg.init.params) whose codec (name and arguments) is not the
-  one the dataset at cfg.data.dir was built with, or from scratch with a
-  config.codec of the build's codec but other arguments
+  one the dataset at cfg.data.dir was built with (for a demo-style run,
+  whose export names config.codec: when config.codec is not), or from
+  scratch with a config.codec of the build's codec but other arguments
   (`reading.check_codec`)."""
   import os
   from lmdm_jax import package
   from lmdm_jax.data import reading
+  from lmdm_jax.train.export import base_package
   init = str(cfg.get("init", {}).get("params", "") or "")
+  codec = cfg.get("codec", None)
   if not init or not os.path.isfile(os.path.join(init, package.MANIFEST)):
     # A from-scratch run: config.codec only names what the exported
     # package will say (finetune.py keeps "mel" whatever the data), so
     # only its arguments are checked, and only against a build by the
     # same codec (e.g. a semitone layout option).
-    codec = cfg.get("codec", None)
     if codec and reading.built_codec(cfg.data.dir, cfg.data.name) == str(
         codec["name"]):
       reading.check_codec(cfg.data.dir, cfg.data.name, str(codec["name"]),
                            "config.codec",
                            dict(codec.get("kwargs", {}) or {}))
+    return
+  if codec and base_package(cfg) is None:
+    # A demo-style run from a package (hashed words, a weights-free codec:
+    # e.g. the demo model moved to another semitone layout, or a sketch
+    # model from the demo): its export names config.codec, not the init
+    # package's, so the data must be config.codec's.
+    reading.check_codec(cfg.data.dir, cfg.data.name, str(codec["name"]),
+                         "config.codec (a demo-style run's export names it, "
+                         "not the init package's)",
+                         dict(codec.get("kwargs", {}) or {}))
     return
   codec = package.read_manifest(init)["codec"]
   reading.check_codec(cfg.data.dir, cfg.data.name, codec.get("name", ""),

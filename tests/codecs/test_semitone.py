@@ -231,11 +231,12 @@ def test_demo_config_selects_the_codec():
   from lmdm_jax.configs import load_config
   repo = os.path.dirname(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__))))
-  from lmdm_jax.codecs.semitone import SUB_PITCH_LAYOUT
+  from lmdm_jax.codecs.semitone import ONSET_LAYOUT, SUB_PITCH_LAYOUT
   for arg, name, kwargs, steps in (
       ("", "semitone", {}, 3000), ("mel", "mel", {}, 3000),
       ("semitone", "semitone", {}, 3000),
       ("semitone_sub", "semitone", SUB_PITCH_LAYOUT, 3000),
+      ("semitone_onset", "semitone", ONSET_LAYOUT, 3000),
       ("smoke,mel", "mel", {}, 4)):
     c = load_config(os.path.join(repo, "configs", "demo.py:" + arg)
                     if arg else os.path.join(repo, "configs", "demo.py"))

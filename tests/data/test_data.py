@@ -308,6 +308,20 @@ def test_codec_mismatch_between_data_and_model_is_refused(built, tmp_path):
   cfg.init.params = os.path.join(ROOT, "lmdm_jax/assets/demo")
   cfg.data.dir = str(bare)
   check_init_codec(cfg)
+  # A demo-style run (hashed words, a weights-free codec) from the shipped
+  # demo package exports config.codec, so the data must be config.codec's,
+  # whatever the init package's layout (the demo moved to a new layout).
+  demo = load_config(os.path.join(ROOT, "configs/demo.py:smoke"))
+  demo.data.update(source="tfds", dir=out)
+  demo.init.params = os.path.join(ROOT, "lmdm_jax/assets/demo")
+  with pytest.raises(ValueError, match=r"'pool' latents .* config.codec "
+                     r"\(a demo-style run's export names it"):
+    check_init_codec(demo)
+  demo.codec.update(name="pool", kwargs=dict(CODEC))
+  check_init_codec(demo)
+  demo.codec.kwargs = {}
+  with pytest.raises(ValueError, match=r"built with codec arguments"):
+    check_init_codec(demo)
 
 
 def test_codec_arguments_that_only_change_decoding_are_not_compared(

@@ -62,10 +62,13 @@ def test_generate_rejects_bad_arguments(kwargs, match):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("codec, config", [
-    ("semitone", "configs/demo.py:smoke"),      # the shipped demo's codec
-    ("mel", "configs/demo.py:smoke,mel")])
-def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config):
+@pytest.mark.parametrize("codec, config, kwargs", [
+    ("semitone", "configs/demo.py:smoke", ""),
+    ("semitone", "configs/demo.py:smoke,semitone_onset",   # + onset channel
+     '{"sub_pitch": true, "sub_share": 0.7, "onset_channel": true}'),
+    ("mel", "configs/demo.py:smoke,mel", "")])
+def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config,
+                                           kwargs):
   import soundfile as sf
   def lmdm(*args):
     return _lmdm(cli_env, *args)
@@ -81,6 +84,7 @@ def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config):
     (audio_dir / f"piece{i}.txt").write_text(cap + "\n")
   data = tmp_path / "tfds"
   lmdm("data", "build", "--audio-dir", str(audio_dir), "--codec", codec,
+       *(["--codec-kwargs", kwargs] if kwargs else []),
        "--out", str(data), "--min-frames", "120")
   work = tmp_path / "work"
   lmdm("train", "--config", config, "--workdir", str(work),
@@ -93,6 +97,8 @@ def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config):
   assert "organ" in doc["text"]["vocabulary"]
   assert doc["defaults"]["cfg_scale"] == 2.0
   assert doc["codec"]["name"] == codec
+  assert doc["codec"].get("kwargs", {}) == (json.loads(kwargs) if kwargs
+                                            else {})
 
   out, fig = tmp_path / "out.wav", tmp_path / "fig.json"
   r = lmdm("generate", "--prompt", "slow organ chorale with violins",
