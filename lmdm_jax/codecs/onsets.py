@@ -16,13 +16,16 @@ before it, at least `delta` above the mean of the 100 ms either side, and
 
 Why librosa's: the round trip is scored by librosa's onsets (onset F1),
 and a channel only helps onsets a listener's detector agrees with. On the
-32 held-out demo clips (8 s) and 16 recorded clips (5 s) of
-docs/codecs_and_import.md, each detected on its own, these onsets agree
-with librosa's at F1 0.87 / 0.76 (the first seconds of a clip have no
-trailing history, and short clips are mostly first seconds; a 2.5 s window:
-0.86 / 0.75; an absolute threshold with no normalisation: 0.78 / 0.65).
-Their times depend on the audio up to `post_avg` (100 ms) after a frame
-and `norm_seconds` before it.
+32 held-out demo clips (8 s) and 32 recorded clips (5 s) of
+docs/codecs_and_import.md, each detected on its own and kept one per latent
+frame, these onsets agree with librosa's at F1 0.86 / 0.81 (the first
+seconds of a clip have no trailing history, and short clips are mostly
+first seconds; a 2.5 s window: 0.85 / 0.80; `min_range` 2 dB: 0.78 / 0.81;
+`delta` 0.1: 0.80 / 0.76; `gate` 0.5 dB: 0.76 / 0.82). Their times depend
+on the audio up to `post_avg` (100 ms) after a frame and `norm_seconds`
+before it. The semitone codec gates them further with its own values
+(`SemitoneCodec._onset_latent`): this envelope hears the beating of weak
+mel bands under a held tone as onsets.
 """
 from __future__ import annotations
 
