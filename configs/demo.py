@@ -17,12 +17,24 @@ with no flag. The exact recipe (also in docs/demo-model.md):
       --data-dir DEMO/tfds_semitone_sub --out lmdm_jax/assets/demo --cfg 1.5 \
       --steps 8
   (then the block level profile: launch/train_demo.sh)
+  # the onset layout, from that model (the shipped one since 2026-12-03):
+  lmdm data build --audio-dir DEMO/audio/train --codec semitone \
+      --codec-kwargs '{"sub_pitch": true, "sub_share": 0.7, "onset_channel": true}' \
+      --out DEMO/tfds_semitone_onset --min-frames 120
+  lmdm train --config configs/demo.py:semitone_onset --workdir W2 \
+      --config.data.dir=DEMO/tfds_semitone_onset \
+      --config.init.params=lmdm_jax/assets/demo
+  lmdm export --config configs/demo.py:semitone_onset --workdir W2 \
+      --data-dir DEMO/tfds_semitone_onset --out lmdm_jax/assets/demo \
+      --cfg 1.5 --steps 8
+  (and its block level profile)
 
-(`bash launch/train_demo.sh DEMO W` runs it all.) The shipped demo model
-(since 2026-12-02, 16th session) is on `semitone`'s sub-pitch layout
-(`:semitone_sub`); this file's default variant stays plain `semitone`, the
-layout of the shipped sketch and jam models and of the notebooks' smoke
-runs. The codec is `semitone`
+(`bash launch/train_demo.sh DEMO W semitone_sub` then `bash
+launch/train_demo.sh DEMO W2 semitone_onset` run it all.) The shipped demo
+model (since 2026-12-03, 19th session) is on `semitone`'s onset layout
+(`:semitone_onset`, fine-tuned from the sub-pitch model of 2026-12-02);
+this file's default variant stays plain `semitone`, the notebooks' smoke
+runs' layout. The codec is `semitone`
 (issue 19, docs/codecs_and_import.md: it keeps the notes, decodes block by
 block with no seam, cannot go anti-phase); "mel" is the previous demo
 model's codec (log-mel + Griffin-Lim, shipped until 2026-12-01; the
@@ -95,6 +107,12 @@ def get_config(arg: str = ""):
   c.ckpt.update(every_steps=100, keep=2)
   c.samples.update(every_steps=0, blocks=4, steps=8, codec=codec)
   c.data.update(source="tfds", name="lmdm_latents")
+  if variant == "semitone_onset":
+    # The shipped demo model (2026-12-03): a fine-tune of the sub-pitch
+    # model (--config.init.params=<that package>; its value channels and
+    # sub pitch are this layout's) on the onset layout's build.
+    c.optim.update(lr=5e-4, warmup_steps=50, decay_steps=1500)
+    c.train.update(steps=1500)
   if "smoke" in parts:                   # seconds: tests and dry runs
     c.model.update(embed_dim=64, depth=2, num_heads=1,
                    timestep_features_dim=32)

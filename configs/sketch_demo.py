@@ -24,8 +24,11 @@ chorales with every part, from the sketch model (docs/control.md).
       --codec-kwargs '{"sub_pitch": true, "sub_share": 0.7}' \
       --out JAM/tfds --controls loudness,brightness,pitch,cqt_topk \
       --pitch-method yin --stems --parts-per-file 1 --workers 2
+  git archive 179abef lmdm_jax/assets/demo | tar -x -C /tmp
+  # (the sub-pitch demo model: the shipped demo is on the onset layout
+  #  since 2026-12-03)
   lmdm train --config configs/sketch_demo.py:jam,semitone_sub --workdir W1 \
-      --config.data.dir=JAM/tfds --config.init.params=lmdm_jax/assets/demo
+      --config.data.dir=JAM/tfds --config.init.params=/tmp/lmdm_jax/assets/demo
   lmdm export --config configs/sketch_demo.py:jam,semitone_sub --workdir W1 \
       --data-dir JAM/tfds --out P1 --cfg 3 --steps 8
   # the second cycle: the same config from P1, exported as the sketch model

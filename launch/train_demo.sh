@@ -2,8 +2,11 @@
 # The embedded demo model, end to end, on one machine (the shipped
 # lmdm_jax/assets/demo came from exactly this; docs/demo-model.md).
 #   bash launch/train_demo.sh [DEMO_DIR] [WORKDIR] [CODEC]
-# CODEC: semitone_sub (default: the shipped demo model's, since
-# 2026-12-02: semitone's sub-pitch layout, docs/codecs_and_import.md),
+# CODEC: semitone_onset (the shipped demo model's since 2026-12-03: the
+# sub-pitch layout + an onset channel; a 1500-step fine-tune of a
+# sub-pitch demo package, $INIT, default lmdm_jax/assets/demo as a
+# semitone_sub run leaves it: run `... W1 semitone_sub` first),
+# semitone_sub (default; semitone's sub-pitch layout, docs/codecs_and_import.md),
 # semitone (the previous demo model's, and the sketch and jam models'
 # layout) or mel (the demo model's until 2026-12-01); each builds its own DEMO_DIR/tfds_CODEC
 # and trains configs/demo.py:CODEC. The exported default CFG is the one
@@ -41,8 +44,12 @@ python3 -m pip install -e ".[data,demo]"
 lmdm data demo --out "$DEMO" --workers 2
 lmdm data build --audio-dir "$DEMO/audio/train" "${BUILD[@]}" \
     --out "$TFDS" --min-frames 120
+INIT_ARGS=()
+if [ "$CODEC" = semitone_onset ]; then
+  INIT_ARGS=(--config.init.params="${INIT:-lmdm_jax/assets/demo}")
+fi
 lmdm train --config "$CONFIG" --workdir "$WORK" \
-    --config.data.dir="$TFDS"
+    --config.data.dir="$TFDS" "${INIT_ARGS[@]}"
 lmdm export --config "$CONFIG" --workdir "$WORK" \
     --data-dir "$TFDS" --out lmdm_jax/assets/demo --cfg "$CFG" --steps 8
 if [ "$CODEC" != mel ]; then

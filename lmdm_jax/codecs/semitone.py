@@ -485,13 +485,28 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
     on the held-out / recorded clips of docs/codecs_and_import.md.
     """
     pos = self._onsets.per_frame(mid, frames, self.hop)
-    db = 10.0 * np.log10(values + self.floor)                  # [F, V]
+    keep = np.isfinite(pos) & (self._rise_db(values) >= self.onset_gate_db)
+    return np.where(keep, 0.5 + np.nan_to_num(pos), -1.0)
+
+  def _rise_db(self, values):
+    """Values [F, V] (semitone variances, noise densities) -> [F]: the
+    power-weighted mean over channels of the positive dB change from the
+    frame before to the frame after (edges repeated)."""
+    frames = values.shape[0]
+    db = 10.0 * np.log10(values + self.floor)
     pad = np.concatenate([db[:1], db, db[-1:]])
     w = values[np.minimum(np.arange(frames) + 1, frames - 1)]
-    rise = (np.maximum(0.0, pad[2:] - pad[:-2]) * w).sum(-1) / np.maximum(
+    return (np.maximum(0.0, pad[2:] - pad[:-2]) * w).sum(-1) / np.maximum(
         w.sum(-1), 1e-30)
-    keep = np.isfinite(pos) & (rise >= self.onset_gate_db)
-    return np.where(keep, 0.5 + np.nan_to_num(pos), -1.0)
+
+  def value_rise_db(self, latents: np.ndarray) -> np.ndarray:
+    """[frames, 64] latents -> [frames]: the onset gate's measure of the
+    frames' value channels (`_onset_latent`), e.g. to see whether a model's
+    onset marks sit where its values rise (benchmarks/onset_channel.py)."""
+    n = self.slices[1].stop
+    v = np.exp(np.asarray(latents)[:, :n].astype(np.float64) * self.scale
+               + self.offset) - self.floor
+    return self._rise_db(np.clip(v, 0.0, None))
 
   def _bin_semitones(self, mid, w, b, frames, midi0):
     """The mid's STFT at bins b ([F, B], window w) and, per bin, the

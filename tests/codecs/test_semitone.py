@@ -236,7 +236,7 @@ def test_demo_config_selects_the_codec():
       ("", "semitone", {}, 3000), ("mel", "mel", {}, 3000),
       ("semitone", "semitone", {}, 3000),
       ("semitone_sub", "semitone", SUB_PITCH_LAYOUT, 3000),
-      ("semitone_onset", "semitone", ONSET_LAYOUT, 3000),
+      ("semitone_onset", "semitone", ONSET_LAYOUT, 1500),
       ("smoke,mel", "mel", {}, 4)):
     c = load_config(os.path.join(repo, "configs", "demo.py:" + arg)
                     if arg else os.path.join(repo, "configs", "demo.py"))

@@ -243,3 +243,13 @@ def test_detector_envelope_is_librosas():
   got = det.strength(x)
   n = min(len(ref), len(got))
   np.testing.assert_allclose(got[:n], ref[:n], atol=1e-3 * ref.max())
+
+
+def test_every_encoded_mark_passes_the_gate_read_back_from_latents(codec):
+  """value_rise_db (what benchmarks/onset_channel.py asks of a model's
+  marks) reads the encoder's gate measure back from the latents."""
+  z = codec.encode(_notes([0.31, 0.83, 1.42, 1.97]))
+  rise = codec.value_rise_db(z)
+  j, _ = _marks(codec, z)
+  assert len(j) >= 4 and (rise[j] >= codec.onset_gate_db).all()
+  assert rise.shape == (len(z),) and (rise >= 0).all()
