@@ -98,15 +98,16 @@ decoder's envelopes then step only at marked onsets (value > 0): each
 channel that rose into the onset frame holds its level from before it (the
 level after its previous step where that was in the frame before) up to
 the marked sample and jumps, in `attack` samples, to the level of the
-frame after it;
-elsewhere they are linear between frame centres (no fast attacks at
-unmarked rises, which double onsets: a rise spread over two frames used to
-attack twice). The whole output also fades to `onset_dip` (0.7, -3 dB)
-over the `onset_fade` (1024) samples before each marked onset. A sample
-depends on the frames at most one ahead and two back (streaming stays
-exact with the same one frame of latency).
-On 32 held-out demo clips onset F1 0.740 -> 0.881, on 32 recorded clips
-0.700 -> 0.808 (docs/codecs_and_import.md, "Onset layout").
+frame after it; elsewhere they are linear between frame centres (no fast
+attacks at unmarked rises, which double onsets: a rise spread over two
+frames used to attack twice). The whole output also fades to `onset_dip`
+(0.7, -3 dB) over the `onset_fade` (1024) samples before each marked
+onset. A sample depends on the frames at most one ahead and two back
+(streaming stays exact with the same one frame of latency). Round trips
+against the sub-pitch layout: onset F1 0.741 -> 0.873 on 32 held-out demo
+clips, 0.701 -> 0.805 on 32 recorded clips; musicnn FD 17.2 -> 22.0 and
+11.1 -> 14.1 (docs/codecs_and_import.md, "Onset layout"). The shipped demo
+model's layout since 2026-12-03.
 
 What it cannot carry: pitch outside MIDI 36..87 except as noise (a bass
 below C2 is heard through its harmonics) or as inferred harmonics (above
