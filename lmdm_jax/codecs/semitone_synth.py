@@ -126,12 +126,15 @@ class SemitoneSynthesis:
       tone_v = np.concatenate([tone_v, sub], -1)
     gains = np.stack([np.sqrt(1.0 + pan), np.sqrt(1.0 - pan)])    # [2,n,R]
     gains = np.concatenate([gains[:, :1], gains, gains[:, -1:]], 1)
-    marks = self._marks(latents) if self.onset_channel else None
-    out = self._tones(tone_v, gains, start, marks)
+    onsets = None
+    if self.onset_channel:         # marks [n] and their step ramps [2n, half]
+      marks = self._marks(latents)
+      onsets = (marks, self._onset_ramps(marks))
+    out = self._tones(tone_v, gains, start, onsets)
     out += (self._noise(noise_v, gains, start) if self.noise_synth == "stft"
-            else self._noise_td(noise_v, gains, start, marks))
-    if marks is not None and self.onset_dip < 1.0:
-      out *= self._onset_gain(marks)
+            else self._noise_td(noise_v, gains, start, onsets))
+    if onsets is not None and self.onset_dip < 1.0:
+      out *= self._onset_gain(onsets[0])
     return out
 
   # -- the onset layout ---------------------------------------------------------
@@ -260,16 +263,16 @@ class SemitoneSynthesis:
     gamma = np.where(step, hi - lo, 0.0)
     return alpha, beta, gamma
 
-  def _noise_td(self, noise_v, gains, start, marks=None):
-    """Band noise tables x interpolated band envelopes -> [2, n * hop]."""
+  def _noise_td(self, noise_v, gains, start, onsets=None):
+    """Band noise tables x interpolated band envelopes -> [2, n * hop]
+    (`onsets`: the onset layout's (marks, ramps), see `_decode_window`)."""
     hop, n, half = self.hop, noise_v.shape[0], self.hop // 2
     amp = np.sqrt(np.concatenate([noise_v[:1], noise_v, noise_v[-1:]]))
     t1, t2 = self._tables
     src = (_cyclic(t1, start * hop, n * hop)
            + _cyclic(t2, start * hop, n * hop)).reshape(-1, 2 * n, half)
     m = np.arange(half, dtype=np.float32)
-    ramp = (self._ramp.astype(np.float32) if marks is None
-            else self._onset_ramps(marks))
+    marks, ramp = onsets or (None, self._ramp.astype(np.float32))
     out = np.empty((2, n * hop), np.float32)
     for c in range(2):
       alpha, beta, gamma = self._segments(
@@ -281,7 +284,7 @@ class SemitoneSynthesis:
       out[c] = y.reshape(-1)
     return out
 
-  def _tones(self, tone_v, gains, start, marks=None):
+  def _tones(self, tone_v, gains, start, onsets=None):
     """Oscillator bank -> [2, n * hop], in half-frame segments.
 
     The amplitude is linear inside each half frame (its knots are the frame
@@ -301,7 +304,7 @@ class SemitoneSynthesis:
     sin_t, cos_t = np.sin(2 * np.pi * cyc), np.cos(2 * np.pi * cyc)
     out = np.empty((2, n * hop), np.float32)
     O = len(self._osc_freqs)
-    ramps = None if marks is None else self._onset_ramps(marks)
+    marks, ramps = onsets or (None, None)
     for c in range(2):
       alpha, beta, gamma = self._segments(
           amp * gains[c][:, self._tone_region], marks)
