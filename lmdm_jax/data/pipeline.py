@@ -285,7 +285,6 @@ def check_init_codec(cfg) -> None:
   import os
   from lmdm_jax import package
   from lmdm_jax.data import reading
-  from lmdm_jax.train.export import base_package
   init = str(cfg.get("init", {}).get("params", "") or "")
   codec = cfg.get("codec", None)
   if not init or not os.path.isfile(os.path.join(init, package.MANIFEST)):
@@ -299,7 +298,7 @@ def check_init_codec(cfg) -> None:
                            "config.codec",
                            dict(codec.get("kwargs", {}) or {}))
     return
-  if codec and base_package(cfg) is None:
+  if codec and package.base_package(cfg) is None:
     # A demo-style run from a package (hashed words, a weights-free codec:
     # e.g. the demo model moved to another semitone layout, or a sketch
     # model from the demo): its export names config.codec, not the init

@@ -20,29 +20,9 @@ import sys
 import time
 from typing import Optional
 
-
-# Codecs with no weights: a package on one of them needs no base package.
-WEIGHTS_FREE_CODECS = ("mel", "semitone", "pool")
-
-
-def base_package(cfg, base: Optional[str] = None) -> Optional[str]:
-  """The package whose text encoder, codec and conditioners an export
-  keeps: `base` when given, else the run's init (`init.params`) when it is
-  a package and the run is not a demo-style one (hashed-word captions with
-  a weights-free codec: mel, semitone, pool), i.e. a model fine-tuned from
-  `lmdm fetch` / `lmdm package` output. A demo-style run writes its own
-  parts, e.g. a sketch model fine-tuned from the shipped demo package: its
-  vocabulary comes from its own data and its stream inputs from its
-  config, not from the demo's."""
-  if base:
-    return base
-  init = str(cfg.get("init", {}).get("params", "") or "")
-  if not init or not os.path.isfile(os.path.join(init, "model.json")):
-    return None
-  text = str(cfg.get("text", {}).get("encoder", ""))
-  codec = str(cfg.get("codec", {}).get("name", "mel"))
-  demo_style = text == "hashed_words" and codec in WEIGHTS_FREE_CODECS
-  return None if demo_style else init
+# Which package an export keeps the parts of: lmdm_jax/package.py (the data
+# pipeline's codec check asks it too); importable from here as before.
+from lmdm_jax.package import WEIGHTS_FREE_CODECS, base_package  # noqa: F401
 
 
 def export(cfg, workdir: str, out: str, data_dir: str = "",
