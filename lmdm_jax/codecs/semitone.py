@@ -36,43 +36,11 @@ frame_centre = 0.5):
   latents of music have mean ~0 and std ~1 (silence: -1.6). Pan latents
   are atanh(p / PAN_MAX), clipped (std 0.3-0.65 on the same excerpts).
 
-Synthesis (decode): every output sample is a function of its absolute
-sample index and the latent frames at most one frame away, so decoding
-block by block (`stream_decoder`) equals decoding the whole sequence:
-  semitones  sine oscillators at the semitone frequencies, phase
-             2 pi f n / sr + phi_k (n the absolute sample index, phi_k a
-             fixed per-semitone offset so chords do not all peak at once),
-             amplitude sqrt(2 v) linear between frame centres, except that
-             a rise of more than `attack_db` (1 dB) into frame j happens in
-             `attack` (64) samples at the start of frame j (the envelope
-             holds the old value until then): onsets stay sharp instead of
-             46 ms ramps (onset recall 0.48 -> 0.80 on 5 held-out clips),
-             up to about a frame early (the analysis windows reach into the
-             previous frame); computed per half frame as one matrix product
-             with a fixed basis.
-  noise      (`noise_synth="table"`, default) per band, fixed band-limited
-             noise read at the absolute sample index from two tables of
-             coprime lengths (2^17 and 5^7: the sum repeats after 2.6 days),
-             times the band amplitude, shaped like the oscillators'.
-             ("stft": random-phase spectra overlap-added
-             with a sine window of 2 * hop; smoother spectra between bands
-             but onsets smeared over 93 ms: onset F1 0.75 vs 0.82 on 5
-             held-out clips.)
-  high       (`high_tonal`, default 0.8: decoder only, the latents are
-             the same) up to 80 % of each high band's energy as partials
-             at whole semitones above the range (MIDI 88 .. 134), weighted
-             like the partials an octave, a twelfth and two octaves and a
-             major third below (so they sit on the harmonics of the tones
-             the semitones hold), scaled down as the top semitone octave
-             looks like noise; the noise keeps the rest. On 32 held-out
-             demo clips musicnn FD of the round trip to raw 30.2 -> 17.3,
-             MR-STFT 5.91 -> 5.18 dB, pitch accuracy 0.52 -> 0.55
-             (docs/codecs_and_import.md).
-  stereo     both channels carry the SAME waveform per component, with
-             constant-power gains L = sqrt(1 + p), R = sqrt(1 - p),
-             |p| <= PAN_MAX = 0.95: whatever latents a model produces, L and
-             R are never anti-phase, and a mono mix (L + R) / 2 is at most
-             1.8 dB below the stereo level ((sqrt(1.95) + sqrt(0.05)) / 2).
+Synthesis (decode; lmdm_jax/codecs/semitone_synth.py, whose docstring
+has the details): sine oscillators at the semitones, band-limited noise,
+high bands partly as inferred harmonics, constant-power pan that cannot go
+anti-phase; every output sample depends only on its absolute index and the
+latent frames near it, so block-by-block decoding equals the whole decode.
 
 Sub-pitch layout (`sub_pitch=True`, `SUB_PITCH_LAYOUT`; a different latent
 format, so a model must be trained on it): the pan regions 60..71 and
@@ -88,26 +56,17 @@ demo clips 0.953 -> 0.968, FD 17.3 -> 17.2 (docs/codecs_and_import.md).
 
 Onset layout (`onset_channel=True`, `ONSET_LAYOUT` = the sub-pitch layout
 plus the onset channel; a different latent format, so a model must be
-trained on it): one pan region fewer (2 with the sub pitch: tones + sub
-band, high noise bands; 3 without it) and a channel after the pan ones
-with the strongest note onset inside the frame (`codecs/onsets.py`:
-librosa's onset detector with a trailing normalisation instead of a
-per-clip one, so a stream can be encoded): -1 where there is none,
-0.5 + its position in [0, 1) of the frame where there is one. The
-decoder's envelopes then step only at marked onsets (value > 0): each
-channel that rose into the onset frame holds its level from before it (the
-level after its previous step where that was in the frame before) up to
-the marked sample and jumps, in `attack` samples, to the level of the
-frame after it; elsewhere they are linear between frame centres (no fast
-attacks at unmarked rises, which double onsets: a rise spread over two
-frames used to attack twice). The whole output also fades to `onset_dip`
-(0.7, -3 dB) over the `onset_fade` (1024) samples before each marked
-onset. A sample depends on the frames at most one ahead and two back
-(streaming stays exact with the same one frame of latency). Round trips
-against the sub-pitch layout: onset F1 0.741 -> 0.873 on 32 held-out demo
-clips, 0.701 -> 0.805 on 32 recorded clips; musicnn FD 17.2 -> 22.0 and
-11.1 -> 14.1 (docs/codecs_and_import.md, "Onset layout"). The shipped demo
-model's layout since 2026-12-03.
+trained on it; the shipped demo model's since 2026-12-03): one pan region
+fewer (2 with the sub pitch: tones + sub band, high noise bands) and, after
+the pan channels, the frame's strongest note onset (`codecs/onsets.py`):
+-1 for none, else 0.5 + its position in [0, 1) of the frame. The decoder
+then steps each channel that rose into a marked frame once, at the marked
+sample, and fades the output by `onset_dip` over `onset_fade` samples
+before it; elsewhere envelopes are linear (`_marked_segments`). Streaming
+stays exact with the same one frame of latency (two of history). Onset F1
+of the round trip 0.741 -> 0.873 held-out, 0.701 -> 0.805 recorded;
+musicnn FD 17.2 -> 22.0, 11.1 -> 14.1 (docs/codecs_and_import.md, "Onset
+layout").
 
 What it cannot carry: pitch outside MIDI 36..87 except as noise (a bass
 below C2 is heard through its harmonics) or as inferred harmonics (above
@@ -119,6 +78,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmdm_jax.codecs import onsets
 from lmdm_jax.codecs.base import Codec, WindowStreamDecoder, register_codec
 from lmdm_jax.codecs.mel import stft
 from lmdm_jax.codecs.semitone_synth import PAN_MAX, SemitoneSynthesis
@@ -160,7 +120,7 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
     onset_gate_db: encoder: the smallest rise of the frame's values (dB,
       power-weighted mean over the semitones and noise bands of the
       positive change from the frame before to the frame after) at which
-      a detected onset is kept (`_onset_latent`).
+      a detected onset is kept (`onsets.onset_latent`).
     high_tonal: decoder only, in [0, 1]: the largest share of a high noise
       band's energy rendered as partials inferred from the semitones
       (harmonic extension, see `_extension`) instead of noise; 0 renders
@@ -243,8 +203,7 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
       if noise_synth != "table" or attack < 1:
         raise ValueError("the onset layout decodes with noise_synth='table' "
                          "and attack >= 1 (its steps are attack ramps)")
-      from lmdm_jax.codecs.onsets import OnsetDetector
-      self._onsets = OnsetDetector(sample_rate)
+      self._onsets = onsets.OnsetDetector(sample_rate)
     self.onset_fade, self.onset_dip = int(onset_fade), float(onset_dip)
     if onset_gate_db < 0:
       raise ValueError(f"onset_gate_db must be >= 0, got {onset_gate_db}")
@@ -466,48 +425,21 @@ class SemitoneCodec(SemitoneSynthesis, Codec):
     z = (np.log(values + self.floor) - self.offset) / self.scale
     parts = [z, pan]
     if self.onset_channel:
-      parts.append(self._onset_latent(mid, values, frames)[:, None])
+      parts.append(onsets.onset_latent(
+          self._onsets, mid, values, self.hop, self.onset_gate_db,
+          self.floor)[:, None])
     if self.sub_pitch:
       parts.append(self._sub_pitch_latent(mid, frames)[:, None])
     return np.concatenate(parts, -1).astype(np.float32)
 
-  def _onset_latent(self, mid, values, frames):
-    """[frames]: -1, or 0.5 + the position in [0, 1) of the frame's
-    strongest detected onset (`OnsetDetector` on the mid) where the
-    frame's values rise by at least `onset_gate_db`.
-
-    Why the gate: the detector's trailing normalisation turns the few-dB
-    beating of weak mel bands under a held tone into onsets (a held
-    three-partial tone at 110-392 Hz: 53-95 in 4 s), and the decoder fades
-    the whole output before each. The codec's own values barely move there
-    (power-weighted rise 0.00-0.01 dB against a median of 0.9 at onsets
-    librosa finds in the raw music): with a 0.05 dB gate the held tones
-    keep 3-5 marks, and the round trip's onset F1 moves by -0.007 / -0.001
-    on the held-out / recorded clips of docs/codecs_and_import.md.
-    """
-    pos = self._onsets.per_frame(mid, frames, self.hop)
-    keep = np.isfinite(pos) & (self._rise_db(values) >= self.onset_gate_db)
-    return np.where(keep, 0.5 + np.nan_to_num(pos), -1.0)
-
-  def _rise_db(self, values):
-    """Values [F, V] (semitone variances, noise densities) -> [F]: the
-    power-weighted mean over channels of the positive dB change from the
-    frame before to the frame after (edges repeated)."""
-    frames = values.shape[0]
-    db = 10.0 * np.log10(values + self.floor)
-    pad = np.concatenate([db[:1], db, db[-1:]])
-    w = values[np.minimum(np.arange(frames) + 1, frames - 1)]
-    return (np.maximum(0.0, pad[2:] - pad[:-2]) * w).sum(-1) / np.maximum(
-        w.sum(-1), 1e-30)
-
   def value_rise_db(self, latents: np.ndarray) -> np.ndarray:
     """[frames, 64] latents -> [frames]: the onset gate's measure of the
-    frames' value channels (`_onset_latent`), e.g. to see whether a model's
+    frames' value channels (`onsets.onset_latent`), e.g. to see whether a model's
     onset marks sit where its values rise (benchmarks/onset_channel.py)."""
     n = self.slices[1].stop
     v = np.exp(np.asarray(latents)[:, :n].astype(np.float64) * self.scale
                + self.offset) - self.floor
-    return self._rise_db(np.clip(v, 0.0, None))
+    return onsets.value_rise_db(np.clip(v, 0.0, None), self.floor)
 
   def _bin_semitones(self, mid, w, b, frames, midi0):
     """The mid's STFT at bins b ([F, B], window w) and, per bin, the
