@@ -111,8 +111,10 @@ def main(argv=None) -> int:
                  help="with --generated: add the generations' profile "
                       "(3-frame moving average, zero mean) to package "
                       "PKG's defaults.block_level_db (lmdm_jax/live/"
-                      "block_level.py); run it on training pieces, not the "
-                      "evaluation's, and on PKG as --model")
+                      "block_level.py; at --cfg other than PKG's default: "
+                      "an entry of its block_level_db_by_cfg); run it on "
+                      "training pieces, not the evaluation's, and on PKG "
+                      "as --model")
   args = p.parse_args(argv)
   if args.blocks < 2 or args.forced_blocks < 1 or args.clips < 1:
     p.error("need --blocks >= 2, --forced-blocks >= 1, --clips >= 1")
@@ -204,19 +206,25 @@ def main(argv=None) -> int:
     with open(args.json, "w") as fh:
       json.dump(out, fh, indent=1)
   if args.calibrate:
-    from lmdm_jax.live.block_level import BlockLevel
+    from lmdm_jax.live import block_level
     if os.path.realpath(args.calibrate) != os.path.realpath(pkg.path):
       raise SystemExit(f"block_profile --calibrate {args.calibrate}: "
                        f"measure that package (--model {args.calibrate}): "
                        f"what is left is added to its own profile")
-    old = pkg.defaults.get("block_level_db") or [0.0] * g.block
-    level = [round(a + b, 2) for a, b in zip(
+    default_cfg = float(d.get("cfg_scale", 1.0))
+    if cfg != default_cfg and d.get("block_level_db") is None:
+      raise SystemExit(f"block_profile --calibrate: calibrate the package's "
+                       f"default CFG ({default_cfg:g}) first: a profile at "
+                       f"another scale is added beside that one")
+    current = block_level.for_package(pkg, codec)
+    old = current.profile(cfg) if current else np.zeros(g.block)
+    level = [round(float(a) + b, 2) for a, b in zip(
         old, calibration(out["generated"]["profile_db"]))]
     try:
-      BlockLevel(codec, level)       # what the players will accept
+      block_level.BlockLevel(codec, level)   # what the players will accept
     except ValueError as e:
       raise SystemExit(f"block_profile --calibrate: not written: {e}")
-    write_calibration(args.calibrate, level, {
+    write_calibration(args.calibrate, level, cfg=cfg, note={
         "block_level": f"benchmarks/block_profile.py --generated "
                        f"{out['generated']['clips']} on {args.heldout} "
                        f"(every {args.every}), {args.seconds:g} s each "
@@ -277,15 +285,33 @@ def calibration(profile_db) -> list:
   return [round(float(v), 2) for v in smooth - smooth.mean()]
 
 
-def write_calibration(path: str, level_db: list, note: dict) -> None:
-  """Sets defaults.block_level_db of the package at `path` (model.json
-  rewritten atomically; the weights are untouched). Notes add to the ones
-  already there ("; then "), so the provenance of a profile built over
-  several runs stays whole."""
+def write_calibration(path: str, level_db: list, note: dict,
+                      cfg: float = None) -> None:
+  """Sets the block level profile of the package at `path` measured at
+  guidance `cfg` (model.json rewritten atomically; the weights are
+  untouched): at the package's default CFG (or cfg None)
+  defaults.block_level_db, at any other scale an entry of
+  defaults.block_level_db_by_cfg (lmdm_jax/live/block_level.py), which
+  starts with the default scale's profile so the two agree there. Notes
+  add to the ones already there ("; then "), so the provenance of a
+  profile built over several runs stays whole."""
   mj = os.path.join(path, "model.json")
   with open(mj) as fh:
     doc = json.load(fh)
-  doc.setdefault("defaults", {})["block_level_db"] = level_db
+  defaults = doc.setdefault("defaults", {})
+  default_cfg = float(defaults.get("cfg_scale", 1.0))
+  table = defaults.get("block_level_db_by_cfg")
+  if cfg is None or float(cfg) == default_cfg:
+    defaults["block_level_db"] = level_db
+    if table:
+      table[f"{default_cfg:g}"] = level_db
+  else:
+    if defaults.get("block_level_db") is None:
+      raise ValueError("a profile at a non-default CFG needs the default "
+                       "CFG's block_level_db first")
+    table = table or {f"{default_cfg:g}": defaults["block_level_db"]}
+    table[f"{float(cfg):g}"] = level_db
+    defaults["block_level_db_by_cfg"] = table
   meta = doc.setdefault("meta", {})
   for k, v in note.items():
     meta[k] = f"{meta[k]}; then {v}" if k in meta else v

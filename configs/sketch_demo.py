@@ -80,10 +80,14 @@ def get_config(arg: str = ""):
   # 3e-4 the zero-initialised control projections had not moved the
   # outputs after 400 steps (docs/control.md, first training run).
   jam = arg.endswith("jam")
-  if not arg.startswith("smoke"):
-    # 2000 steps: both shipped models (27 and 30 min on the 2-core VM).
+  if not arg.startswith("smoke") and codecs != ["semitone_onset"]:
+    # 2000 steps: both sub-pitch models (30 and 32 min on the 2-core VM).
     c.optim.update(lr=1e-3, warmup_steps=50, decay_steps=2000)
     c.train.update(steps=2000)
+  # ",semitone_onset" keeps configs/demo.py's layout fine-tune (1500 steps
+  # at 5e-4): the onset-layout sketch and jam models are each their
+  # sub-pitch predecessor fine-tuned on the onset layout's build of its
+  # own data, as the demo model is.
   c = add_sketch(c, jam=jam,
                  partner_visibilities=(-43, 0, 24) if jam and
                  not arg.startswith("smoke") else ())

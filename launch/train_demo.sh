@@ -61,3 +61,12 @@ if [ "$CODEC" != mel ]; then
         --generated "$n" --seconds "$seconds" --cfg "$cfg" --calibrate "$PKG"
   done
 fi
+if [ "$CODEC" = semitone_onset ]; then
+  # Profiles at other guidance scales (defaults.block_level_db_by_cfg):
+  # this model's blocks start louder at CFG 1.5 and quieter at 7.
+  for cfg in 1 3 5 7; do
+    PYTHONPATH=. python3 benchmarks/block_profile.py --model "$PKG" \
+        --heldout "$DEMO/audio/train" --every 29 --clips 1 \
+        --generated 16 --seconds 30 --cfg "$cfg" --calibrate "$PKG"
+  done
+fi

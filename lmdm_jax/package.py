@@ -28,8 +28,9 @@ read too: it is /2 without "conditioning"):
            block: seconds_total = the training window's length (see
            lmdm_jax/conditioners/prompt.py: `stream_seconds_total`).
   defaults {"steps", "cfg_scale", "sampler"}, optionally
-           "output_gain_db" (lmdm_jax/live/output_stage.py) and
-           "block_level_db" (lmdm_jax/live/block_level.py); meta:
+           "output_gain_db" (lmdm_jax/live/output_stage.py),
+           "block_level_db" and "block_level_db_by_cfg"
+           (lmdm_jax/live/block_level.py); meta:
            provenance.
 
 Arrays are npz (numpy alone reads them), never pickle: `np.load` is

@@ -106,7 +106,8 @@ class Player:
     """output: the OutputStage every block goes through; "auto" (a stage
     whose gain follows the music's running level), or None (raw audio).
     level: a `block_level.BlockLevel` applied to each block's latents
-    before decoding (a package's calibrated profile), or None."""
+    before decoding, called with the CFG scale the block was generated
+    at (a package's calibrated profile), or None."""
     g = session.spec.geometry
     if codec.latent_channels != session.spec.model.io_channels:
       raise ValueError(
@@ -164,9 +165,10 @@ class Player:
   def _next_audio(self) -> np.ndarray:
     t0 = time.perf_counter()
     with self.lock:
+      cfg = self.session.cfg_scale                    # this block's
       latents = self.session.next_block()[0]          # [o, C]
     if self.level is not None:
-      latents = self.level(latents)
+      latents = self.level(latents, cfg=cfg)
     k = self.overlap
     if self._decoder is not None:       # exact streaming decode, no overlap
       audio = self._decoder.push(latents)

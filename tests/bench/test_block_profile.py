@@ -114,6 +114,25 @@ def test_the_script_profiles_a_random_model(tmp_path):
   assert block_level.for_package(loaded, loaded.make_codec()).block == g.block
   bp.write_calibration(pkg, level, {"block_level": "again"})
   assert pretrained.load(pkg).meta["block_level"] == "test; then again"
+  # A profile at another scale goes into the per-CFG table beside the
+  # default scale's (cfg_scale 1.0 here); a later default-scale profile
+  # updates both places.
+  other = bp.calibration(np.linspace(-1.0, 1.0, g.block))
+  bp.write_calibration(pkg, other, {"block_level": "cfg 7"}, cfg=7.0)
+  loaded = pretrained.load(pkg)
+  assert loaded.defaults["block_level_db"] == level
+  assert loaded.defaults["block_level_db_by_cfg"] == {"1": level,
+                                                      "7": other}
+  lv = block_level.for_package(loaded, loaded.make_codec())
+  np.testing.assert_allclose(lv.profile(7.0), other, atol=1e-9)
+  np.testing.assert_allclose(lv.profile(4.0), (np.asarray(level) +
+                                               np.asarray(other)) / 2,
+                             atol=1e-9)
+  flat = [0.0] * g.block
+  bp.write_calibration(pkg, flat, {"block_level": "flat"}, cfg=1.0)
+  d = pretrained.load(pkg).defaults
+  assert d["block_level_db"] == flat and d["block_level_db_by_cfg"] == {
+      "1": flat, "7": other}
   # --calibrate measures the package it writes (it adds what is left).
   with pytest.raises(SystemExit, match="measure that package"):
     bp.main(["--model", pkg, "--heldout", str(audio), "--clips", "1",

@@ -55,6 +55,35 @@ def test_bad_profiles_and_codecs_are_refused():
     level(np.zeros((12, 64), np.float32))
 
 
+def test_profiles_by_cfg_interpolate_between_measured_scales():
+  """With a per-CFG table a block gets the profile of its own guidance
+  scale: linear between the measured scales, the nearest one outside,
+  `level_db` when the scale is not known."""
+  codec = get_codec("semitone")
+  lo, hi = np.linspace(1.0, -1.0, 24), np.linspace(-2.0, 2.0, 24)
+  level = BlockLevel(codec, lo, {"7": hi, "1.5": lo})
+  np.testing.assert_allclose(level.profile(1.5), lo, atol=1e-9)
+  np.testing.assert_allclose(level.profile(7.0), hi, atol=1e-9)
+  np.testing.assert_allclose(level.profile(4.25), (lo + hi) / 2, atol=1e-9)
+  np.testing.assert_allclose(level.profile(1.0), lo, atol=1e-9)     # below: nearest
+  np.testing.assert_allclose(level.profile(25.0), hi, atol=1e-9)    # above: nearest
+  np.testing.assert_allclose(level.profile(None), lo, atol=1e-9)
+  z = np.zeros((24, 64), np.float32)
+  per_db = math.log(10) / 10 / codec.scale
+  np.testing.assert_allclose(level(z, cfg=7.0)[:, 0], -hi * per_db,
+                             atol=1e-6)
+  np.testing.assert_allclose(level(z)[:, 0], -lo * per_db, atol=1e-6)
+  # Without a table every scale gets the one profile.
+  plain = BlockLevel(codec, lo)
+  np.testing.assert_array_equal(plain(z, cfg=7.0), plain(z))
+  for bad, match in (({"7": hi[:12]}, "24 values"),
+                     ({"seven": hi}, "map CFG scales"),
+                     ({"7": [float("nan")] * 24}, r"by_cfg\[7\]"),
+                     ([hi], "map CFG scales")):
+    with pytest.raises(ValueError, match=match):
+      BlockLevel(codec, lo, bad)
+
+
 class _Pkg:
   def __init__(self, defaults, block=24):
     self.defaults = defaults
@@ -68,16 +97,25 @@ def test_for_package_reads_the_calibration_or_nothing():
   assert lv.block == 24
   with pytest.raises(ValueError, match="24 values, the model's blocks 12"):
     block_level.for_package(_Pkg({"block_level_db": [0.5] * 24}, 12), codec)
+  lv = block_level.for_package(_Pkg({"block_level_db": [0.5] * 24,
+                                     "block_level_db_by_cfg": {
+                                         "1.5": [0.5] * 24,
+                                         "7": [-0.5] * 24}}), codec)
+  np.testing.assert_allclose(lv.profile(7), -0.5, atol=1e-9)
+  with pytest.raises(ValueError, match="needs defaults.block_level_db"):
+    block_level.for_package(_Pkg({"block_level_db_by_cfg": {
+        "7": [-0.5] * 24}}), codec)
 
 
 class _Silence:
   """A level stage that zeroes every block (so its effect is visible)."""
 
   def __init__(self, block):
-    self.block, self.calls = block, 0
+    self.block, self.calls, self.cfgs = block, 0, []
 
-  def __call__(self, latents):
+  def __call__(self, latents, cfg=None):
     self.calls += 1
+    self.cfgs.append(cfg)
     return np.zeros_like(latents)
 
 
@@ -91,8 +129,13 @@ def test_player_decodes_what_the_level_stage_returns(tiny_bc_live):
   codec = get_codec("pool", latent_channels=spec.model.io_channels)
   stage = _Silence(spec.geometry.block)
   player = Player(session, codec, overlap=0, output=None, level=stage)
+  session.set_cfg(2.5)
   audio = player.render(2)
   assert stage.calls == 2
   np.testing.assert_array_equal(audio, 0.0)
+  # Each block's stage call gets the scale that block was generated at.
+  session.set_cfg(7.0)
+  player.render(1)
+  assert stage.cfgs == [2.5, 2.5, 7.0]
   with pytest.raises(ValueError, match="block level profile has"):
     Player(session, codec, level=_Silence(spec.geometry.block + 1))
