@@ -253,6 +253,18 @@ def test_demo_config_selects_the_codec():
     assert c.codec.name == name and c.samples.codec == name
   with pytest.raises(ValueError, match="unknown sketch demo variant"):
     load_config(os.path.join(repo, "configs", "sketch_demo.py:jam,smoke"))
+  # The onset-layout sketch and jam models are layout fine-tunes of their
+  # sub-pitch predecessors: the demo's 1500 steps at 5e-4, not the
+  # 2000-step recipe at 1e-3 those were trained with.
+  for arg, steps, lr in (("jam,semitone_onset", 1500, 5e-4),
+                         ("jam,semitone_sub", 2000, 1e-3)):
+    c = load_config(os.path.join(repo, "configs", "sketch_demo.py:" + arg))
+    assert (c.train.steps, c.optim.decay_steps, c.optim.lr) == (steps, steps,
+                                                                 lr)
+    assert c.loss.partner_dropout == 0.1
+  assert dict(load_config(os.path.join(
+      repo, "configs", "sketch_demo.py:jam,semitone_onset")).codec.kwargs
+              ) == ONSET_LAYOUT
 
 
 def test_repeated_notes_keep_their_onsets(codec):

@@ -125,11 +125,13 @@ def test_demo_recipe_train_export_generate(tmp_path, cli_env, codec, config,
 @pytest.mark.slow
 def test_sketch_jam_recipe_on_semitone(tmp_path, cli_env):
   """The sketch / jam recipe of docs/control.md at tiny size on the shipped
-  models' codec: mixes with stems (the `lmdm data demo --stems` layout) ->
-  `lmdm data build --codec semitone --controls ... --pitch-method yin
-  --stems` -> `lmdm train configs/sketch_demo.py:smoke_jam,semitone` from
-  the shipped demo model -> `lmdm export` -> `lmdm generate --sketch` and
+  models' codec and layout (semitone's onset layout): mixes with stems
+  (the `lmdm data demo --stems` layout) -> `lmdm data build --codec
+  semitone --codec-kwargs <onset layout> --controls ... --pitch-method yin
+  --stems` -> `lmdm train configs/sketch_demo.py:smoke_jam,semitone_onset`
+  from a demo package -> `lmdm export` -> `lmdm generate --sketch` and
   `--accompany` with the exported package."""
+  from lmdm_jax.codecs.semitone import ONSET_LAYOUT
   import soundfile as sf
   def lmdm(*args):
     return _lmdm(cli_env, *args)
@@ -150,25 +152,28 @@ def test_sketch_jam_recipe_on_semitone(tmp_path, cli_env):
     mix.with_suffix(".txt").write_text(cap + "\n")
   data = tmp_path / "tfds"
   lmdm("data", "build", "--audio-dir", str(root / "audio" / "train"),
-       "--codec", "semitone", "--out", str(data), "--min-frames", "120",
+       "--codec", "semitone", "--codec-kwargs", json.dumps(ONSET_LAYOUT),
+       "--out", str(data), "--min-frames", "120",
        "--controls", "loudness,brightness,pitch,cqt_topk",
        "--pitch-method", "yin", "--stems", "--parts-per-file", "1")
   report = json.loads((data / "lmdm_latents_build_report.json").read_text())
   assert report["codec"] == "semitone" and report["part_records"] == 2
+  assert report["codec_kwargs"] == ONSET_LAYOUT
   # The demo model first (smoke size), then the sketch model from it.
-  demo_cfg, demo = "configs/demo.py:smoke", tmp_path / "demo_pkg"
+  demo_cfg = "configs/demo.py:smoke,semitone_onset"
+  demo = tmp_path / "demo_pkg"
   lmdm("train", "--config", demo_cfg, "--workdir", str(tmp_path / "wd"),
        "--no-progress", f"--config.data.dir={data}")
   lmdm("export", "--config", demo_cfg, "--workdir", str(tmp_path / "wd"),
        "--data-dir", str(data), "--out", str(demo))
-  config = "configs/sketch_demo.py:smoke_jam,semitone"
+  config = "configs/sketch_demo.py:smoke_jam,semitone_onset"
   work, pkg = tmp_path / "work", tmp_path / "pkg"
   lmdm("train", "--config", config, "--workdir", str(work), "--no-progress",
        f"--config.data.dir={data}", f"--config.init.params={demo}")
   lmdm("export", "--config", config, "--workdir", str(work), "--data-dir",
        str(data), "--out", str(pkg), "--cfg", "3", "--steps", "2")
   doc = json.loads((pkg / "model.json").read_text())
-  assert doc["codec"]["name"] == "semitone"
+  assert doc["codec"] == {"name": "semitone", "kwargs": ONSET_LAYOUT}
   assert {"cqt_topk", "partner"} <= set(doc["dit"]["controls"])
   melody = root / "stems" / "train" / "g" / "piece0" / "part00.flac"
   for flag in ("--sketch", "--accompany"):
