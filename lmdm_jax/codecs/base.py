@@ -34,6 +34,12 @@ class Codec(abc.ABC):
   # and a model package may differ in them (`data.reading.check_codec`
   # ignores them).
   latent_neutral_kwargs: tuple = ()
+  # Bumped whenever a change to the code makes `encode` return different
+  # latents for the same audio and arguments: `lmdm data build`'s encoding
+  # cache keys on it (lmdm_jax/data/encode_cache.py), so a rebuild after
+  # such a change re-encodes instead of mixing old latents with new. 0
+  # (every codec's value when it was introduced) leaves the key as it was.
+  encode_version: int = 0
 
   @property
   def frame_rate(self) -> float:

@@ -3,8 +3,9 @@
 `encode_file` reads a file (and, with --stems, its rendered parts),
 encodes it with the build's codec, computes its sketch controls, and
 writes the results atomically into the cache under a key of the file's
-identity (absolute path, size, mtime) and the codec's name and arguments,
-so a re-run reuses them and `--workers N` (`encoded`: spawned processes,
+identity (absolute path, size, mtime) and the codec's name, arguments and
+`encode_version` (bumped by a code change that moves its latents), so a
+re-run reuses them and `--workers N` (`encoded`: spawned processes,
 one codec each, results in file order) builds the same dataset as one
 process. Records name their files relative to the cache (`_in_cache`
 resolves them), so a moved <out> still reuses its encodings. The dataset
@@ -121,7 +122,7 @@ def encode_file(rel: str, cod, audio_dir: str, cache: str, codec: str,
   out = {"meta": None, "parts": [], "skipped": [], "reused": 0}
   path = os.path.join(audio_dir, rel)
   try:
-    key = _cache_key(path, codec, codec_kwargs)
+    key = _cache_key(path, codec, codec_kwargs, cod.encode_version)
   except audio_lib.BadAudio as e:       # not cached: a link may be fixed
     out["skipped"].append({"file": rel, "reason": str(e)})
     return out
@@ -167,7 +168,8 @@ def encode_file(rel: str, cod, audio_dir: str, cache: str, codec: str,
     if stem_paths:
       out["parts"], skip = _part_records(
           path, rel, stem_paths, cod, cache, min_frames,
-          json.dumps([codec, sorted(codec_kwargs.items())]))
+          json.dumps(_codec_identity(codec, codec_kwargs,
+                                     cod.encode_version)))
       out["skipped"].extend(skip)
   return out
 
@@ -227,9 +229,19 @@ def _write_controls(path: str, names, audio, codec, frames: int,
   os.replace(path + ".tmp.npz", path)
 
 
-def _cache_key(path: str, codec_name: str, codec_kwargs: dict) -> str:
+def _codec_identity(codec_name: str, codec_kwargs: dict,
+                    encode_version: int = 0) -> list:
+  """What an encoding depends on besides the audio. A codec's first
+  encode_version (0) adds nothing, so caches written before the field
+  existed keep their keys."""
+  out = [codec_name, sorted(codec_kwargs.items())]
+  return out + [f"encode_version={encode_version}"] if encode_version else out
+
+
+def _cache_key(path: str, codec_name: str, codec_kwargs: dict,
+               encode_version: int = 0) -> str:
   """BadAudio if `path` is not a regular file (see file_identity)."""
   h = hashlib.sha1(json.dumps(
-      file_identity(path) + [codec_name, sorted(codec_kwargs.items())]
-  ).encode())
+      file_identity(path) + _codec_identity(codec_name, codec_kwargs,
+                                            encode_version)).encode())
   return h.hexdigest()

@@ -76,6 +76,21 @@ def test_rebuild_reuses_encodings(built):
   assert again["examples"] == 3
 
 
+def test_a_new_encode_version_re_encodes(built, monkeypatch):
+  """A codec whose encoding changed (encode_version bumped) does not reuse
+  the latents cached under its old version; version 0 keys as before."""
+  from lmdm_jax.codecs.pool import PoolCodec
+  audio_dir, out, expected, _ = built
+  monkeypatch.setattr(PoolCodec, "encode_version", 1)
+  again = builders.build(audio_dir, out, "pool", CODEC, min_frames=32,
+                         log=lambda *a: None)
+  assert again["reused_encodings"] == 0 and again["examples"] == 3
+  monkeypatch.setattr(PoolCodec, "encode_version", 0)
+  back = builders.build(audio_dir, out, "pool", CODEC, min_frames=32,
+                        log=lambda *a: None)
+  assert back["reused_encodings"] == len(expected)
+
+
 def test_convert_channels_and_rate():
   x = np.stack([np.ones(9600), 2 * np.ones(9600), 3 * np.ones(9600)])
   y = audio_lib.convert(x, 96000, 2, 48000)
