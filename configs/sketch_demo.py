@@ -12,12 +12,37 @@ latents, with the visibility t_f drawn per example from {-43, 0, +24}
 frames (-2 s, 0, +1.1 s = the whole block: the most a 1.1 s block can see
 ahead), so one model streams at any of them; its data holds mix records
 (sketch controls) and accompaniment records (partner) from `lmdm data build
---stems`. The shipped sketch model (lmdm_jax/assets/sketch) is
-"jam,semitone_sub" on all groups in two 2000-step cycles from the shipped
-demo model (one cycle followed its melody control less: docs/control.md),
-the shipped jam model (lmdm_jax/assets/jam) "jam,semitone_sub" on the
-chorales with every part, from the sketch model (docs/control.md).
-"smoke"/"smoke_jam" are seconds-long runs for tests.
+--stems`. The shipped sketch and jam models (lmdm_jax/assets/{sketch,jam},
+since 2026-12-03) are on semitone's onset layout: "jam,semitone_onset",
+a 1500-step layout fine-tune of each sub-pitch model on the onset layout's
+build of its own data (as the demo model's: configs/demo.py). The
+sub-pitch sketch model was "jam,semitone_sub" on all groups in two
+2000-step cycles from the sub-pitch demo model (one cycle followed its
+melody control less: docs/control.md), the sub-pitch jam model
+"jam,semitone_sub" on the chorales with every part, from that sketch
+model. "smoke"/"smoke_jam" are seconds-long runs for tests.
+
+The onset-layout models (the sub-pitch packages: `git archive eb6fb57
+lmdm_jax/assets/sketch lmdm_jax/assets/jam | tar -x -C /tmp`):
+
+  KW='{"sub_pitch": true, "sub_share": 0.7, "onset_channel": true}'
+  lmdm data build --audio-dir JAM/audio/train --codec semitone \
+      --codec-kwargs "$KW" --out JAMO/tfds \
+      --controls loudness,brightness,pitch,cqt_topk --pitch-method yin \
+      --stems --parts-per-file 1 --workers 2
+  lmdm data build --audio-dir JAM/audio/train/bach_chorales \
+      --codec semitone --codec-kwargs "$KW" --out JAMCO/tfds \
+      --controls loudness,brightness,pitch,cqt_topk --pitch-method yin --stems
+  lmdm train --config configs/sketch_demo.py:jam,semitone_onset --workdir W3 \
+      --config.data.dir=JAMO/tfds --config.init.params=/tmp/lmdm_jax/assets/sketch
+  lmdm export --config configs/sketch_demo.py:jam,semitone_onset --workdir W3 \
+      --data-dir JAMO/tfds --out lmdm_jax/assets/sketch --cfg 3 --steps 8
+  lmdm train --config configs/sketch_demo.py:jam,semitone_onset --workdir W4 \
+      --config.data.dir=JAMCO/tfds --config.init.params=/tmp/lmdm_jax/assets/jam
+  lmdm export --config configs/sketch_demo.py:jam,semitone_onset --workdir W4 \
+      --data-dir JAMCO/tfds --out lmdm_jax/assets/jam --cfg 3 --steps 8
+
+The sub-pitch models (from the sub-pitch demo model):
 
   lmdm data demo --out JAM --stems --no-wesnoth
   lmdm data build --audio-dir JAM/audio/train --codec semitone \

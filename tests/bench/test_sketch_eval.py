@@ -44,6 +44,15 @@ def test_rows_per_seed_and_a_summary_of_them(sketch_setup):
   # The seed reaches the generation: the two rows are not the same music.
   a, b = r["clips"]
   assert any(a[c][k] != b[c][k] for c in ("controls", "none") for k in KEYS)
+  # Onsets against the raw clip beside the codec path (librosa hears the
+  # melody's steps and its noise: more than the melody's 4 per second).
+  assert a["reference"]["onsets_per_s_raw"] >= 4.0
+  assert a["reference"]["onsets_per_s_codec"] > 0.0
+  assert a["reference"] == b["reference"]
+  for row in (a, b):
+    for cond in ("controls", "none"):
+      assert 0.0 <= row[cond]["onset_f1_raw"] <= 1.0
+      assert row[cond]["onsets_per_s"] >= 0.0
 
 
 def test_bad_seeds_are_refused(sketch_setup):
