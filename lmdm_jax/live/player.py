@@ -165,7 +165,9 @@ class Player:
   def _next_audio(self) -> np.ndarray:
     t0 = time.perf_counter()
     with self.lock:
-      cfg = self.session.cfg_scale                    # this block's
+      # This block's guidance scale (None for a session without one:
+      # the level stage then uses its default profile).
+      cfg = getattr(self.session, "cfg_scale", None)
       latents = self.session.next_block()[0]          # [o, C]
     if self.level is not None:
       latents = self.level(latents, cfg=cfg)
